@@ -1,0 +1,197 @@
+"""The one small interface both sides of a sync offer (DESIGN.md 2.1a).
+
+The engine knows nothing but this module and the kinds: a Dataverse organization, an EWS or
+Graph mailbox, a POP3 account and the in-memory sides of the tests all look the same from here.
+A side speaks in *its own* field vocabulary (Dataverse column names; the mailbox vocabulary of
+`sync.mailbox.fields`); the kinds translate between the two.
+
+Errors of single items are *values* in a write's results, so one bad item never hides the
+others; errors of the whole call (the token expired, the sign-in is gone) are raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Fields = Mapping[str, Any]
+
+
+# --- what a side reports ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """A record that exists now: its id, its version (ETag or ChangeKey) and its raw fields."""
+
+    id: str
+    version: str | None
+    fields: Fields
+    key: str | None = None
+    """The idempotency key the record carries, if any (mailbox: the CRM id property)."""
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """A record that is gone since the token (a Dataverse `$deletedEntity`, an EWS Delete)."""
+
+    id: str
+
+
+Change = Upsert | Deleted
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of changes and the token that is safe to save once the page is applied.
+
+    `token` is None on a page after which resuming is not safe yet (a Dataverse page in the
+    middle of a delta: only the final delta link may be saved). `last` marks the final page.
+    """
+
+    changes: Sequence[Change]
+    token: str | None
+    last: bool = True
+
+
+# --- what the engine asks a side to do ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateOp:
+    """Create a record. `key` is decided before the call so a retried create finds the first.
+
+    CRM side: `key` is the GUID the record gets. Mailbox side: `key` is the CRM id, written
+    into the idempotency extended property.
+    """
+
+    key: str
+    fields: Fields
+
+
+@dataclass(frozen=True)
+class UpdateOp:
+    """Change only `fields`; `version` guards against a concurrent change (None: no guard)."""
+
+    id: str
+    version: str | None
+    fields: Fields
+
+
+@dataclass(frozen=True)
+class DeleteOp:
+    """Delete a record. `quiet` asks a mailbox not to send meeting cancellations."""
+
+    id: str
+    version: str | None
+    quiet: bool = True
+
+
+WriteOp = CreateOp | UpdateOp | DeleteOp
+
+
+@dataclass(frozen=True)
+class Written:
+    """A successful write: the record's id and new version (None after a delete)."""
+
+    id: str
+    version: str | None
+    fields: Fields = field(default_factory=dict)
+    """The record's fields as the side now holds them, where the side has them at no cost."""
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class SideError(Exception):
+    """Base of every error a side reports; carries the server's code and message."""
+
+    def __init__(self, message: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and isinstance(other, SideError)
+            and (self.message, self.code) == (other.message, other.code)
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.message, self.code))
+
+
+class Conflict(SideError):
+    """The version given is stale: the record changed since it was read (412, stale ChangeKey)."""
+
+
+class NotFound(SideError):
+    """The record does not exist (any more)."""
+
+
+class Duplicate(SideError):
+    """A record with the chosen key exists already."""
+
+
+class Throttled(SideError):
+    """The server asked us to wait; `retry_after` seconds, when it said."""
+
+    def __init__(self, message: str = "", code: str | None = None, retry_after: float = 0) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
+
+
+class Invalid(SideError):
+    """The server refused the data itself; retrying the same data will not help."""
+
+
+class Unavailable(SideError):
+    """The server could not be reached or failed (timeouts, resets, 5xx) after our retries."""
+
+
+class AuthError(SideError):
+    """The credentials or token were refused (401, revoked consent, wrong password)."""
+
+
+class TokenExpired(SideError):
+    """The change token (delta link, sync state) is no longer accepted: read everything again."""
+
+
+Result = Written | SideError
+
+
+# --- the interface -----------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Side(Protocol):
+    """What the engine needs of either side, for each kind it syncs."""
+
+    name: str
+    """"crm" or "mailbox", for messages and the request counts."""
+
+    def read_changes(self, kind: str, token: str | None) -> Iterator[Page]:
+        """Stream pages of changes since `token`; None reads everything. Raises TokenExpired."""
+        ...
+
+    def read(self, kind: str, ids: Sequence[str]) -> dict[str, Upsert]:
+        """The current state of the given records; missing ones are absent from the result."""
+        ...
+
+    def find_by_key(self, kind: str, keys: Sequence[str]) -> dict[str, Upsert]:
+        """The records carrying these idempotency keys, by key (a retried create's lookup)."""
+        ...
+
+    def write(self, kind: str, ops: Sequence[WriteOp]) -> list[Result]:
+        """Apply `ops` (batched as the protocol allows); one result per op, in order."""
+        ...
+
+
+class CrmSide(Side, Protocol):
+    """The CRM side (Dataverse). Marker protocol: the same shape, named for readability."""
+
+
+class MailboxSide(Side, Protocol):
+    """The mailbox side (EWS, Graph, POP3, memory). Marker protocol, as CrmSide."""

@@ -1,0 +1,27 @@
+"""The declarative base every local-database model derives from (one metadata, one migration tree)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Base class of the local database's models; constraint names fixed for migrations."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, without tzinfo (SQLite stores naive datetimes; every stored time is UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
