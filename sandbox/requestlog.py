@@ -29,11 +29,29 @@ class RequestLog:
         with self._lock:
             self.entries.append(entry)
 
-    def record(self, service: str, user: str | None, method: str, target: str, status: int,
-               detail: str = "", started: float | None = None) -> None:
+    def record(
+        self,
+        service: str,
+        user: str | None,
+        method: str,
+        target: str,
+        status: int,
+        detail: str = "",
+        started: float | None = None,
+    ) -> None:
         now = time.time()
-        self.add(LoggedRequest(now, service, user, method, target, status, detail,
-                               now - started if started else 0.0))
+        self.add(
+            LoggedRequest(
+                now,
+                service,
+                user,
+                method,
+                target,
+                status,
+                detail,
+                now - started if started else 0.0,
+            )
+        )
 
     def snapshot(self) -> list[LoggedRequest]:
         with self._lock:

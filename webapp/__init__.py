@@ -1,0 +1,67 @@
+"""The browser app: a Flask app factory, one blueprint per feature."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from sync.service import SyncService
+from sync.store.db import default_data_dir, open_database
+
+csrf = CSRFProtect()
+
+LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_secret_key(data_dir: Path) -> str:
+    """The install's random secret key, made once and kept in the data dir with mode 0600."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. It never starts the scheduler: `run.py serve` does, once per process."""
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    config = dict(test_config or {})
+    data_dir = Path(config.pop("DATA_DIR", None) or default_data_dir())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(
+        DATA_DIR=str(data_dir),
+        DATABASE_URL=None,
+        SECRET_KEY=load_secret_key(data_dir),
+        TRUSTED_HOSTS=LOCAL_HOSTS,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_HTTPONLY=True,
+        LOGIN_TOKEN=None,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.config.from_mapping(config)
+
+    database = open_database(data_dir, app.config["DATABASE_URL"])
+    app.extensions["mailbox_sync.database"] = database
+    app.extensions.setdefault("mailbox_sync.service", SyncService(database))
+    app.extensions.setdefault("mailbox_sync.scheduler", None)
+
+    csrf.init_app(app)
+
+    from webapp import access, dashboard, errors
+
+    app.register_blueprint(access.bp)
+    app.register_blueprint(dashboard.bp)
+    errors.register(app)
+    return app

@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make run` and `make test` (see README).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench system-deps clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) run.py serve $(ARGS)
+
+system-deps:
+	bash tests/tools/system_deps.sh
+
+test: $(STAMP) system-deps
+	$(PY) -m ruff check .
+	$(PY) -m mypy sync
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy sync
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

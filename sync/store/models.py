@@ -1,0 +1,168 @@
+"""The local database's tables, as SQLAlchemy 2 typed models.
+
+Every time is stored in UTC (naive, see `utcnow`). JSON columns hold small structured values
+(counts, filter conditions, conflicting values); nothing large lives here but links.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sync.store.base import Base, utcnow
+
+
+class Setting(Base):
+    """One setting of the profile (wizard choices, interval, policies) as a JSON value."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Organization(Base):
+    """A Dataverse organization the user connected; at most one has role `synchronizing`."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    unique_name: Mapped[str] = mapped_column(String(200))
+    friendly_name: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(500))
+    api_url: Mapped[str] = mapped_column(String(500))
+    role: Mapped[str] = mapped_column(String(20), default="connected")
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SyncToken(Base):
+    """A side's change token for one kind (delta link, sync state), saved only once applied."""
+
+    __tablename__ = "sync_tokens"
+
+    org: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    side: Mapped[str] = mapped_column(String(10), primary_key=True)
+    token: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Link(Base):
+    """One CRM record ↔ one mailbox item, with each side's version and fingerprint at last sync."""
+
+    __tablename__ = "links"
+    __table_args__ = (
+        UniqueConstraint("org", "kind", "crm_id", name="uq_links_crm"),
+        UniqueConstraint("org", "kind", "mailbox_id", name="uq_links_mailbox"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    crm_id: Mapped[str] = mapped_column(String(100))
+    mailbox_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    crm_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    mailbox_version: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    crm_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mailbox_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    base: Mapped[Any] = mapped_column(JSON, nullable=True)
+    """The mapped values agreed at the last sync: the common base of a field-level merge."""
+    state: Mapped[str] = mapped_column(String(30), default="synced")
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Run(Base):
+    """One run of a job (messaging sync, offline sync): when, how it ended, what it did."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(30), index=True)
+    trigger: Mapped[str] = mapped_column(String(20), default="schedule")
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(20), default="running")
+    """running | ok | partial | failed | skipped"""
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    counts: Mapped[Any] = mapped_column(JSON, default=dict)
+    """{kind: {"crm": {"created": n, ...}, "mailbox": {...}, "errors": n}}"""
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    phase: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class Alert(Base):
+    """Something the user should know or do (like Dynamics' mailbox alerts)."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(60), index=True)
+    """A stable code (e.g. `throttled`, `mailbox-method-not-set`): one open alert per code+subject."""
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    severity: Mapped[str] = mapped_column(String(10), default="warning")
+    """info | warning | error"""
+    title: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text, default="")
+    action: Mapped[str] = mapped_column(Text, default="")
+    """What the user can do about it."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ItemError(Base):
+    """A single item that failed; retried with backoff, an alert after repeated failures."""
+
+    __tablename__ = "item_errors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    side: Mapped[str] = mapped_column(String(10))
+    item_id: Mapped[str] = mapped_column(String(500))
+    operation: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[Any] = mapped_column(JSON, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ConflictRecord(Base):
+    """A field changed on both sides: both values, the one taken, and whether it was reversed."""
+
+    __tablename__ = "conflicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    crm_id: Mapped[str] = mapped_column(String(100))
+    mailbox_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    title: Mapped[str] = mapped_column(String(300), default="")
+    field: Mapped[str] = mapped_column(String(100))
+    crm_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    mailbox_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    winner: Mapped[str] = mapped_column(String(10))
+    """crm | mailbox: whose value was kept"""
+    reason: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    reversed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SyncFilter(Base):
+    """A sync filter: which CRM records of a kind go to the mailbox (conditions as JSON)."""
+
+    __tablename__ = "sync_filters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    conditions: Mapped[Any] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)

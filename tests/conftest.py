@@ -1,0 +1,44 @@
+"""Fixtures shared by every test folder: a data dir, an app on it, a signed-in client."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def app(data_dir: Path) -> Iterator[Flask]:
+    from webapp import create_app
+
+    app = create_app({"DATA_DIR": str(data_dir), "LOGIN_TOKEN": "test-login-token"})
+    yield app
+    app.extensions["mailbox_sync.database"].dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A client that has opened the one-time sign-in link."""
+    client = app.test_client()
+    response = client.get("/login?token=test-login-token")
+    assert response.status_code == 302
+    return client
+
+
+def csrf_token_from(html: str) -> str:
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "page has no CSRF meta tag"
+    return match.group(1)

@@ -1,0 +1,71 @@
+"""The scheduler: fixed jobs, never two schedulers, Sync now, every run recorded."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sync.runs import recent_runs
+from sync.scheduler import JOB_IDS, AlreadyStarted, SyncScheduler
+from sync.service import MESSAGING, OFFLINE, SyncService
+from sync.store.db import open_database
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_jobs_have_fixed_ids_and_limits_and_runs_are_recorded(data_dir: Path) -> None:
+    database = open_database(data_dir)
+    scheduler = SyncScheduler(SyncService(database), interval=3600, offline_interval=3600)
+    scheduler.start()
+    try:
+        jobs = {job.id: job for job in scheduler._scheduler.get_jobs()}
+        assert set(jobs) == set(JOB_IDS.values())
+        for job in jobs.values():
+            assert job.max_instances == 1 and job.coalesce is True
+        # both jobs run at start, and each run is in the store with its end and outcome
+        _wait_for(
+            lambda: {r.job for r in recent_runs(database) if r.finished_at} >= {MESSAGING, OFFLINE}
+        )
+        with pytest.raises(AlreadyStarted):
+            SyncScheduler(SyncService(database)).start()
+    finally:
+        scheduler.shutdown()
+
+
+def test_sync_now_moves_the_next_run_to_now(data_dir: Path) -> None:
+    database = open_database(data_dir)
+    scheduler = SyncScheduler(SyncService(database), interval=3600, offline_interval=3600)
+    scheduler.start()
+    try:
+        _wait_for(
+            lambda: len([r for r in recent_runs(database, job=MESSAGING) if r.finished_at]) == 1
+        )
+        next_run = scheduler.next_run(MESSAGING)
+        assert next_run is not None and next_run > datetime.now(UTC) + timedelta(minutes=30)
+        scheduler.sync_now(MESSAGING)
+        _wait_for(
+            lambda: len([r for r in recent_runs(database, job=MESSAGING) if r.finished_at]) == 2
+        )
+    finally:
+        scheduler.shutdown()
+
+
+def test_a_failing_job_is_recorded_as_failed(data_dir: Path) -> None:
+    database = open_database(data_dir)
+
+    def broken(_recorder):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the mailbox is on fire")
+
+    service = SyncService(database, {MESSAGING: broken})
+    run_id = service.run(MESSAGING, "cli")
+    (run,) = [r for r in recent_runs(database) if r.id == run_id]
+    assert run.outcome == "failed" and "on fire" in (run.message or "")
+    assert run.finished_at is not None
