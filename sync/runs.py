@@ -108,3 +108,11 @@ def open_alerts(database: Database) -> list[Alert]:
                 select(Alert).where(Alert.resolved_at.is_(None)).order_by(Alert.id.desc())
             )
         )
+
+
+def dismiss_alert(database: Database, alert_id: int) -> None:
+    """The user says it is dealt with; the same problem raises a new alert next time."""
+    with database.session() as session:
+        alert = session.get(Alert, alert_id)
+        if alert is not None and alert.resolved_at is None:
+            alert.resolved_at = utcnow()

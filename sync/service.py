@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from sync.conflicts import ReverseError, Reverser, reverse_conflict
 from sync.runs import RunRecorder
 from sync.store.db import Database
 
@@ -38,6 +39,15 @@ class SyncService:
         self.bodies: dict[str, Job] = {MESSAGING: _messaging_body, OFFLINE: _offline_body}
         self.bodies.update(bodies or {})
         self._locks = {job: threading.Lock() for job in self.bodies}
+        self.reverser: Reverser | None = None
+        """Set by the messaging wiring once the sides are configured."""
+
+    def reverse_conflict(self, conflict_id: int) -> str:
+        """Take the other value of a recorded conflict (between runs, never during one)."""
+        if self.reverser is None:
+            raise ReverseError("Connect an organization and a mailbox first: nothing to write to.")
+        with self._locks[MESSAGING]:
+            return reverse_conflict(self.database, conflict_id, self.reverser)
 
     def run(self, job: str, trigger: str = "schedule") -> int:
         """Run `job` once and return the recorded run's id."""

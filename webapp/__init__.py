@@ -59,9 +59,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     csrf.init_app(app)
 
-    from webapp import access, dashboard, errors
+    from webapp import access, alerts, conflicts, dashboard, errors
 
     app.register_blueprint(access.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(conflicts.bp)
+    app.register_blueprint(alerts.bp)
     errors.register(app)
     return app

@@ -1,0 +1,22 @@
+"""Alerts: what went wrong or needs the user, with what to do; dismiss when dealt with."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, url_for
+from werkzeug.wrappers import Response
+
+from sync.runs import dismiss_alert, open_alerts
+from webapp import state
+
+bp = Blueprint("alerts", __name__)
+
+
+@bp.get("/alerts")
+def index() -> str:
+    return render_template("alerts.html", alerts=open_alerts(state.database()))
+
+
+@bp.post("/alerts/<int:alert_id>/dismiss")
+def dismiss(alert_id: int) -> Response:
+    dismiss_alert(state.database(), alert_id)
+    return redirect(url_for("alerts.index"))
