@@ -41,8 +41,9 @@ def _status_context() -> dict[str, Any]:
     }
 
 
-def _fragment() -> str:
-    return render_template("partials/_status.html", **_status_context())
+def _fragment(pending: bool = False) -> str:
+    """`pending`: a run was just asked for and may not have started yet, so poll quickly."""
+    return render_template("partials/_status.html", pending=pending, **_status_context())
 
 
 @bp.get("/")
@@ -75,5 +76,5 @@ def sync_now() -> Response:
         service = state.service()
         threading.Thread(target=service.run, args=(MESSAGING, "now"), daemon=True).start()
     if request.headers.get("HX-Request"):
-        return Response(_fragment())
+        return Response(_fragment(pending=True))
     return Response(status=303, headers={"Location": "/"})
