@@ -1,0 +1,438 @@
+"""A thin, synchronous Dataverse Web API client on httpx.
+
+Why our own: the official Python SDK has neither change tracking nor 429 handling (DESIGN §3).
+What it adds over raw httpx: the bearer token from a callable (so msal refreshes plug in),
+bounded retries with backoff for 5xx/timeouts/resets, waiting out service protection (`429` and
+`503` with `Retry-After`), OData errors raised as the typed errors of `sync.sides`, paging that
+holds one page at a time, change tracking, conditional writes and `$batch`.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from sync.crm.batch import (
+    MAX_BATCH_OPERATIONS,
+    NOT_RUN,
+    BatchOp,
+    BatchResult,
+    Item,
+    build_batch,
+    count_operations,
+    entity_id_from,
+    parse_batch,
+    results_for,
+)
+from sync.crm.entities import primary_key_for
+from sync.crm.errors import error_for, retry_after_seconds
+from sync.sides import AuthError, SideError, Unavailable
+
+DEFAULT_PAGE_SIZE = 5000
+_QUERY_SAFE = "$,()'=:@-*._~/"
+
+
+@dataclass(frozen=True)
+class DeltaPage:
+    """One page of a change-tracking read: upserted rows, deleted ids, and the delta link (only
+    on the last page: saving it earlier would skip the rest of the pages)."""
+
+    rows: list[dict[str, Any]]
+    deleted: list[str]
+    delta_link: str | None
+    last: bool = True
+
+
+@dataclass
+class RetryPolicy:
+    """How hard to try before giving up (bounded, so a dead server ends a run, not hangs it)."""
+
+    max_retries: int = 4
+    """Retries for 5xx, timeouts and resets."""
+    backoff: float = 0.5
+    """First backoff in seconds; doubles on each retry, capped by `max_backoff`."""
+    max_backoff: float = 30.0
+    max_throttle_retries: int = 5
+    """How many `429`/`503 Retry-After` answers are waited out before Throttled is raised."""
+    max_retry_after: float = 300.0
+    """The longest single wait a `Retry-After` may ask for (longer asks are capped)."""
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_backoff, self.backoff * (2**attempt))
+
+
+def tls_context(verify: str | None = None) -> ssl.SSLContext:
+    """Certificate-checking TLS ≥ 1.2; `verify` is a CA file (the sandbox's), else system CAs."""
+    context = ssl.create_default_context(cafile=verify) if verify else ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def query_string(**options: Any) -> str:
+    """`?$select=…&$filter=…` with OData's `$` names left readable and values escaped."""
+    pairs = []
+    for name, value in options.items():
+        if value is None or value == "" or value == ():
+            continue
+        if isinstance(value, list | tuple):
+            value = ",".join(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        pairs.append(f"${name}={quote(str(value), safe=_QUERY_SAFE)}")
+    return ("?" + "&".join(pairs)) if pairs else ""
+
+
+@dataclass
+class DataverseClient:
+    """One organization's Web API, e.g. `https://contoso.crm.dynamics.com/api/data/v9.2/`."""
+
+    api_url: str
+    token_provider: Callable[[], str]
+    verify: str | None = None
+    """CA file to trust (the sandbox's); None = the system's CAs. Checking is never off."""
+    timeout: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    """Injectable so tests can record the waits."""
+    transport: httpx.BaseTransport | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    annotations: str | None = None
+    """`odata.include-annotations` on reads, e.g. "*" for formatted values and lookup types
+    (`_x_value@Microsoft.Dynamics.CRM.lookuplogicalname`); None asks for none (smaller pages)."""
+    request_count: int = 0
+    """Every HTTP request sent, retries included (what service protection counts)."""
+
+    def __post_init__(self) -> None:
+        if not self.api_url.endswith("/"):
+            self.api_url += "/"
+        self._http = httpx.Client(
+            verify=tls_context(self.verify),
+            timeout=self.timeout,
+            transport=self.transport,
+            headers={
+                "Accept": "application/json",
+                "OData-Version": "4.0",
+                "OData-MaxVersion": "4.0",
+                "User-Agent": "mailbox-sync/0.1",
+            },
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DataverseClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        """An absolute URL: links from the service pass through, paths join the API root."""
+        return path if path.startswith(("http://", "https://")) else self.api_url + path
+
+    def _token(self) -> str:
+        try:
+            return self.token_provider()
+        except SideError:
+            raise
+        except Exception as exc:  # msal and friends: the sign-in is gone, not the server
+            raise AuthError(f"could not get an access token: {exc}") from exc
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        delta: bool = False,
+        accept: Callable[[httpx.Response], bool] | None = None,
+    ) -> httpx.Response:
+        """Send one request with retries; a failure is raised as a typed SideError.
+
+        `accept` lets a caller take an error answer as it is (a failed `$batch` still has a
+        multipart body to read). `delta`: the URL is a delta link (a refusal = TokenExpired).
+        """
+        url = self.url(path)
+        extra = dict(headers or {})
+        if json_body is not None:
+            content = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
+            extra.setdefault("Content-Type", "application/json")
+        attempt = throttled = 0
+        while True:
+            extra["Authorization"] = f"Bearer {self._token()}"
+            self.request_count += 1
+            try:
+                response = self._http.request(method, url, headers=extra, content=content)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if _tls_failure(exc):
+                    # A certificate or protocol refusal will not heal by retrying.
+                    raise Unavailable(f"TLS handshake with {url} failed: {exc}") from exc
+                if attempt >= self.retry.max_retries:
+                    raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
+                self.sleep(self.retry.delay(attempt))
+                attempt += 1
+                continue
+            status = response.status_code
+            if status < 400 or (accept is not None and accept(response)):
+                return response
+            wait = retry_after_seconds(response.headers.get("retry-after"))
+            if status == 429 or (status == 503 and wait is not None):
+                if throttled >= self.retry.max_throttle_retries:
+                    raise error_for(429, response.content, response.headers)
+                self.sleep(
+                    min(
+                        wait if wait is not None else self.retry.delay(throttled),
+                        self.retry.max_retry_after,
+                    )
+                )
+                throttled += 1
+                continue
+            error = error_for(status, response.content, response.headers, delta=delta)
+            if (
+                status >= 500
+                and isinstance(error, Unavailable)
+                and attempt < self.retry.max_retries
+            ):
+                self.sleep(self.retry.delay(attempt))
+                attempt += 1
+                continue
+            raise error
+
+    def get_json(self, path: str, headers: Mapping[str, str] | None = None) -> Any:
+        return self.request("GET", path, headers=headers).json()
+
+    def _prefer(self, *preferences: str | None) -> dict[str, str]:
+        values = [p for p in preferences if p]
+        return {"Prefer": ",".join(values)} if values else {}
+
+    def read_preferences(self, *preferences: str | None) -> dict[str, str]:
+        """The Prefer header of a read: the given preferences plus the annotations asked for."""
+        wanted = f'odata.include-annotations="{self.annotations}"' if self.annotations else None
+        return self._prefer(*preferences, wanted)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def get(
+        self,
+        entity_set: str,
+        id: str,
+        select: Sequence[str] | None = None,
+        expand: str | None = None,
+    ) -> dict[str, Any]:
+        """One row by id; NotFound when it does not exist."""
+        path = f"{entity_set}({id})" + query_string(select=select, expand=expand)
+        return dict(self.get_json(path, headers=self.read_preferences()))
+
+    def iter_pages(
+        self,
+        entity_set: str,
+        select: Sequence[str] | None = None,
+        filter: str | None = None,
+        orderby: str | None = None,
+        top: int | None = None,
+        expand: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The rows, one page at a time, following `@odata.nextLink` (memory stays flat)."""
+        url: str | None = entity_set + query_string(
+            select=select, filter=filter, orderby=orderby, top=top, expand=expand
+        )
+        prefer = self.read_preferences(f"odata.maxpagesize={page_size or self.page_size}")
+        while url:
+            data = self.request("GET", url, headers=prefer).json()
+            yield list(data.get("value", []))
+            url = data.get("@odata.nextLink")
+
+    def count(self, entity_set: str, filter: str | None = None, key: str | None = None) -> int:
+        """How many rows match. `@odata.count` stops at 5,000 on the real service, so past
+        that the ids are paged and counted."""
+        url = entity_set + query_string(select=[key] if key else None, filter=filter, count=True)
+        data = self.request("GET", url, headers=self._prefer("odata.maxpagesize=1")).json()
+        total = data.get("@odata.count")
+        capped = data.get("@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded")
+        if (
+            isinstance(total, int)
+            and not capped
+            and not (total == 5000 and data.get("@odata.nextLink"))
+        ):
+            return total
+        key = key or primary_key_for(entity_set)
+        return sum(len(page) for page in self.iter_pages(entity_set, select=[key], filter=filter))
+
+    def track_changes(
+        self,
+        entity_set: str,
+        delta_link: str | None = None,
+        select: Sequence[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[DeltaPage]:
+        """Change tracking: without `delta_link` every row (and a delta link at the end); with
+        it, the rows created/changed since and the ids deleted since. A refused link raises
+        TokenExpired: the caller reads everything again."""
+        size = f"odata.maxpagesize={page_size or self.page_size}"
+        url: str | None
+        if delta_link:
+            url, prefer, delta = delta_link, self.read_preferences(size), True
+        else:
+            url = entity_set + query_string(select=select)
+            prefer, delta = self.read_preferences("odata.track-changes", size), False
+        while url:
+            data = self.request("GET", url, headers=prefer, delta=delta).json()
+            rows: list[dict[str, Any]] = []
+            deleted: list[str] = []
+            for item in data.get("value", []):
+                if str(item.get("@odata.context", "")).endswith("$deletedEntity") or (
+                    item.get("reason") == "deleted" and "id" in item
+                ):
+                    deleted.append(str(item["id"]).lower())
+                else:
+                    rows.append(item)
+            url = data.get("@odata.nextLink")
+            if url:
+                yield DeltaPage(rows, deleted, None, last=False)
+            else:
+                yield DeltaPage(rows, deleted, data.get("@odata.deltaLink"), last=True)
+
+    def who_am_i(self) -> dict[str, Any]:
+        """`UserId`, `BusinessUnitId`, `OrganizationId` of the signed-in user."""
+        return dict(self.get_json("WhoAmI"))
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def create(
+        self,
+        entity_set: str,
+        body: Mapping[str, Any],
+        id: str | None = None,
+        return_representation: bool = False,
+        key: str | None = None,
+    ) -> tuple[str, str | None, dict[str, Any] | None]:
+        """Create a row, with our chosen primary key `id` when given (an idempotency key: a
+        second create with it fails with Duplicate). Returns (id, etag, row)."""
+        payload = dict(body)
+        key = key or primary_key_for(entity_set)
+        if id:
+            payload[key] = id
+        headers = self._prefer("return=representation" if return_representation else None)
+        response = self.request("POST", entity_set, headers=headers, json_body=payload)
+        row = response.json() if return_representation and response.content else None
+        new_id = (
+            entity_id_from(response.headers.get("OData-EntityId")) or (row or {}).get(key) or id
+        )
+        if not new_id:
+            raise Unavailable("the service created a row but did not say its id")
+        etag = (row or {}).get("@odata.etag") or response.headers.get("ETag")
+        return str(new_id).lower(), etag, row
+
+    def update(
+        self,
+        entity_set: str,
+        id: str,
+        body: Mapping[str, Any],
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+        return_representation: bool = False,
+    ) -> str | None:
+        """PATCH a row. `if_match` an ETag (stale → Conflict) or "*" (missing → NotFound instead
+        of the upsert a bare PATCH is); `if_none_match="*"` refuses to touch an existing row.
+        Returns the new ETag when the service tells it."""
+        headers = self._prefer("return=representation" if return_representation else None)
+        if if_match:
+            headers["If-Match"] = if_match
+        if if_none_match:
+            headers["If-None-Match"] = if_none_match
+        response = self.request(
+            "PATCH", f"{entity_set}({id})", headers=headers, json_body=dict(body)
+        )
+        if return_representation and response.content:
+            etag = response.json().get("@odata.etag")
+            if etag:
+                return str(etag)
+        return response.headers.get("ETag")
+
+    def upsert(
+        self, entity_set: str, id: str, body: Mapping[str, Any], return_representation: bool = False
+    ) -> str | None:
+        """Create or update the row with this id (a bare PATCH)."""
+        return self.update(entity_set, id, body, return_representation=return_representation)
+
+    def delete(self, entity_set: str, id: str, if_match: str | None = None) -> None:
+        self.request(
+            "DELETE", f"{entity_set}({id})", headers={"If-Match": if_match} if if_match else None
+        )
+
+    # --- $batch --------------------------------------------------------------------------------
+
+    def batch(
+        self, operations: Sequence[Item], continue_on_error: bool = False
+    ) -> list[BatchResult]:
+        """Run operations in `$batch` requests of at most 1,000; a list inside `operations` is a
+        change set (atomic). One result per operation, in order. Without `continue_on_error`
+        the service stops at the first failure: later operations get status 0 (not run)."""
+        results: list[BatchResult] = []
+        stopped = False
+        for chunk in _chunks(operations):
+            if stopped:
+                results += [
+                    BatchResult(0, error=Unavailable(NOT_RUN))
+                    for _ in range(count_operations(chunk))
+                ]
+                continue
+            content_type, body = build_batch(chunk, self.api_url)
+            headers = {"Content-Type": content_type}
+            headers |= self._prefer("odata.continue-on-error" if continue_on_error else None)
+            response = self.request(
+                "POST",
+                "$batch",
+                headers=headers,
+                content=body,
+                accept=lambda r: (
+                    r.status_code < 500
+                    and r.status_code not in (401, 403, 429)
+                    and r.headers.get("content-type", "").lower().startswith("multipart/")
+                ),
+            )
+            chunk_results = results_for(
+                chunk, parse_batch(response.headers["content-type"], response.content)
+            )
+            results += chunk_results
+            stopped = not continue_on_error and any(r.error for r in chunk_results)
+        return results
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether a transport error is a TLS refusal (bad certificate, too old a protocol)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "WRONG_VERSION_NUMBER" in str(exc)
+
+
+def _chunks(items: Sequence[Item]) -> Iterator[list[Item]]:
+    """Split batch items into requests of at most 1,000 operations (change sets kept whole)."""
+    chunk: list[Item] = []
+    size = 0
+    for item in items:
+        n = 1 if isinstance(item, BatchOp) else len(item)
+        if n > MAX_BATCH_OPERATIONS:
+            raise ValueError(f"a change set holds at most {MAX_BATCH_OPERATIONS} operations")
+        if size + n > MAX_BATCH_OPERATIONS:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield chunk
