@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 bp = Blueprint("access", __name__)
 
-OPEN_ENDPOINTS = {"access.login", "access.welcome", "static"}
+OPEN_ENDPOINTS = {"access.login", "access.welcome", "static", "signin.callback"}
 
 
 def new_login_token() -> str:

@@ -1,0 +1,102 @@
+"""IdentityServer: the sandbox identity provider on 127.0.0.1 over HTTPS (msal insists on it)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from sandbox.faults import FaultProfile
+from sandbox.identity import TENANT_ID, TokenRegistry
+from sandbox.idp.app import IdpState, create_idp_app
+from sandbox.idp.grants import SANDBOX_CLIENT_ID, GrantStore
+from sandbox.requestlog import RequestLog
+from sandbox.tls import make_tls_material
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr: the RequestLog records every request instead."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class IdentityServer:
+    """An Entra-ID-shaped identity provider for the sandbox users (see sandbox/IDP.md).
+
+    Tokens it issues come from the shared TokenRegistry, so every sandbox server accepts them.
+    """
+
+    client_id: str = SANDBOX_CLIENT_ID
+
+    def __init__(
+        self,
+        tokens: TokenRegistry,
+        log: RequestLog,
+        faults: FaultProfile,
+        tls_dir: str,
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.tls = make_tls_material(tls_dir)
+        self.ca_file = self.tls.ca_file
+        grants = GrantStore(path=str(Path(tls_dir) / "refresh_tokens.json"))
+        self.state = IdpState(tokens, log, faults, grants=grants)
+        self.app = create_idp_app(self.state)
+        self._host, self._port = host, port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("IdentityServer is not started")
+        return self.state.base_url
+
+    @property
+    def authority(self) -> str:
+        """`https://127.0.0.1:PORT/<TENANT_ID>`, no trailing slash (what msal is given)."""
+        return f"{self.base_url}/{TENANT_ID}"
+
+    @property
+    def access_token_lifetime(self) -> float:
+        return self.state.access_token_lifetime
+
+    @access_token_lifetime.setter
+    def access_token_lifetime(self, seconds: float) -> None:
+        """Shorter lifetimes make clients refresh (msal refreshes tokens with < 5 min left)."""
+        self.state.access_token_lifetime = seconds
+
+    def revoke_user(self, upn: str) -> int:
+        """Revoke a user's refresh tokens, as an admin revoking sessions would."""
+        return self.state.grants.revoke_user(upn)
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        server = make_server(
+            self._host,
+            self._port,
+            self.app,
+            threaded=True,
+            request_handler=_QuietHandler,
+            ssl_context=self.tls.server_context(),
+        )
+        port = server.socket.getsockname()[1]
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self.state.base_url = f"https://{host}:{port}"
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="sandbox-identity", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        server.server_close()
