@@ -4,6 +4,7 @@
     sync --once        one messaging sync, then exit (for cron and scripts)
     status [--json]    the last runs and open alerts
     sandbox [--json]   start the sandbox servers, print their URLs and credentials
+    configure …        the setup wizard's choices without a browser (exit 2 on bad input)
 
 Every command takes --data-dir and --port.
 """
@@ -56,6 +57,7 @@ def _single_server(data_dir: Path) -> Iterator[None]:
 def cmd_serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
+    from sync.sandbox_profile import adopt_sandbox, read_info, write_info
     from sync.scheduler import SyncScheduler
     from sync.settings import get_setting
     from webapp import create_app
@@ -66,12 +68,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token = new_login_token()
         app = create_app({"DATA_DIR": str(data_dir), "LOGIN_TOKEN": token})
         database = app.extensions["mailbox_sync.database"]
-        if get_setting(database, "mode") in (None, "sandbox") and not args.no_sandbox:
+        if args.sandbox_json:
+            info = read_info(args.sandbox_json)
+            app.config["SANDBOX_INFO"] = info
+            adopt_sandbox(database, info, fresh=False)
+            print(f"Using the sandbox described in {args.sandbox_json}", flush=True)
+        elif get_setting(database, "mode") in (None, "sandbox") and not args.no_sandbox:
             from sandbox.launcher import start_sandbox
 
             sandbox = stack.enter_context(start_sandbox(data_dir / "sandbox"))
             app.extensions["mailbox_sync.sandbox"] = sandbox
+            info = sandbox.describe()
+            app.config["SANDBOX_INFO"] = info
+            adopt_sandbox(database, info, fresh=True)
+            path = write_info(data_dir / "sandbox", info)
             print(f"Sandbox running (no tenant configured): {sandbox.summary()}", flush=True)
+            print(f"Sandbox description (URLs, users, tokens): {path}", flush=True)
         scheduler = SyncScheduler(
             app.extensions["mailbox_sync.service"],
             interval=float(get_setting(database, "interval_seconds")),
@@ -168,19 +180,91 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.launcher import start_sandbox
+    from sync.sandbox_profile import write_info
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with start_sandbox(
         _data_dir(args) / "sandbox", port=args.port or 0, faults=args.faults
     ) as sandbox:
+        path = write_info(_data_dir(args) / "sandbox", sandbox.describe())
         if args.json:
             print(json.dumps(sandbox.describe()), flush=True)
         else:
             print(sandbox.human_summary(), flush=True)
+            print(f"Description for --sandbox-json: {path}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
     return 0
+
+
+def _secret_from_env(name: str | None) -> str:
+    """A password is named by an environment variable, never typed on the command line."""
+    if not name:
+        return ""
+    value = os.environ.get(name)
+    if value is None:
+        raise SystemExit(f"The environment variable {name} is not set.")
+    return value
+
+
+def cmd_configure(args: argparse.Namespace) -> int:
+    from sync.setup.adapters import default_ports
+    from sync.setup.configure import ConfigureOptions, configure
+    from sync.setup.messages import SetupError
+    from sync.setup.profile import INSTANCE_NAME, Profile
+    from sync.sides import SideError
+
+    data_dir = _data_dir(args)
+    profile = Profile(_open_database(args), data_dir)
+    if args.instance_name:
+        profile.set(INSTANCE_NAME, args.instance_name)
+    form = {
+        "type": args.mailbox_type,
+        "email": args.email or "",
+        "ews_url": args.ews_url or "",
+        "auth": args.auth,
+        "username": args.username or "",
+        "password": _secret_from_env(args.password_env),
+        "pop3_host": args.pop3_host or "",
+        "pop3_port": str(args.pop3_port or ""),
+        "pop3_security": args.pop3_security,
+        "smtp_host": args.smtp_host or "",
+        "smtp_port": str(args.smtp_port or ""),
+        "smtp_security": args.smtp_security,
+        "smtp_password": _secret_from_env(args.smtp_password_env),
+    }
+    options = ConfigureOptions(
+        org=args.org,
+        connected=args.connect or [],
+        confirm_org_change=args.confirm_org_change,
+        mailbox_form=form,
+        set_methods=args.set_methods,
+        take_over={"yes": True, "no": False}.get(args.take_over or ""),
+        filters=[f for f in args.filters.split(",") if f] if args.filters is not None else None,
+        tracking=args.tracking,
+        interval_seconds=args.interval,
+    )
+    try:
+        ports = default_ports(profile, _sandbox_info(args))
+        for line in configure(profile, ports, options):
+            print(line)
+    except SetupError as error:
+        print(f"error: {error.msg}", file=sys.stderr)
+        return 2
+    except SideError as error:
+        print(f"error: {error.message or type(error).__name__}", file=sys.stderr)
+        return 2
+    print("Setup complete.")
+    return 0
+
+
+def _sandbox_info(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The sandbox's describe() JSON (`run.py sandbox --json` output saved to a file)."""
+    if not args.sandbox_json:
+        return None
+    info: dict[str, Any] = json.loads(Path(args.sandbox_json).read_text())
+    return info
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="web app + scheduler (default)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--no-sandbox", action="store_true", help="do not start the sandbox")
+    serve.add_argument(
+        "--sandbox-json", help="use an already running sandbox (`run.py sandbox --json` output)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     sync = commands.add_parser("sync", parents=[common], help="one messaging sync, then exit")
@@ -220,6 +307,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="fault profile, e.g. 429:every=5,delay=2 (repeatable)",
     )
     sandbox.set_defaults(func=cmd_sandbox)
+
+    conf = commands.add_parser(
+        "configure", parents=[common], help="the setup wizard's choices, without a browser"
+    )
+    conf.add_argument("--org", required=True, help="unique name of the synchronizing organization")
+    conf.add_argument("--connect", action="append", help="a connected organization (repeatable)")
+    conf.add_argument("--confirm-org-change", action="store_true", help="agree to a new sync org")
+    conf.add_argument("--mailbox-type", choices=["exchange", "pop3"], required=True)
+    conf.add_argument("--email", required=True, help="the mailbox address")
+    conf.add_argument("--ews-url", help="EWS endpoint (empty: autodiscover)")
+    conf.add_argument("--auth", choices=["oauth", "basic"], default="oauth")
+    conf.add_argument("--username")
+    conf.add_argument("--password-env", help="environment variable holding the password")
+    conf.add_argument("--pop3-host")
+    conf.add_argument("--pop3-port", type=int)
+    conf.add_argument("--pop3-security", choices=["ssl", "starttls"], default="ssl")
+    conf.add_argument("--smtp-host")
+    conf.add_argument("--smtp-port", type=int)
+    conf.add_argument("--smtp-security", choices=["ssl", "starttls"], default="starttls")
+    conf.add_argument("--smtp-password-env", help="environment variable of the SMTP password")
+    conf.add_argument(
+        "--set-methods", action="store_true", help="set the CRM mailbox methods to this client"
+    )
+    conf.add_argument(
+        "--take-over", choices=["yes", "no"], help="when another computer synchronizes"
+    )
+    conf.add_argument("--instance-name", help="the name other computers show for this one")
+    conf.add_argument("--filters", help="comma-separated filter ids, e.g. my-active-contacts")
+    conf.add_argument("--tracking", default="replies", help="none | replies | records | all")
+    conf.add_argument("--interval", type=int, default=300, help="seconds between syncs")
+    conf.add_argument("--sandbox-json", help="file with `run.py sandbox --json` output")
+    conf.set_defaults(func=cmd_configure)
     return parser
 
 

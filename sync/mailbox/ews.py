@@ -1,0 +1,609 @@
+"""The mailbox side on Exchange Web Services (exchangelib): `EwsSide` implements `MailboxSide`.
+
+Reading: SyncFolderItems with the saved sync state, at most `page_size` (≤ 512) changes a call,
+ids only, then GetItem in batches for the fields; each page is yielded with the sync state after
+it, so memory stays flat and a stopped run resumes where it was. Writing: CreateItem / UpdateItem /
+DeleteItem in batches with one result per op; every item we create carries the CRM id in a named
+extended property, so a retried create or a new install finds it (`find_by_key`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from exchangelib import ItemId, Message
+from exchangelib.folders import DEEP, BaseFolder, FolderCollection
+from exchangelib.items import (
+    ALWAYS_OVERWRITE,
+    AUTO_RESOLVE,
+    ID_ONLY,
+    MOVE_TO_DELETED_ITEMS,
+    NEVER_OVERWRITE,
+    SAVE_ONLY,
+    SEND_TO_ALL_AND_SAVE_COPY,
+    SEND_TO_NONE,
+    SOFT_DELETE,
+)
+from exchangelib.properties import FolderId
+from exchangelib.services import SyncFolderItems
+from exchangelib.services.common import EWSAccountService
+
+from sync.mailbox import ews_convert as convert
+from sync.mailbox import ews_recurrence
+from sync.mailbox.ews_connection import (
+    BasicAuth,
+    EwsConnection,
+    OAuthToken,
+    side_error,
+    trust_ca_file,
+)
+from sync.mailbox.ews_occurrences import OCCURRENCE_FIELDS, has_occurrences, write_occurrences
+from sync.mailbox.fields import KIND_FOLDERS
+from sync.sides import (
+    AuthError,
+    CreateOp,
+    Deleted,
+    DeleteOp,
+    NotFound,
+    Page,
+    Result,
+    SideError,
+    UpdateOp,
+    Upsert,
+    WriteOp,
+    Written,
+)
+
+__all__ = ["BasicAuth", "EwsConnection", "EwsSide", "OAuthToken", "trust_ca_file"]
+
+MAX_PAGE = 512
+"""SyncFolderItems returns at most 512 changes a call (MaxChangesReturned)."""
+
+_DISTINGUISHED = {
+    "inbox": "inbox",
+    "sentitems": "sent",
+    "drafts": "drafts",
+    "deleteditems": "trash",
+    "junkemail": "junk",
+    "outbox": "outbox",
+    "contacts": "contacts",
+    "tasks": "tasks",
+    "calendar": "calendar",
+}
+"""Distinguished folder names → exchangelib `Account` attributes."""
+
+_UPSERT_TYPES = (SyncFolderItems.CREATE, SyncFolderItems.UPDATE)
+
+
+class _SyncFolderItems(SyncFolderItems):
+    """SyncFolderItems (IdOnly) that yields `(change type, item class or None, item id)`.
+
+    Two departures from exchangelib's service: an error answer is reported by its ResponseCode
+    (exchangelib reads SyncState first, and an ErrorInvalidSyncStateData answer without one would
+    surface as an AttributeError), and the changes are not parsed into full item objects, which
+    for ids only costs more than the GetItem that follows."""
+
+    def _get_element_container(self, message: Any, name: Any = None) -> Any:
+        if message.get("ResponseClass") == "Error":
+            return EWSAccountService._get_element_container(self, message, name)
+        return super()._get_element_container(message, name)
+
+    def _elem_to_obj(self, elem: Any) -> tuple[str, type | None, str | None]:
+        change_type = self.change_types_map[elem.tag]
+        if change_type == self.READ_FLAG_CHANGE:
+            return change_type, None, None
+        if change_type == self.DELETE:
+            return change_type, None, elem.find(ItemId.response_tag()).get(ItemId.ID_ATTR)
+        item = elem[0]
+        item_id = item.find(ItemId.response_tag())
+        cls = BaseFolder.item_model_from_tag(item.tag)
+        return change_type, cls, item_id.get(ItemId.ID_ATTR) if item_id is not None else None
+
+
+class _KeyMemory:
+    """Which CRM key each item id we saw carries (bounded), to follow items that moved."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self._keys: OrderedDict[str, str] = OrderedDict()
+        self._size = size
+
+    def remember(self, item_id: str, key: str | None) -> None:
+        if key:
+            self._keys[item_id] = key
+            self._keys.move_to_end(item_id)
+            while len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+
+    def get(self, item_id: str) -> str | None:
+        return self._keys.get(item_id)
+
+
+class EwsSide:
+    """A mailbox reached through EWS. Kinds: contacts, tasks, appointments, messages.
+
+    `folders` maps a kind to a distinguished folder name (e.g. "contacts"), a folder id or an
+    exchangelib folder; by default each kind uses its distinguished folder. Messages of any other
+    folder are kind "messages:<distinguished name or folder id>" (e.g. "messages:sentitems").
+    """
+
+    name = "mailbox"
+
+    def __init__(
+        self,
+        connection: EwsConnection,
+        folders: Mapping[str, Any] | None = None,
+        page_size: int = MAX_PAGE,
+        fetch_batch: int = MAX_PAGE,
+        write_batch: int = 100,
+    ) -> None:
+        if not 1 <= page_size <= MAX_PAGE:
+            raise ValueError(f"page_size must be 1..{MAX_PAGE}")
+        self.connection = connection
+        self.page_size = page_size
+        self.fetch_batch = fetch_batch
+        self.write_batch = write_batch
+        self._folder_specs: dict[str, Any] = dict(folders or {})
+        self._folders: dict[str, Any] = {}
+        self._keys = _KeyMemory()
+
+    # --- folders ---------------------------------------------------------------------------
+
+    @property
+    def account(self) -> Any:
+        return self.connection.account
+
+    def _folder_spec(self, kind: str) -> Any:
+        if kind in self._folder_specs:
+            return self._folder_specs[kind]
+        if ":" in kind:
+            return kind.split(":", 1)[1]
+        base = convert.base_kind(kind)
+        return KIND_FOLDERS["email" if base == "messages" else base]
+
+    def folder(self, kind: str) -> Any:
+        """The exchangelib folder of `kind` (looked up once: GetFolder)."""
+        if kind not in self._folders:
+            spec = self._folder_spec(kind)
+            self._folders[kind] = self.connection.call(lambda: self._resolve(spec))
+        return self._folders[kind]
+
+    def _resolve(self, spec: Any) -> Any:
+        if not isinstance(spec, str):
+            return spec
+        attr = _DISTINGUISHED.get(spec.lower())
+        if attr:
+            return getattr(self.account, attr)
+        found = list(FolderCollection(account=self.account, folders=[FolderId(id=spec)]).resolve())
+        if not found or isinstance(found[0], Exception):
+            raise NotFound(
+                f"No folder with id {spec!r} in {self.connection.email}", "ErrorFolderNotFound"
+            )
+        return found[0]
+
+    def _folder_label(self, kind: str) -> str:
+        spec = self._folder_spec(kind)
+        return spec if isinstance(spec, str) else str(getattr(spec, "id", spec))
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read_changes(self, kind: str, token: str | None) -> Iterator[Page]:
+        """Pages of changes since the sync state `token` (None: everything). Raises TokenExpired."""
+        base = convert.base_kind(kind)
+        folder = self.folder(kind)
+        item_cls = convert.ITEM_CLASSES[base]
+        state = token
+        while True:
+            svc = _SyncFolderItems(account=self.account)
+
+            def sync_page(state: str | None = state, svc: Any = svc) -> list[Any]:
+                return list(
+                    svc.call(
+                        folder=folder,
+                        shape=ID_ONLY,
+                        additional_fields=set(),
+                        sync_state=state,
+                        ignore=None,
+                        max_changes_returned=self.page_size,
+                        sync_scope=None,
+                    )
+                )
+
+            raw = self.connection.call(sync_page)
+            for element in raw:
+                if isinstance(element, Exception):  # an error answer returned, not raised
+                    raise side_error(element)
+            order: OrderedDict[str, str | None] = OrderedDict()  # id → "upsert" | None (deleted)
+            for change_type, cls, item_id in raw:
+                if not item_id:
+                    continue  # ReadFlagChange: the read flag is not synced
+                if change_type == SyncFolderItems.DELETE:
+                    order.pop(item_id, None)
+                    order[item_id] = None
+                elif change_type in _UPSERT_TYPES and cls and issubclass(cls, item_cls):
+                    order.pop(item_id, None)
+                    order[item_id] = "upsert"
+            wanted = [i for i, what in order.items() if what]
+            fetched = self._fetch(kind, wanted)
+            changes: list[Upsert | Deleted] = []
+            for item_id, what in order.items():
+                if what is None:
+                    changes.append(Deleted(item_id))
+                elif item_id in fetched:
+                    changes.append(fetched[item_id])
+                # else: gone since the sync call; the next sync reports the delete
+            last = bool(svc.includes_last_item_in_range) or svc.sync_state == state
+            yield Page(changes=changes, token=svc.sync_state, last=last)
+            if last:
+                return
+            state = svc.sync_state
+
+    def read_changes_folder(self, folder: str, token: str | None) -> Iterator[Page]:
+        """Messages of another folder (distinguished name or folder id): as read_changes."""
+        return self.read_changes(f"messages:{folder}", token)
+
+    def read(self, kind: str, ids: Sequence[str]) -> dict[str, Upsert]:
+        """The current state of the given items; missing ones are absent."""
+        return self._fetch(kind, list(ids))
+
+    def _fetch(
+        self, kind: str, ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> dict[str, Upsert]:
+        items = self._fetch_items(kind, ids, fields)
+        return {item_id: self._upsert(kind, item) for item_id, item in items.items()}
+
+    def _fetch_items(
+        self, kind: str, ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        if not ids:
+            return {}
+        base = convert.base_kind(kind)
+        folder = self.folder(kind)
+        only = list(fields or convert.FETCH_FIELDS[base])
+
+        def get() -> list[Any]:
+            return list(
+                self.account.fetch(
+                    ids=[ItemId(id=i) for i in ids],
+                    folder=folder,
+                    only_fields=only,
+                    chunk_size=self.fetch_batch,
+                )
+            )
+
+        out: dict[str, Any] = {}
+        for item_id, item in zip(ids, self.connection.call(get), strict=True):
+            if isinstance(item, Exception):
+                error = side_error(item)
+                if isinstance(error, NotFound):
+                    continue
+                raise error
+            out[item_id] = item
+        return out
+
+    def _upsert(self, kind: str, item: Any) -> Upsert:
+        fields = convert.to_vocab(kind, item)
+        if convert.base_kind(kind) == "messages":
+            fields["folder"] = self._folder_label(kind)
+        key = convert.item_key(item)
+        self._keys.remember(item.id, key)
+        return Upsert(id=item.id, version=item.changekey, fields=fields, key=key)
+
+    def find_by_key(self, kind: str, keys: Sequence[str]) -> dict[str, Upsert]:
+        """Items of `kind` carrying these CRM ids (FindItem on the key property, then GetItem)."""
+        folder = self.folder(kind)
+        ids: list[str] = []
+        for start in range(0, len(keys), 50):
+            chunk = list(keys[start : start + 50])
+
+            def find(chunk: list[str] = chunk) -> list[str]:
+                query = folder.filter(**{f"{convert.KEY_FIELD}__in": chunk}).only(convert.KEY_FIELD)
+                query.page_size = 1000
+                return [i.id for i in query if not isinstance(i, Exception)]
+
+            ids += self.connection.call(find)
+        found: dict[str, Upsert] = {}
+        wanted = set(keys)
+        for upsert in self._fetch(kind, ids).values():
+            if upsert.key in wanted and upsert.key not in found:
+                found[upsert.key] = upsert
+        return found
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def write(self, kind: str, ops: Sequence[WriteOp]) -> list[Result]:
+        """Apply creates, updates and deletes in batches; one result per op, in order."""
+        results: list[Result | None] = [None] * len(ops)
+        appliers: list[tuple[type, Callable[[str, Any], list[Result]]]] = [
+            (CreateOp, self._create),
+            (UpdateOp, self._update),
+            (DeleteOp, self._delete),
+        ]
+        for op_type, apply in appliers:
+            group = [(i, op) for i, op in enumerate(ops) if isinstance(op, op_type)]
+            if not group:
+                continue
+            try:
+                done = apply(kind, [op for _, op in group])
+            except AuthError:
+                raise
+            except SideError as error:
+                done = [error] * len(group)
+            for (index, _), result in zip(group, done, strict=True):
+                results[index] = result
+        return [r if r is not None else NotFound("not applied") for r in results]
+
+    def _new_item(self, kind: str, **kwargs: Any) -> Any:
+        cls = convert.ITEM_CLASSES[convert.base_kind(kind)]
+        return cls(account=self.account, folder=self.folder(kind), **kwargs)
+
+    def _create(self, kind: str, ops: Sequence[CreateOp]) -> list[Result]:
+        base = convert.base_kind(kind)
+        results: list[Result | None] = [None] * len(ops)
+        items, where = [], []
+        for index, op in enumerate(ops):
+            item = self._new_item(kind, **{convert.KEY_FIELD: op.key})
+            fields = {k: v for k, v in op.fields.items() if k not in OCCURRENCE_FIELDS}
+            try:
+                convert.apply_vocab(kind, item, fields)
+                item.clean(version=self.account.version)  # refuse bad data per item, not per batch
+            except (ValueError, TypeError, KeyError) as exc:
+                results[index] = side_error(exc)
+                continue
+            items.append(item)
+            where.append(index)
+        if items:
+            folder = self.folder(kind)
+            created = self.connection.call(
+                lambda: self.account.bulk_create(
+                    folder,
+                    items,
+                    message_disposition=SAVE_ONLY,
+                    send_meeting_invitations=SEND_TO_NONE,  # the CRM is the source: never invite
+                    chunk_size=self.write_batch,
+                )
+            )
+            for index, res in zip(where, created, strict=True):
+                if isinstance(res, Exception):
+                    results[index] = side_error(res)
+                    continue
+                self._keys.remember(res.id, ops[index].key)
+                results[index] = Written(res.id, res.changekey)
+        if base == "appointments":
+            for index, op in enumerate(ops):
+                result = results[index]
+                if isinstance(result, Written) and has_occurrences(op.fields):
+                    results[index] = write_occurrences(self, kind, result, op.fields, {})
+        return [r if r is not None else NotFound("not created") for r in results]
+
+    def _update(self, kind: str, ops: Sequence[UpdateOp]) -> list[Result]:
+        base = convert.base_kind(kind)
+        current = self._fetch_items(kind, [op.id for op in ops]) if _needs_base(base, ops) else {}
+        results: list[Result | None] = [None] * len(ops)
+        batches: dict[bool, list[tuple[int, Any, list[str]]]] = {True: [], False: []}
+        for index, op in enumerate(ops):
+            base_item = current.get(op.id)
+            if _needs_base(base, [op]) and base_item is None:
+                results[index] = self._follow_update(kind, op)
+                continue
+            base_vocab = convert.to_vocab(kind, base_item) if base_item is not None else {}
+            item = self._new_item(kind, id=op.id, changekey=op.version)
+            fields = _changed(op.fields, base_vocab)
+            try:
+                names = convert.apply_vocab(kind, item, fields, base_vocab, new=False)
+                for name in names:  # what UpdateItem will check, per item instead of per batch
+                    item.get_field_by_fieldname(name).clean(
+                        getattr(item, name), version=self.account.version
+                    )
+            except (ValueError, TypeError, KeyError) as exc:
+                results[index] = side_error(exc)
+                continue
+            if names:
+                batches[op.version is not None].append((index, item, names))
+            else:
+                version = base_item.changekey if base_item is not None else op.version
+                results[index] = Written(op.id, version)  # nothing differs: no call
+        for guarded, batch in batches.items():
+            if not batch:
+                continue
+            updated = self._bulk_update(
+                [(item, names) for _, item, names in batch],
+                NEVER_OVERWRITE if guarded else ALWAYS_OVERWRITE,
+            )
+            for (index, _, _), res in zip(batch, updated, strict=True):
+                if isinstance(res, Exception):
+                    error = side_error(res)
+                    is_missing = isinstance(error, NotFound)
+                    results[index] = self._follow_update(kind, ops[index]) if is_missing else error
+                else:
+                    results[index] = Written(res[0], res[1])
+        if base == "appointments":
+            for index, op in enumerate(ops):
+                result = results[index]
+                if isinstance(result, Written) and has_occurrences(op.fields):
+                    before = current.get(op.id)
+                    base_vocab = convert.to_vocab(kind, before) if before is not None else {}
+                    results[index] = write_occurrences(self, kind, result, op.fields, base_vocab)
+        return [r if r is not None else NotFound("not updated") for r in results]
+
+    def _bulk_update(self, pairs: list[tuple[Any, list[str]]], resolution: str) -> list[Any]:
+        """UpdateItem in batches, never sending meeting updates (the CRM is the source)."""
+
+        def run() -> list[Any]:
+            return list(
+                self.account.bulk_update(
+                    pairs,
+                    conflict_resolution=resolution,
+                    message_disposition=SAVE_ONLY,
+                    send_meeting_invitations_or_cancellations=SEND_TO_NONE,
+                    chunk_size=self.write_batch,
+                )
+            )
+
+        return self.connection.call(run)
+
+    def _bulk_delete(self, ids: list[Any], delete_type: str, cancellations: str) -> list[Any]:
+        """DeleteItem in batches."""
+
+        def run() -> list[Any]:
+            return list(
+                self.account.bulk_delete(
+                    ids=ids,
+                    delete_type=delete_type,
+                    send_meeting_cancellations=cancellations,
+                    chunk_size=self.write_batch,
+                )
+            )
+
+        return self.connection.call(run)
+
+    def follow(self, kind: str, item_id: str) -> Upsert | None:
+        """Where an item we know (by its key) went when its id no longer works: EWS gives an
+        item a new id when it moves, so look for its key in the kind's folder and subfolders."""
+        key = self._keys.get(item_id)
+        if not key:
+            return None
+        top = self.folder(kind)
+
+        def search() -> list[str]:
+            below = FolderCollection(account=self.account, folders=[top]).find_folders(depth=DEEP)
+            folders = [top, *(f for f in below if not isinstance(f, Exception))]
+            query = FolderCollection(account=self.account, folders=folders).filter(
+                **{convert.KEY_FIELD: key}
+            )
+            return [i.id for i in query.only(convert.KEY_FIELD) if not isinstance(i, Exception)]
+
+        ids = [i for i in self.connection.call(search) if i != item_id]
+        found = [u for u in self._fetch(kind, ids).values() if u.key == key]
+        return found[0] if found else None
+
+    def _follow_update(self, kind: str, op: UpdateOp) -> Result:
+        """An item we made that is gone from its id may have moved: update it where it is."""
+        moved = self.follow(kind, op.id)
+        if moved is None:
+            return NotFound(f"Item {op.id[:16]}… no longer exists", "ErrorItemNotFound")
+        return self._update(kind, [UpdateOp(moved.id, moved.version, op.fields)])[0]
+
+    def _delete(self, kind: str, ops: Sequence[DeleteOp]) -> list[Result]:
+        base = convert.base_kind(kind)
+        delete_type = MOVE_TO_DELETED_ITEMS if base == "messages" else SOFT_DELETE
+        results: list[Result | None] = [None] * len(ops)
+        for quiet in (True, False):
+            batch = [(i, op) for i, op in enumerate(ops) if op.quiet is quiet]
+            if not batch:
+                continue
+            cancellations = SEND_TO_NONE if quiet else SEND_TO_ALL_AND_SAVE_COPY
+            deleted = self._bulk_delete(
+                [ItemId(id=op.id) for _, op in batch], delete_type, cancellations
+            )
+            for (index, op), res in zip(batch, deleted, strict=True):
+                if isinstance(res, Exception):
+                    error = side_error(res)
+                    if isinstance(error, NotFound):
+                        moved = self.follow(kind, op.id)
+                        if moved is not None:
+                            follow = DeleteOp(moved.id, moved.version, op.quiet)
+                            results[index] = self._delete(kind, [follow])[0]
+                            continue
+                    results[index] = error
+                else:
+                    results[index] = Written(op.id, None)
+        return [r if r is not None else NotFound("not deleted") for r in results]
+
+    # --- messages --------------------------------------------------------------------------
+
+    def send(self, fields: Mapping[str, Any], key: str) -> Written:
+        """Send a message (SendAndSaveCopy) carrying `key`; a retried send finds the first one."""
+        sent_kind = "messages:sentitems"
+        existing = self.find_by_key(sent_kind, [key]).get(key)
+        if existing is not None:
+            return Written(existing.id, existing.version, existing.fields)
+        message = Message(account=self.account, folder=self.folder(sent_kind))
+        setattr(message, convert.KEY_FIELD, key)
+        convert.apply_vocab("messages", message, fields)
+        self.connection.call(lambda: message.send_and_save(send_meeting_invitations=SEND_TO_NONE))
+        for attempt in range(5):  # Exchange files the sent copy asynchronously
+            copy = self.find_by_key(sent_kind, [key]).get(key)
+            if copy is not None:
+                return Written(copy.id, copy.version, copy.fields)
+            time.sleep(0.2 * (attempt + 1))
+        return Written("", None, dict(fields))
+
+    def set_categories(
+        self,
+        ids: Sequence[str],
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+        kind: str = "messages",
+    ) -> list[Result]:
+        """Add / remove categories (e.g. the tracked category) on items; one result per id."""
+        current = self._fetch_items(kind, ids, fields=["categories"])
+        results: list[Result | None] = [None] * len(ids)
+        batch = []
+        for index, item_id in enumerate(ids):
+            item = current.get(item_id)
+            if item is None:
+                results[index] = NotFound(
+                    f"Item {item_id[:16]}… no longer exists", "ErrorItemNotFound"
+                )
+                continue
+            have = list(item.categories or [])
+            want = [c for c in have if c not in remove] + [c for c in add if c not in have]
+            if want == have:
+                results[index] = Written(item.id, item.changekey)
+                continue
+            item.categories = want or None
+            batch.append((index, item))
+        if batch:
+            updated = self._bulk_update([(item, ["categories"]) for _, item in batch], AUTO_RESOLVE)
+            for (index, _), res in zip(batch, updated, strict=True):
+                results[index] = side_error(res) if isinstance(res, Exception) else Written(*res)
+        return [r if r is not None else NotFound("not updated") for r in results]
+
+
+def _changed(fields: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields that differ from the item's current values (occurrences are handled apart).
+
+    Sending an unchanged recurrence again would make Exchange drop the series' exceptions."""
+    out = {}
+    for name, value in fields.items():
+        if name in OCCURRENCE_FIELDS:
+            continue
+        if name in base:
+            current = base[name]
+            if name == "recurrence":
+                value, current = ews_recurrence.normalize(value), ews_recurrence.normalize(current)
+            if value == current or (not value and not current):
+                continue
+        out[name] = fields[name]
+    return out
+
+
+def _needs_base(base: str, ops: Sequence[UpdateOp]) -> bool:
+    """Updates that must know the item's current values (fields EWS stores together)."""
+    if base == "appointments":
+        return True
+    if base == "contacts":
+        grouped = ("email_address_", "_phone", "_fax", "business_", "home_")
+        names = {n for op in ops for n in op.fields}
+        names -= {"business_homepage"}
+        return any(any(g in n for g in grouped) for n in names) or bool(
+            names & {"given_name", "middle_name", "surname", "company_name"}
+        )
+    return False
+
+
+def open_side(
+    endpoint: str,
+    email: str,
+    auth: BasicAuth | OAuthToken,
+    ca_file: str | None = None,
+    folders: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> EwsSide:
+    """Connection + side in one call (the factory the service layer uses)."""
+    max_wait = float(options.pop("max_wait", 300))
+    connection = EwsConnection(endpoint, email, auth, ca_file=ca_file, max_wait=max_wait)
+    return EwsSide(connection, folders, **options)

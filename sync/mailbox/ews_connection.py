@@ -1,0 +1,277 @@
+"""How we talk to one Exchange mailbox through exchangelib: TLS, sign-in, retries, error mapping.
+
+`EwsConnection` builds exchangelib's `Configuration` and `Account` with the endpoint, the
+authentication and the version given, so the `Account` makes no autodiscover call. Every call the
+adapter makes goes through `EwsConnection.call`, which turns exchangelib's exceptions into the
+errors of `sync.sides` (and refreshes an OAuth token once on a 401).
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests.adapters
+from exchangelib import DELEGATE, Account, Configuration, Credentials
+from exchangelib import errors as ews_errors
+from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
+from exchangelib.protocol import BaseProtocol, FaultTolerance
+from exchangelib.transport import BASIC, OAUTH2
+from exchangelib.version import EXCHANGE_2016, Build, Version
+
+from sync.sides import (
+    AuthError,
+    Conflict,
+    Invalid,
+    NotFound,
+    SideError,
+    Throttled,
+    TokenExpired,
+    Unavailable,
+)
+
+T = TypeVar("T")
+
+# --- TLS ---------------------------------------------------------------------------------------
+#
+# exchangelib makes its HTTP sessions itself; the one documented hook is the process-global
+# `BaseProtocol.HTTP_ADAPTER_CLS`. So the adapter we install there cannot know which connection it
+# serves: it trusts the system CAs plus every CA file any connection registered (a sandbox's own
+# CA). Registering a CA adds trust for that CA only; certificate and host name checks stay on and
+# TLS below 1.2 is refused for every EWS endpoint.
+
+_extra_cas: dict[str, str] = {}
+"""Registered CA certificates (PEM text, by file path): read once, so a CA file deleted later
+(a sandbox's temporary directory) cannot break every other connection."""
+_ca_lock = threading.Lock()
+
+
+def trust_ca_file(ca_file: str) -> None:
+    """Trust the CA in `ca_file` (PEM) in addition to the system CAs for every EWS connection."""
+    with open(ca_file, encoding="ascii") as handle:
+        pem = handle.read()
+    ssl.create_default_context().load_verify_locations(cadata=pem)  # refuse a bad file now
+    with _ca_lock:
+        _extra_cas[ca_file] = pem
+
+
+class TlsAdapter(requests.adapters.HTTPAdapter):
+    """A requests adapter with TLS 1.2 or later, certificate checks and the registered CAs."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        context = ssl.create_default_context()
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        with _ca_lock:
+            for pem in _extra_cas.values():
+                context.load_verify_locations(cadata=pem)
+        kwargs["ssl_context"] = context
+        super().init_poolmanager(*args, **kwargs)
+
+
+BaseProtocol.HTTP_ADAPTER_CLS = TlsAdapter
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    """User name (UPN or DOMAIN\\user) and password, sent as HTTP Basic over TLS."""
+
+    username: str
+    password: str = ""
+
+    def __repr__(self) -> str:
+        return f"BasicAuth({self.username!r}, '********')"
+
+
+@dataclass(frozen=True)
+class OAuthToken:
+    """A bearer token for EWS; the provider is asked again when the server refuses the token."""
+
+    token_provider: Callable[[], str]
+
+
+class _ProvidedTokenCredentials(OAuth2AuthorizationCodeCredentials):
+    """exchangelib OAuth credentials fed by our token provider instead of a token endpoint."""
+
+    def __init__(self, provider: Callable[[], str]) -> None:
+        super().__init__(access_token=self._token(provider))
+        self._provider = provider
+
+    @staticmethod
+    def _token(provider: Callable[[], str]) -> dict[str, str]:
+        return {"access_token": provider(), "token_type": "Bearer"}
+
+    def refresh(self, session: Any = None) -> None:
+        with self.lock:
+            self.access_token = self._token(self._provider)
+
+
+class _Policy(FaultTolerance):
+    """FaultTolerance (waits out ErrorServerBusy up to max_wait), but a 401 fails at once.
+
+    exchangelib's fault-tolerant policy treats a 401 as throttling and retries it for up to
+    `max_wait`: a wrong password would look like a hang. We want a clear sign-in error instead.
+    """
+
+    def raise_response_errors(self, response: Any) -> None:
+        if response.status_code == 401:
+            raise ews_errors.UnauthorizedError(f"The server refused the sign-in ({response.url})")
+        super().raise_response_errors(response)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+CONFLICT_ERRORS: tuple[type[Exception], ...] = (
+    ews_errors.ErrorIrresolvableConflict,
+    ews_errors.ErrorStaleObject,
+    ews_errors.ErrorInvalidChangeKey,
+)
+NOT_FOUND_ERRORS: tuple[type[Exception], ...] = (
+    ews_errors.ErrorItemNotFound,
+    ews_errors.ErrorInvalidIdMalformed,
+    ews_errors.ErrorFolderNotFound,
+)
+AUTH_ERRORS: tuple[type[Exception], ...] = (
+    ews_errors.UnauthorizedError,
+    ews_errors.ErrorAccessDenied,
+    ews_errors.ErrorNonExistentMailbox,
+)
+
+
+def side_error(exc: BaseException) -> SideError:
+    """The `sync.sides` error for an exchangelib exception (raised or returned per item)."""
+    if isinstance(exc, SideError):
+        return exc
+    code = type(exc).__name__
+    message = str(exc) or code
+    if isinstance(exc, ValueError | TypeError | KeyError):
+        return Invalid(f"The item's data was refused before sending: {message}", code)
+    if isinstance(exc, ews_errors.ErrorInvalidSyncStateData):
+        return TokenExpired(f"Exchange no longer accepts the saved sync state: {message}", code)
+    if isinstance(exc, CONFLICT_ERRORS):
+        return Conflict(f"The item changed since it was read: {message}", code)
+    if isinstance(exc, NOT_FOUND_ERRORS):
+        return NotFound(message, code)
+    if isinstance(exc, AUTH_ERRORS):
+        return AuthError(
+            f"Exchange refused the sign-in or access to the mailbox ({message}). "
+            "Check the password or sign in again.",
+            code,
+        )
+    if isinstance(exc, ews_errors.ErrorServerBusy):
+        return Throttled(message, code, retry_after=float(exc.back_off or 0))
+    if isinstance(exc, ews_errors.RateLimitError):
+        return Throttled(message, code, retry_after=float(getattr(exc, "wait", 0) or 0))
+    if isinstance(exc, ews_errors.ResponseMessageError):
+        return Invalid(message, code)  # an EWS ResponseCode about this request or item
+    if isinstance(exc, ews_errors.TransportError | OSError | requests.RequestException):
+        return Unavailable(f"Exchange could not be reached: {message}", code)
+    if isinstance(exc, ews_errors.EWSError):
+        return Invalid(message, code)
+    return Unavailable(message, code)
+
+
+# --- the connection ----------------------------------------------------------------------------
+
+
+class EwsConnection:
+    """One mailbox on one EWS endpoint.
+
+    `max_wait` bounds how long exchangelib waits out ErrorServerBusy (BackOffMilliseconds) and
+    transient failures before the call fails with `Throttled` / `Unavailable`. exchangelib shares
+    one protocol (HTTP sessions, retry policy) between connections with the same endpoint and
+    credentials, so the first such connection's `max_wait` applies to all of them.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        email: str,
+        auth: BasicAuth | OAuthToken,
+        ca_file: str | None = None,
+        version: Build = EXCHANGE_2016,
+        max_wait: float = 300,
+    ) -> None:
+        if not endpoint.lower().startswith("https://"):
+            raise ValueError("EWS endpoints must use https:// (TLS 1.2 or later)")
+        if ca_file:
+            trust_ca_file(ca_file)
+        self.endpoint = endpoint
+        self.email = email
+        self.auth = auth
+        self._credentials: Credentials | _ProvidedTokenCredentials
+        if isinstance(auth, BasicAuth):
+            self._credentials = Credentials(auth.username, auth.password)
+            auth_type = BASIC
+        else:
+            self._credentials = _ProvidedTokenCredentials(auth.token_provider)
+            auth_type = OAUTH2
+        self.config = Configuration(
+            service_endpoint=endpoint,
+            credentials=self._credentials,
+            auth_type=auth_type,
+            version=Version(build=version),
+            retry_policy=_Policy(max_wait=max_wait),
+        )
+        self._account: Account | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def account(self) -> Account:
+        """The exchangelib account (made on first use; making it sends no request)."""
+        with self._lock:
+            if self._account is None:
+                self._account = Account(
+                    primary_smtp_address=self.email,
+                    config=self.config,
+                    autodiscover=False,
+                    access_type=DELEGATE,
+                )
+            return self._account
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (exchangelib calls), mapping errors; an OAuth 401 refreshes the token once."""
+        try:
+            with self.errors():
+                return fn()
+        except AuthError:
+            if not self._refresh_token():
+                raise
+        with self.errors():
+            return fn()
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Raise exchangelib's exceptions as `sync.sides` errors."""
+        try:
+            yield
+        except SideError:
+            raise
+        except (ews_errors.EWSError, OSError, requests.RequestException) as exc:
+            raise side_error(exc) from exc
+
+    def _refresh_token(self) -> bool:
+        if not isinstance(self._credentials, _ProvidedTokenCredentials):
+            return False
+        self._credentials.refresh()
+        # Sessions carry the old token: drop them so new ones are made with the new token.
+        self.account.protocol.close()
+        return True
+
+    def verify(self) -> None:
+        """One cheap call (GetFolder of the Inbox) to check endpoint, TLS and sign-in."""
+        self.call(lambda: self.account.inbox.id)
+
+    def close(self) -> None:
+        """Close the HTTP sessions of this connection's protocol."""
+        if self._account is not None:
+            self._account.protocol.close()
+
+    def __repr__(self) -> str:
+        return f"EwsConnection({self.endpoint!r}, {self.email!r})"
