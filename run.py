@@ -102,7 +102,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         scheduler.start()
         stack.callback(scheduler.shutdown)
         host = "127.0.0.1" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
-        print(f"Mailbox Sync is running. Open http://{host}:{port}/login?token={token}", flush=True)
+        # one write, so no log line of another thread lands between the link and its newline
+        sys.stdout.write(f"Mailbox Sync is running. Open http://{host}:{port}/login?token={token}\n")
+        sys.stdout.flush()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
         try:
             server.serve_forever()
@@ -120,14 +122,19 @@ def _open_database(args: argparse.Namespace) -> Any:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from sync.connect import messaging_service
     from sync.runs import recent_runs
-    from sync.service import MESSAGING, SyncService
+    from sync.sandbox_profile import INFO_FILE, read_info
+    from sync.service import MESSAGING
 
     if not args.once:
         print("`sync` runs one sync and exits: add --once (the server syncs on its own).")
         return 2
     database = _open_database(args)
-    service = SyncService(database)
+    data_dir = _data_dir(args)
+    info_file = Path(args.sandbox_json) if args.sandbox_json else data_dir / "sandbox" / INFO_FILE
+    info = read_info(info_file) if info_file.exists() else None
+    service = messaging_service(database, data_dir, lambda: info)
     run_id = service.run(MESSAGING, "cli")
     run = next(r for r in recent_runs(database, limit=5) if r.id == run_id)
     print(f"Run {run.id}: {run.outcome}" + (f" — {run.message}" if run.message else ""))
@@ -292,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", parents=[common], help="one messaging sync, then exit")
     sync.add_argument("--once", action="store_true")
     sync.add_argument("--kind", action="append", help="only this kind (repeatable)")
+    sync.add_argument("--sandbox-json", help="the sandbox to use (`run.py sandbox --json` output)")
     sync.set_defaults(func=cmd_sync)
 
     status = commands.add_parser("status", parents=[common], help="last runs and alerts")

@@ -24,7 +24,9 @@ def data_dir(tmp_path: Path) -> Path:
 def app(data_dir: Path) -> Iterator[Flask]:
     from webapp import create_app
 
-    app = create_app({"DATA_DIR": str(data_dir), "LOGIN_TOKEN": "test-login-token"})
+    app = create_app(
+        {"DATA_DIR": str(data_dir), "LOGIN_TOKEN": "test-login-token", "SETUP_REDIRECT": False}
+    )
     yield app
     app.extensions["mailbox_sync.database"].dispose()
 

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from sync.service import SyncService
+from sync.connect import messaging_service
 from sync.store.db import default_data_dir, open_database
 
 csrf = CSRFProtect()
@@ -28,6 +28,15 @@ def load_secret_key(data_dir: Path) -> str:
             handle.write(secrets.token_hex(32))
     os.chmod(path, 0o600)
     return path.read_text().strip()
+
+
+def sandbox_info(app: Flask) -> dict[str, Any] | None:
+    """The sandbox this app uses: given by run.py (SANDBOX_INFO), or the one it started."""
+    info = app.config.get("SANDBOX_INFO")
+    if info:
+        return dict(info)
+    running = app.extensions.get("mailbox_sync.sandbox")
+    return dict(running.describe()) if running is not None else None
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -54,16 +63,34 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     database = open_database(data_dir, app.config["DATABASE_URL"])
     app.extensions["mailbox_sync.database"] = database
-    app.extensions.setdefault("mailbox_sync.service", SyncService(database))
+    if "mailbox_sync.service" not in app.extensions:
+        app.extensions["mailbox_sync.service"] = messaging_service(
+            database, data_dir, lambda: sandbox_info(app)
+        )
     app.extensions.setdefault("mailbox_sync.scheduler", None)
 
     csrf.init_app(app)
 
-    from webapp import access, alerts, conflicts, dashboard, errors
+    from webapp import (
+        access,
+        alerts,
+        conflicts,
+        dashboard,
+        errors,
+        i18n,
+        settings_page,
+        signin,
+        wizard,
+    )
+
+    i18n.init_app(app)
 
     app.register_blueprint(access.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(conflicts.bp)
     app.register_blueprint(alerts.bp)
+    app.register_blueprint(signin.bp)
+    app.register_blueprint(wizard.bp)
+    app.register_blueprint(settings_page.bp)
     errors.register(app)
     return app

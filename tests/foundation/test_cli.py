@@ -68,7 +68,9 @@ def test_serve_binds_loopback_and_sync_now_records_a_run(served: str, data_dir: 
     base = served.split("/login")[0]
     with httpx.Client(base_url=base, follow_redirects=True, timeout=10) as browser:
         assert browser.get("/").url.path == "/welcome"  # no link, no page
-        page = browser.get(served)
+        page = browser.get(served)  # a new user lands on the setup wizard …
+        assert page.status_code == 200 and "/setup/" in str(page.url)
+        page = browser.get("/?setup=later")  # … and may look at the dashboard first
         assert page.status_code == 200 and "Sync now" in page.text
         before = _finished_runs(data_dir)
         token = csrf_token_from(page.text)

@@ -6,6 +6,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [[ -x /usr/sbin/dovecot ]] || need+=(dovecot-core dovecot-pop3d)
+[[ -d /usr/share/fonts/opentype/noto ]] || need+=(fonts-noto-cjk)  # Japanese screenshots
 ((${#need[@]})) || exit 0
 sudo_cmd=()
 [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)

@@ -1,0 +1,216 @@
+"""From the stored profile to a live messaging connection: the CRM side and the mailbox side.
+
+This is the one place that knows which adapter serves which profile (Dataverse over httpx;
+Exchange over exchangelib, or POP3 + SMTP), where tokens come from (the msal provider of the
+stored sign-in) and which CA files to trust (the sandbox's, only in sandbox mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from sync.conflicts import ReverseError
+from sync.engine.options import EngineSettings
+from sync.engine.state import ConflictRow
+from sync.kinds import KINDS
+from sync.kinds.base import Direction
+from sync.messaging import Connection, MessagingJob, NotReady
+from sync.service import MESSAGING, SyncService
+from sync.setup.ports import MailboxConfig
+from sync.setup.profile import (
+    MAILBOX_PASSWORD,
+    MESSAGING_DISABLED_REASON,
+    SMTP_PASSWORD,
+    Profile,
+)
+from sync.sides import Side
+from sync.store.db import Database
+from sync.store.linkstore import SqlLinkStore
+from sync.store.models import ConflictRecord, SyncFilter
+
+SandboxInfo = Callable[[], Mapping[str, Any] | None]
+
+
+def engine_settings(profile: Profile, me: str) -> EngineSettings:
+    """Filters (enabled rows, OR of ANDs per kind) and field directions from the wizard."""
+    filters: dict[str, list[list[dict[str, Any]]]] = {}
+    with profile.database.session() as session:
+        for row in session.scalars(select(SyncFilter).where(SyncFilter.enabled.is_(True))):
+            filters.setdefault(row.kind, []).append([dict(c) for c in row.conditions or []])
+    directions: dict[str, dict[str, str]] = {}
+    for kind_name, choice in dict(profile.get("field_directions", {}) or {}).items():
+        kind = KINDS.get(kind_name)
+        if kind is None or choice == Direction.BOTH:
+            continue
+        # the user's choice narrows two-way fields; one-way fields keep their own direction
+        directions[kind_name] = {
+            f.name: str(choice) for f in kind.fields if f.direction == Direction.BOTH
+        }
+    return EngineSettings(
+        me=me,
+        filters=filters,
+        directions=directions,
+        conflict_policy=str(profile.get("conflict_policy", "crm")),
+        confirm_emptied=bool(profile.get("confirm_emptied", False)),
+    )
+
+
+class ProfileConnector:
+    """The `Connector` of the app and `sync --once`: builds sides from what the wizard stored."""
+
+    def __init__(self, profile: Profile, sandbox_info: SandboxInfo) -> None:
+        self.profile = profile
+        self.sandbox_info = sandbox_info
+
+    def __call__(self) -> Connection:
+        from sync.setup.adapters import messaging_allowed
+
+        profile = self.profile
+        if not profile.is_complete():
+            raise NotReady("Nothing to sync yet: finish the setup wizard to choose what to sync.")
+        if not profile.messaging_enabled:
+            raise NotReady(
+                str(profile.get(MESSAGING_DISABLED_REASON) or "")
+                or "Messaging sync is off on this computer."
+            )
+        info = self.sandbox_info()
+        if not messaging_allowed(profile, info):
+            raise NotReady(
+                str(profile.get(MESSAGING_DISABLED_REASON) or "")
+                or "This computer is not the synchronizing computer."
+            )
+        org = profile.synchronizing_org()
+        config = profile.mailbox()
+        user = profile.get("crm_user") or {}
+        assert org is not None and config is not None
+        crm, crm_close = self._crm_side(org.url, org.api_url, str(user.get("id", "")), info)
+        try:
+            mailbox = self._mailbox_side(config, info)
+        except Exception:
+            crm_close()
+            raise
+        # POP3 mailboxes hold email only: contacts, appointments and tasks do not sync there
+        chosen = profile.get("kinds", []) or [] if config.type == "exchange" else []
+        kinds = [k for k in chosen if k in KINDS]
+        return Connection(
+            org_id=org.id,
+            crm=crm,
+            mailbox=mailbox,
+            settings=engine_settings(profile, str(user.get("id", ""))),
+            kinds=kinds,
+            close=crm_close,
+        )
+
+    def _provider(self, info: Mapping[str, Any] | None) -> Any:
+        from sync.auth import provider_from_config
+
+        auth = self.profile.get("auth")
+        if not auth:
+            raise NotReady("Sign in first (the wizard's first step).")
+        return provider_from_config(auth, self.profile.data_dir, info)
+
+    def _crm_side(
+        self, org_url: str, api_url: str, owner_id: str, info: Mapping[str, Any] | None
+    ) -> tuple[Side, Callable[[], None]]:
+        from sync.auth import dataverse_scope
+        from sync.crm.client import DataverseClient
+        from sync.crm.side import DataverseSide
+
+        provider = self._provider(info)
+        upn = self.profile.signed_in_upn
+        client = DataverseClient(
+            api_url, provider.token_callable([dataverse_scope(org_url)], upn), annotations="*"
+        )
+        return DataverseSide(client, owner_id=owner_id or None), client.close
+
+    def _mailbox_side(self, config: MailboxConfig, info: Mapping[str, Any] | None) -> Side:
+        secrets = self.profile.mailbox_secrets()
+        sandbox = info if (self.profile.get("auth") or {}).get("provider") == "sandbox" else None
+        if config.type == "exchange":
+            from sync.auth import ews_scope
+            from sync.mailbox.ews import open_side
+            from sync.mailbox.ews_connection import BasicAuth, OAuthToken
+
+            endpoint = config.ews_url or (str(sandbox["ews_url"]) if sandbox else "")
+            auth: BasicAuth | OAuthToken
+            if config.auth == "basic":
+                auth = BasicAuth(config.username, secrets.get(MAILBOX_PASSWORD, ""))
+            else:
+                provider = self._provider(info)
+                upn = self.profile.signed_in_upn
+                auth = OAuthToken(provider.token_callable([ews_scope(endpoint)], upn))
+            ca_file = str(sandbox["ews_ca_file"]) if sandbox else None
+            return open_side(endpoint, config.email, auth, ca_file=ca_file)
+        from sync.mailbox.pop3 import Pop3Settings
+        from sync.mailbox.pop3_side import Pop3Side
+        from sync.mailbox.smtp import SmtpSettings
+
+        password = secrets.get(MAILBOX_PASSWORD, "")
+        return Pop3Side(
+            Pop3Settings(
+                host=config.pop3_host,
+                username=config.username or config.email,
+                password=password,
+                port=config.pop3_port,
+                security=config.pop3_security,  # type: ignore[arg-type]
+            ),
+            SmtpSettings(
+                host=config.smtp_host,
+                username=config.username or config.email,
+                password=secrets.get(SMTP_PASSWORD) or password,
+                port=config.smtp_port,
+                security=config.smtp_security,  # type: ignore[arg-type]
+                sender=config.email,
+            ),
+        )
+
+
+class ConflictReverser:
+    """Writes a conflict's losing value onto the winning side (the engine's reverse_conflict)."""
+
+    def __init__(self, database: Database, connect: Callable[[], Connection]) -> None:
+        self.database = database
+        self.connect = connect
+
+    def __call__(self, record: ConflictRecord) -> None:
+        from sync.engine import reverse_conflict
+
+        kind = KINDS.get(record.kind)
+        if kind is None:
+            raise ReverseError(f"Conflicts of {record.kind} cannot be reversed.")
+        try:
+            connection = self.connect()
+        except NotReady as reason:
+            raise ReverseError(str(reason)) from None
+        try:
+            row = ConflictRow(
+                crm_id=record.crm_id,
+                mailbox_id=record.mailbox_id,
+                field=record.field,
+                crm_value=record.crm_value,
+                mailbox_value=record.mailbox_value,
+                winner=record.winner,
+                reason=record.reason,
+                title=record.title,
+                id=record.id,
+            )
+            store = SqlLinkStore(self.database, connection.org_id)
+            error = reverse_conflict(kind, row, connection.crm, connection.mailbox, store)
+        finally:
+            connection.close()
+        if error is not None:
+            raise ReverseError(f"The {record.winner} side refused the value: {error.message}")
+
+
+def messaging_service(
+    database: Database, data_dir: Path | str, sandbox_info: SandboxInfo
+) -> SyncService:
+    """The service of the app and the command line: messaging over the stored profile."""
+    connector = ProfileConnector(Profile(database, data_dir), sandbox_info)
+    service = SyncService(database, {MESSAGING: MessagingJob(database, connector)})
+    service.reverser = ConflictReverser(database, connector)
+    return service

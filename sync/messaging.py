@@ -1,0 +1,120 @@
+"""The messaging job: one engine run per kind, between the synchronizing org and the mailbox.
+
+The job knows the engine, the kinds and the store; *how* the two sides are reached (Dataverse
+client, EWS or POP3, tokens, TLS) is a `Connector`'s business (`sync.connect`), so tests can run
+the job over in-memory sides and the app over the real adapters with the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync.engine import sync_kind
+from sync.engine.apply import KindResult
+from sync.engine.options import EngineSettings
+from sync.kinds import KINDS
+from sync.kinds.base import Kind
+from sync.runs import RunRecorder, raise_alert, resolve_alerts
+from sync.sides import AuthError, Side, SideError
+from sync.store.db import Database
+from sync.store.linkstore import SqlLinkStore
+
+log = logging.getLogger(__name__)
+
+
+class NotReady(Exception):
+    """Messaging sync cannot run now; the message says why and what to do (run is skipped)."""
+
+
+@dataclass
+class Connection:
+    """What one messaging run works with."""
+
+    org_id: str
+    crm: Side
+    mailbox: Side
+    settings: EngineSettings
+    kinds: Sequence[str]
+    close: Callable[[], None] = lambda: None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Connector = Callable[[], Connection]
+"""Builds the connection from the stored profile; raises NotReady when setup is incomplete."""
+
+
+def _counts(result: KindResult) -> dict[str, Any]:
+    data = result.as_dict()
+    data.pop("kind", None)
+    return data
+
+
+class MessagingJob:
+    """The body of the messaging job for `SyncService` (see `sync.service.Job`)."""
+
+    def __init__(self, database: Database, connect: Connector) -> None:
+        self.database = database
+        self.connect = connect
+
+    def __call__(self, recorder: RunRecorder) -> tuple[str, str | None]:
+        try:
+            connection = self.connect()
+        except NotReady as reason:
+            return "skipped", str(reason)
+        try:
+            return self._run(connection, recorder)
+        finally:
+            connection.close()
+
+    def _run(self, connection: Connection, recorder: RunRecorder) -> tuple[str, str | None]:
+        store = SqlLinkStore(self.database, connection.org_id)
+        counts: dict[str, Any] = {}
+        problems: list[str] = []
+        kinds: list[Kind] = [KINDS[name] for name in connection.kinds if name in KINDS]
+        for index, kind in enumerate(kinds):
+
+            def progress(
+                done: int, total: int, phase: str, kind: Kind = kind, step: int = index + 1
+            ) -> None:
+                recorder.progress(done, total, f"{kind.name}: {phase} ({step}/{len(kinds)})")
+
+            try:
+                result = sync_kind(
+                    kind, connection.crm, connection.mailbox, store, connection.settings, progress
+                )
+            except AuthError as error:
+                raise_alert(
+                    self.database,
+                    "auth-failed",
+                    "Sign-in refused",
+                    error.message or str(error),
+                    "Sign in again on the Sign-in page, or check the mailbox password.",
+                    severity="error",
+                )
+                counts[kind.name] = {"message": "sign-in refused"}
+                recorder.counts(counts)
+                return "failed", f"{kind.name}: sign-in refused ({error.message or error})"
+            except SideError as error:
+                log.warning("%s sync failed: %s", kind.name, error)
+                counts[kind.name] = {"message": f"{type(error).__name__}: {error.message}"}
+                problems.append(f"{kind.name}: {error.message or type(error).__name__}")
+                recorder.counts(counts)
+                continue
+            counts[kind.name] = _counts(result)
+            recorder.counts(counts)
+            if result.stopped:
+                problems.append(f"{kind.name}: {result.message}")
+            elif result.errors:
+                problems.append(f"{kind.name}: {result.errors} items failed (retried later)")
+        resolve_alerts(self.database, "auth-failed")
+        if problems:
+            return "partial", "; ".join(problems)
+        total = sum(
+            sum(counts[k].get(side, {}).get(a, 0) for side in ("crm", "mailbox") for a in
+                ("created", "updated", "deleted"))
+            for k in counts
+        )  # fmt: skip
+        return "ok", f"{total} changes" if total else "Nothing changed."

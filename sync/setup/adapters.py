@@ -1,0 +1,345 @@
+"""The real ports: Global Discovery and Dataverse (sync.crm), EWS and POP3/SMTP (sync.mailbox).
+
+Built from the stored sign-in (`auth` setting → sync.auth.TokenProvider) and, in sandbox mode,
+the running sandbox's describe() dict (its discovery URL and CA files). Every import of an
+adapter is local so the wizard still loads when one of them is missing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sync.setup.messages import N_, SetupError
+from sync.setup.ports import (
+    ClaimInfo,
+    ClaimTaken,
+    CrmUser,
+    MailboxConfig,
+    MailboxRecord,
+    OrgInfo,
+    SetupPorts,
+)
+from sync.setup.profile import MAILBOX_PASSWORD, SMTP_PASSWORD, Profile
+from sync.sides import Duplicate, Invalid, NotFound
+
+GLOBAL_DISCOVERY = "https://globaldisco.crm.dynamics.com/api/discovery/v2.0/Instances"
+CLAIMS_TABLE = "mbs_syncclaims"
+_CLAIM_NAMESPACE = uuid.UUID("5d0c6f0e-2b7a-4a8f-9f39-61a3f0b2c4d1")
+MAILBOX_COLUMNS = [
+    "mailboxid",
+    "emailaddress",
+    "_regardingobjectid_value",
+    "incomingemaildeliverymethod",
+    "outgoingemaildeliverymethod",
+    "actdeliverymethod",
+]
+
+
+def _mailbox(row: Mapping[str, Any]) -> MailboxRecord:
+    return MailboxRecord(
+        id=str(row["mailboxid"]),
+        owner_id=str(row.get("_regardingobjectid_value") or row.get("_ownerid_value") or ""),
+        email=str(row.get("emailaddress") or ""),
+        incoming=int(row.get("incomingemaildeliverymethod") or 0),
+        outgoing=int(row.get("outgoingemaildeliverymethod") or 0),
+        act=int(row.get("actdeliverymethod") or 0),
+    )
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class DataverseDirectory:
+    """CrmDirectory over a `sync.crm.client.DataverseClient` (any object with its methods)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def current_user(self) -> CrmUser:
+        user_id = str(self.client.who_am_i()["UserId"])
+        return CrmUser(user_id, self.user_name(user_id))
+
+    def user_name(self, user_id: str) -> str:
+        try:
+            row = self.client.get("systemusers", user_id, select=["fullname", "domainname"])
+        except NotFound:
+            return user_id
+        return str(row.get("fullname") or row.get("domainname") or user_id)
+
+    def mailbox_of_user(self, user_id: str) -> MailboxRecord | None:
+        rows = self._mailboxes(f"_regardingobjectid_value eq {user_id}")
+        return rows[0] if rows else None
+
+    def mailboxes_with_address(self, address: str) -> list[MailboxRecord]:
+        return self._mailboxes(f"emailaddress eq {_quote(address)}")
+
+    def _mailboxes(self, odata_filter: str) -> list[MailboxRecord]:
+        found: list[MailboxRecord] = []
+        for page in self.client.iter_pages(
+            "mailboxes", select=MAILBOX_COLUMNS, filter=odata_filter
+        ):
+            found.extend(_mailbox(row) for row in page)
+        return found
+
+    def set_delivery_methods(self, mailbox_id: str, incoming: int, outgoing: int, act: int) -> None:
+        body = {
+            "incomingemaildeliverymethod": incoming,
+            "outgoingemaildeliverymethod": outgoing,
+            "actdeliverymethod": act,
+        }
+        self.client.update("mailboxes", mailbox_id, body, if_match="*")
+
+    def count(self, entity_set: str, odata_filter: str) -> int:
+        return int(self.client.count(entity_set, filter=odata_filter))
+
+
+class DataverseClaims:
+    """The POP3 claim: one `mbs_syncclaims` row per user, its id derived from the user id.
+
+    A first claim is a create with that fixed id (two creates: one gets Duplicate); a change
+    is a PATCH with the row's ETag (a stale ETag: Conflict). Either way the loser is told.
+    """
+
+    def __init__(self, client: Any, user_id: str) -> None:
+        self.client = client
+        self.user_id = user_id
+        self.row_id = str(uuid.uuid5(_CLAIM_NAMESPACE, user_id.lower()))
+        self._etag: str | None = None
+
+    def read(self) -> ClaimInfo | None:
+        try:
+            row = self.client.get(CLAIMS_TABLE, self.row_id)
+        except NotFound:
+            self._etag = None
+            return None
+        self._etag = row.get("@odata.etag")
+        if not row.get("mbs_instanceid"):
+            return None
+        return ClaimInfo(
+            instance_id=str(row["mbs_instanceid"]),
+            instance_name=str(row.get("mbs_instancename") or ""),
+            org_id="",
+            org_url="",
+            claimed_at=_parse_time(row.get("modifiedon")),
+        )
+
+    def take(self, claim: ClaimInfo, expected: ClaimInfo | None) -> ClaimInfo:
+        from sync.sides import Conflict
+
+        body = {
+            "mbs_name": f"Synchronizing computer of {self.user_id}",
+            "mbs_systemuserid": self.user_id,
+            "mbs_instanceid": claim.instance_id,
+            "mbs_instancename": claim.instance_name,
+        }
+        current = self.read()
+        if _holder(current) != _holder(expected):
+            raise ClaimTaken(current)
+        try:
+            if self._etag is None:
+                self.client.create(CLAIMS_TABLE, body, id=self.row_id)
+            else:
+                self.client.update(CLAIMS_TABLE, self.row_id, body, if_match=self._etag)
+        except (Duplicate, Conflict):
+            raise ClaimTaken(self.read()) from None
+        return claim
+
+
+def _holder(claim: ClaimInfo | None) -> str | None:
+    return claim.instance_id if claim else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class EwsClaims:
+    """The Exchange claim through `sync.mailbox.claims` (a folder property and its ChangeKey)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self._raw: Any = None
+
+    def read(self) -> ClaimInfo | None:
+        from sync.mailbox import claims
+
+        self._raw = claims.read_claim(self.connection)
+        return _from_ews(self._raw)
+
+    def take(self, claim: ClaimInfo, expected: ClaimInfo | None) -> ClaimInfo:
+        from sync.mailbox import claims
+
+        raw_expected = self._raw if _from_ews(self._raw) == expected else None
+        if expected is not None and raw_expected is None:
+            self.read()
+            raw_expected = self._raw
+        new = claims.Claim(
+            org_url=claim.org_url,
+            org_id=claim.org_id,
+            instance_id=claim.instance_id,
+            instance_name=claim.instance_name,
+        )
+        try:
+            self._raw = claims.take_claim(self.connection, new, raw_expected)
+        except claims.ClaimTaken as taken:
+            self._raw = taken.current
+            raise ClaimTaken(_from_ews(taken.current)) from None
+        return _from_ews(self._raw) or claim
+
+
+def _from_ews(raw: Any) -> ClaimInfo | None:
+    if raw is None:
+        return None
+    return ClaimInfo(
+        instance_id=raw.instance_id,
+        instance_name=raw.instance_name,
+        org_id=raw.org_id,
+        org_url=raw.org_url,
+        claimed_at=_parse_time(raw.claimed_at),
+    )
+
+
+class AdapterTester:
+    """Opens the configured mailbox once, like Dynamics' "Test & Enable"."""
+
+    def __init__(
+        self, ews_connection: Callable[[MailboxConfig, Mapping[str, str]], Any], ca_file: str | None
+    ) -> None:
+        self.ews_connection = ews_connection
+        self.ca_file = ca_file
+
+    def test(self, config: MailboxConfig, secrets: Mapping[str, str]) -> None:
+        if config.type == "exchange":
+            connection = self.ews_connection(config, secrets)
+            try:
+                connection.verify()
+            finally:
+                connection.close()
+            return
+        from sync.mailbox.pop3 import Pop3Session, Pop3Settings
+        from sync.mailbox.smtp import SmtpSender, SmtpSettings
+
+        password = secrets.get(MAILBOX_PASSWORD, "")
+        pop3 = Pop3Settings(
+            host=config.pop3_host,
+            username=config.username or config.email,
+            password=password,
+            port=config.pop3_port,
+            security=config.pop3_security,  # type: ignore[arg-type]
+            ca_file=self.ca_file,
+        )
+        with Pop3Session(pop3) as session:
+            session.stat()
+        smtp = SmtpSettings(
+            host=config.smtp_host,
+            username=config.username or config.email,
+            password=secrets.get(SMTP_PASSWORD) or password,
+            port=config.smtp_port,
+            security=config.smtp_security,  # type: ignore[arg-type]
+            ca_file=self.ca_file,
+            sender=config.email,
+        )
+        with SmtpSender(smtp).session():
+            pass
+
+
+def default_ports(profile: Profile, sandbox_info: Mapping[str, Any] | None = None) -> SetupPorts:
+    """Ports on the real adapters, with tokens from the stored sign-in."""
+    from sync.auth import dataverse_scope, discovery_scope, ews_scope, provider_from_config
+    from sync.crm.client import DataverseClient
+    from sync.crm.discovery import discover_instances
+
+    auth = profile.get("auth")
+    if not auth:
+        raise SetupError(N_("Sign in first: open the app once and sign in, then run this again."))
+    provider = provider_from_config(auth, profile.data_dir, sandbox_info)
+    upn = profile.signed_in_upn
+    sandbox = sandbox_info if auth.get("provider") == "sandbox" else None
+    discovery_url = str(sandbox["discovery_url"]) if sandbox else GLOBAL_DISCOVERY
+    ews_ca = str(sandbox["ews_ca_file"]) if sandbox and sandbox.get("ews_ca_file") else None
+
+    opened: list[Any] = []
+
+    def client_for(org: OrgInfo) -> Any:
+        client = DataverseClient(
+            org.api_url, provider.token_callable([dataverse_scope(org.url)], upn)
+        )
+        opened.append(client)
+        return client
+
+    class Discovery:
+        def instances(self) -> list[OrgInfo]:
+            found = discover_instances(
+                discovery_url, provider.token_callable([discovery_scope(discovery_url)], upn)
+            )
+            return [
+                OrgInfo(i.id, i.unique_name, i.friendly_name, i.url, i.api_url, i.version)
+                for i in found
+            ]
+
+    def ews_connection(config: MailboxConfig, secrets: Mapping[str, str]) -> Any:
+        from sync.mailbox.ews_connection import BasicAuth, EwsConnection, OAuthToken
+
+        endpoint = config.ews_url or (str(sandbox["ews_url"]) if sandbox else "")
+        if not endpoint:
+            raise Invalid(
+                "Autodiscover is not available yet: type the EWS address "
+                "(https://<server>/EWS/Exchange.asmx)."
+            )
+        auth_value: Any = (
+            BasicAuth(config.username, secrets.get(MAILBOX_PASSWORD, ""))
+            if config.auth == "basic"
+            else OAuthToken(provider.token_callable([ews_scope(endpoint)], upn))
+        )
+        return EwsConnection(endpoint, config.email, auth_value, ca_file=ews_ca)
+
+    def claims(org: OrgInfo, config: MailboxConfig, user: CrmUser) -> Any:
+        if config.type == "exchange":
+            return EwsClaims(ews_connection(config, profile.mailbox_secrets()))
+        return DataverseClaims(client_for(org), user.id)
+
+    return SetupPorts(
+        discovery=Discovery,
+        directory=lambda org: DataverseDirectory(client_for(org)),
+        mailbox_tester=lambda: AdapterTester(ews_connection, ews_ca),
+        claims=claims,
+        extra={"opened": opened},
+    )
+
+
+def close_ports(ports: SetupPorts) -> None:
+    """Close the HTTP clients the ports opened (call when done with them, e.g. per request)."""
+    opened = ports.extra.get("opened")
+    if isinstance(opened, list):
+        while opened:
+            opened.pop().close()
+
+
+def messaging_allowed(
+    profile: Profile,
+    sandbox_info: Mapping[str, Any] | None = None,
+    ports: SetupPorts | None = None,
+) -> bool:
+    """For the messaging job, before every run: set up, and still the synchronizing computer?
+
+    False when the setup is not finished, when the user chose "No" in the wizard, or when
+    another computer took the claim (then messaging is switched off with an alert that names
+    it: sync.setup.instance.ensure_still_synchronizing).
+    """
+    from sync.setup.instance import ensure_still_synchronizing
+
+    org, config, user = profile.synchronizing_org(), profile.mailbox(), profile.get("crm_user")
+    if not profile.is_complete() or org is None or config is None or not user:
+        return False
+    ports = ports or default_ports(profile, sandbox_info)
+    store = ports.claims(org, config, CrmUser(user["id"], user["name"]))
+    return ensure_still_synchronizing(profile, store)

@@ -1,0 +1,234 @@
+"""The "what to sync" step: sync filters with live counts, tracking, field directions, interval.
+
+Filters are stored as `SyncFilter` rows whose conditions are the engine's condition dicts
+(`{"field", "op", "value"}`, value "me" = the signed-in CRM user; `sync.kinds.base.Condition`),
+turned into an OData
+`$filter` for counting here and applied by the engine to change-tracking deltas (which take
+no `$filter`, DESIGN.md §3). Offline filters are rows whose kind is "offline:<entity set>".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from sync.setup import profile as keys
+from sync.setup.messages import N_, Msg, SetupError
+from sync.setup.ports import CrmDirectory
+from sync.setup.profile import Profile
+from sync.store.models import SyncFilter
+
+OFFLINE_PREFIX = "offline:"
+ME = "me"
+OPERATORS = {"eq", "ne", "gt", "ge", "lt", "le"}
+
+TRACKING_OPTIONS: dict[str, Msg] = {
+    "none": N_("Do not track email automatically"),
+    "replies": N_("Replies to email tracked in the CRM"),
+    "records": N_("Email from CRM contacts, leads and accounts"),
+    "all": N_("All email messages"),
+}
+INTERVALS = (60, 300, 900, 1800, 3600)
+DIRECTIONS: dict[str, Msg] = {
+    "both": N_("Both ways"),
+    "to_mailbox": N_("CRM to mailbox only"),
+    "to_crm": N_("Mailbox to CRM only"),
+}
+FIELD_GROUPS: dict[str, Msg] = {
+    "contacts": N_("Contact fields"),
+    "appointments": N_("Appointment fields"),
+    "tasks": N_("Task fields"),
+}
+KIND_LABELS: dict[str, Msg] = {
+    "contacts": N_("Contacts"),
+    "appointments": N_("Appointments"),
+    "tasks": N_("Tasks"),
+    "offline:contacts": N_("Contacts (offline)"),
+    "offline:accounts": N_("Accounts (offline)"),
+    "offline:leads": N_("Leads (offline)"),
+}
+ENTITY_SETS = {"contacts": "contacts", "appointments": "appointments", "tasks": "tasks"}
+
+
+@dataclass(frozen=True)
+class FilterDef:
+    """A built-in filter offered by the wizard (stored as a SyncFilter row on save)."""
+
+    slug: str
+    kind: str
+    name: Msg
+    conditions: tuple[tuple[str, str, Any], ...]
+    default: bool
+
+
+BUILTIN_FILTERS: tuple[FilterDef, ...] = (
+    FilterDef(
+        "my-active-contacts",
+        "contacts",
+        N_("My active contacts"),
+        (("_ownerid_value", "eq", ME), ("statecode", "eq", 0)),
+        True,
+    ),
+    FilterDef(
+        "all-active-contacts",
+        "contacts",
+        N_("All active contacts"),
+        (("statecode", "eq", 0),),
+        False,
+    ),
+    FilterDef(
+        "my-appointments",
+        "appointments",
+        N_("My appointments"),
+        (("_ownerid_value", "eq", ME),),
+        True,
+    ),
+    FilterDef(
+        "my-open-tasks",
+        "tasks",
+        N_("My open tasks"),
+        (("_ownerid_value", "eq", ME), ("statecode", "eq", 0)),
+        True,
+    ),
+    FilterDef(
+        "offline-my-contacts",
+        "offline:contacts",
+        N_("My active contacts"),
+        (("_ownerid_value", "eq", ME), ("statecode", "eq", 0)),
+        False,
+    ),
+    FilterDef(
+        "offline-my-accounts",
+        "offline:accounts",
+        N_("My active accounts"),
+        (("_ownerid_value", "eq", ME), ("statecode", "eq", 0)),
+        False,
+    ),
+    FilterDef(
+        "offline-my-leads",
+        "offline:leads",
+        N_("My open leads"),
+        (("_ownerid_value", "eq", ME), ("statecode", "eq", 0)),
+        False,
+    ),
+)
+BY_SLUG = {f.slug: f for f in BUILTIN_FILTERS}
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The step's answers."""
+
+    filters: tuple[str, ...]
+    tracking: str = "replies"
+    directions: Mapping[str, str] | None = None
+    interval_seconds: int = 300
+
+
+def entity_set(kind: str) -> str:
+    return (
+        kind.removeprefix(OFFLINE_PREFIX) if kind.startswith(OFFLINE_PREFIX) else ENTITY_SETS[kind]
+    )
+
+
+def _literal(value: Any, me: str) -> str:
+    if value == ME:
+        return me  # a GUID literal is unquoted in OData
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if value is None:
+        return "null"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def to_odata(conditions: Iterable[Sequence[Any]], me: str) -> str:
+    """The OData `$filter` for a filter's conditions (all must hold)."""
+    parts = []
+    for column, operator, value in conditions:
+        if operator not in OPERATORS or not column.replace("_", "").isalnum():
+            raise ValueError(f"bad condition {column!r} {operator!r}")
+        parts.append(f"{column} {operator} {_literal(value, me)}")
+    return " and ".join(parts)
+
+
+def count_for(directory: CrmDirectory, slug: str, me: str) -> int:
+    """The live count of one built-in filter's records."""
+    definition = BY_SLUG[slug]
+    return directory.count(entity_set(definition.kind), to_odata(definition.conditions, me))
+
+
+def count_union(directory: CrmDirectory, slugs: Sequence[str], me: str) -> dict[str, int]:
+    """Per kind, how many records the chosen filters select together (a record in two
+    filters counts once: one count of the filters joined with `or`)."""
+    by_kind: dict[str, list[str]] = {}
+    for slug in slugs:
+        definition = BY_SLUG[slug]
+        by_kind.setdefault(definition.kind, []).append(f"({to_odata(definition.conditions, me)})")
+    return {
+        kind: directory.count(entity_set(kind), " or ".join(parts))
+        for kind, parts in by_kind.items()
+    }
+
+
+def parse_choices(form: Mapping[str, Any], filters: Sequence[str]) -> Choices:
+    """Validate the step's form (filters as a list of slugs); raises SetupError."""
+    unknown = [s for s in filters if s not in BY_SLUG]
+    if unknown:
+        raise SetupError(N_("Unknown filter: %(name)s.", name=", ".join(unknown)), "filters")
+    tracking = str(form.get("tracking") or "replies")
+    if tracking not in TRACKING_OPTIONS:
+        raise SetupError(N_("Choose an email tracking option."), "tracking")
+    try:
+        interval = int(form.get("interval_seconds") or 300)
+    except ValueError:
+        interval = -1
+    if interval not in INTERVALS:
+        raise SetupError(N_("Choose one of the offered intervals."), "interval_seconds")
+    directions = {}
+    for group in FIELD_GROUPS:
+        value = str(form.get(f"direction_{group}") or "both")
+        if value not in DIRECTIONS:
+            raise SetupError(N_("Choose a direction for each kind."), f"direction_{group}")
+        directions[group] = value
+    return Choices(tuple(dict.fromkeys(filters)), tracking, directions, interval)
+
+
+def current_choices(profile: Profile) -> Choices:
+    """What is stored (or the defaults before the step was saved)."""
+    with profile.database.session() as session:
+        rows = list(session.scalars(select(SyncFilter).where(SyncFilter.builtin.is_(True))))
+    enabled = tuple(r.name for r in rows if r.enabled and r.name in BY_SLUG)
+    if not rows:
+        enabled = tuple(f.slug for f in BUILTIN_FILTERS if f.default)
+    return Choices(
+        filters=enabled,
+        tracking=str(profile.get("tracking_option", "replies")),
+        directions=dict(profile.get("field_directions", {}) or {}),
+        interval_seconds=int(profile.get("interval_seconds", 300)),
+    )
+
+
+def save_choices(profile: Profile, choices: Choices) -> None:
+    """Store the filters as SyncFilter rows (name = slug) and the rest as settings."""
+    with profile.database.session() as session:
+        rows = {r.name: r for r in session.scalars(select(SyncFilter)) if r.builtin}
+        for definition in BUILTIN_FILTERS:
+            row = rows.get(definition.slug)
+            if row is None:
+                row = SyncFilter(kind=definition.kind, name=definition.slug, builtin=True)
+                session.add(row)
+            row.conditions = [
+                {"field": f, "op": op, "value": value} for f, op, value in definition.conditions
+            ]
+            row.enabled = definition.slug in choices.filters
+    kinds = sorted({BY_SLUG[s].kind for s in choices.filters if s in BY_SLUG})
+    profile.set("kinds", [k for k in kinds if not k.startswith(OFFLINE_PREFIX)])
+    profile.set("tracking_option", choices.tracking)
+    profile.set("field_directions", dict(choices.directions or {}))
+    profile.set("interval_seconds", choices.interval_seconds)
+    profile.set(keys.CHOICES_SAVED, True)

@@ -1,0 +1,86 @@
+"""The wizard without a browser (`run.py configure`): the same steps, checks and messages.
+
+Every step runs in the wizard's order; the first refusal stops with its message (the CLI
+exits 2), and what was accepted before it stays stored, as in the wizard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sync.setup import choices as choices_step
+from sync.setup import instance, mailbox, organizations
+from sync.setup.messages import N_, SetupError
+from sync.setup.ports import CrmUser, SetupPorts
+from sync.setup.profile import Profile
+
+
+@dataclass
+class ConfigureOptions:
+    org: str
+    connected: Sequence[str] = ()
+    confirm_org_change: bool = False
+    mailbox_form: dict[str, str] = field(default_factory=dict)
+    """The mailbox step's form fields (type, email, ews_url, auth, username, password, …)."""
+    set_methods: bool = False
+    """Consent to set the CRM mailbox record's methods to this client."""
+    take_over: bool | None = None
+    filters: Sequence[str] | None = None
+    tracking: str = "replies"
+    interval_seconds: int = 300
+    directions: dict[str, str] = field(default_factory=dict)
+
+
+def configure(profile: Profile, ports: SetupPorts, options: ConfigureOptions) -> list[str]:
+    """Run every step; returns what was done, line by line. Raises SetupError."""
+    done: list[str] = []
+    if not profile.signed_in_upn:
+        raise SetupError(N_("Sign in first: open the app once and sign in, then run this again."))
+    available = organizations.list_organizations(ports.discovery())
+    chosen = organizations.find_by_unique_name(available, options.org)
+    connected = [organizations.find_by_unique_name(available, n).id for n in options.connected]
+    organizations.choose(
+        profile,
+        available,
+        organizations.OrgChoice(chosen.id, tuple(connected)),
+        confirmed=options.confirm_org_change,
+    )
+    done.append(f"Synchronizing organization: {chosen.friendly_name} ({chosen.unique_name})")
+
+    directory = ports.directory(chosen)
+    user: CrmUser = directory.current_user()
+    config, secrets = mailbox.parse_mailbox_form(options.mailbox_form, profile.mailbox_secrets())
+    record = mailbox.check_mailbox_owner(directory, user, config.email)
+    if options.set_methods:
+        record = mailbox.set_to_this_client(directory, record, consent=True)
+    mailbox.save_mailbox(profile, directory, ports.mailbox_tester(), user, config, secrets)
+    done.append(f"Mailbox: {config.email} ({config.type}), connection tested")
+    for status in mailbox.delivery_status(record):
+        mark = "ok" if status.is_this_client else "NOT this client"
+        done.append(f"  {status.label}: {status.current} [{mark}]")
+
+    store = ports.claims(chosen, config, user)
+    state = instance.decide(profile, store, options.take_over)
+    if profile.messaging_enabled:
+        done.append(f"Synchronizing computer: this one ({profile.instance_name})")
+    else:
+        done.append(str(instance.not_synchronizing_reason(state.holder_name)))
+
+    picked = (
+        list(options.filters)
+        if options.filters is not None
+        else list(choices_step.current_choices(profile).filters)
+    )
+    form = {
+        "tracking": options.tracking,
+        "interval_seconds": str(options.interval_seconds),
+        **{f"direction_{k}": v for k, v in options.directions.items()},
+    }
+    picked_choices = choices_step.parse_choices(form, picked)
+    choices_step.save_choices(profile, picked_choices)
+    done.append(
+        f"Filters: {', '.join(picked_choices.filters) or 'none'}; tracking: "
+        f"{picked_choices.tracking}; every {picked_choices.interval_seconds} s"
+    )
+    return done

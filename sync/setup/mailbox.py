@@ -1,0 +1,320 @@
+"""The mailbox step: read the form, enforce the CRM's mailbox rules, test the connection.
+
+Rules (DESIGN.md 1.1 step 3): one mailbox per CRM user, and an address already mapped to
+another CRM user is refused, naming that user and what to do. The CRM mailbox record's three
+delivery methods must name this client ("Outlook") for a workload to sync; the wizard shows
+them and sets them only with the user's consent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sync.runs import raise_alert, resolve_alerts
+from sync.setup import profile as keys
+from sync.setup.messages import N_, Msg, SetupError
+from sync.setup.ports import CrmDirectory, CrmUser, MailboxConfig, MailboxRecord, MailboxTester
+from sync.setup.profile import Profile
+from sync.sides import AuthError, Invalid, SideError, Unavailable
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+HOST = re.compile(r"^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$")
+
+# the value of each method that means "this client" (Dynamics 365 for Outlook)
+THIS_CLIENT = {"incoming": 1, "outgoing": 1, "act": 0}
+
+METHOD_LABELS: dict[str, dict[int, Msg]] = {
+    "incoming": {
+        0: N_("None"),
+        1: N_("This client (Dynamics 365 for Outlook)"),
+        2: N_("Server-Side Synchronization"),
+        3: N_("Forward Mailbox"),
+    },
+    "outgoing": {
+        0: N_("None"),
+        1: N_("This client (Dynamics 365 for Outlook)"),
+        2: N_("Server-Side Synchronization"),
+    },
+    "act": {
+        0: N_("This client (Dynamics 365 for Outlook)"),
+        1: N_("Server-Side Synchronization"),
+        2: N_("None"),
+    },
+}
+WORKLOADS: dict[str, Msg] = {
+    "incoming": N_("Incoming email"),
+    "outgoing": N_("Outgoing email"),
+    "act": N_("Appointments, contacts and tasks"),
+}
+
+
+class FormErrors(SetupError):
+    """Several fields were refused: `errors` maps field name → message."""
+
+    def __init__(self, errors: dict[str, Msg]) -> None:
+        first = next(iter(errors.values()))
+        super().__init__(first, next(iter(errors)))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class MethodStatus:
+    workload: str
+    label: Msg
+    current: Msg
+    is_this_client: bool
+
+
+# --- the form ------------------------------------------------------------------------------
+
+
+def _port(value: str, default: int) -> int | None:
+    value = (value or "").strip()
+    if not value:
+        return default
+    if value.isdigit() and 0 < int(value) < 65536:
+        return int(value)
+    return None
+
+
+def parse_mailbox_form(
+    form: Mapping[str, str], stored_secrets: Mapping[str, str] | None = None
+) -> tuple[MailboxConfig, dict[str, str]]:
+    """Validate the form's fields; raises FormErrors naming each bad field.
+
+    An empty password field keeps the stored password, so the form need not show it again.
+    """
+    stored = stored_secrets or {}
+    errors: dict[str, Msg] = {}
+    kind = (form.get("type") or "").strip()
+    email = (form.get("email") or "").strip()
+    password = form.get("password") or ""
+    secrets: dict[str, str] = {}
+    if kind not in ("exchange", "pop3"):
+        errors["type"] = N_("Choose Exchange or POP3.")
+    if not EMAIL.match(email):
+        errors["email"] = N_("Enter the mailbox's e-mail address, like name@example.com.")
+    config = MailboxConfig(type=kind or "exchange", email=email)
+    if kind == "exchange":
+        ews_url = (form.get("ews_url") or "").strip()
+        auth = (form.get("auth") or "oauth").strip()
+        username = (form.get("username") or "").strip()
+        # plain http only to this computer (the sandbox); real servers need TLS
+        if ews_url and not ews_url.lower().startswith(("https://", "http://127.0.0.1")):
+            errors["ews_url"] = N_(
+                "The EWS address must start with https:// (for example "
+                "https://mail.example.com/EWS/Exchange.asmx), or stay empty for autodiscover."
+            )
+        if auth not in ("oauth", "basic"):
+            errors["auth"] = N_("Choose how to sign in to Exchange.")
+        if auth == "basic":
+            if not username:
+                errors["username"] = N_("Enter the user name for Exchange (DOMAIN\\user or UPN).")
+            if not password and not stored.get(keys.MAILBOX_PASSWORD):
+                errors["password"] = N_("Enter the password.")
+            secrets[keys.MAILBOX_PASSWORD] = password
+        config = MailboxConfig(
+            type="exchange", email=email, ews_url=ews_url, auth=auth, username=username
+        )
+    elif kind == "pop3":
+        pop3_host = (form.get("pop3_host") or "").strip()
+        smtp_host = (form.get("smtp_host") or "").strip()
+        pop3_security = form.get("pop3_security") or "ssl"
+        smtp_security = form.get("smtp_security") or "starttls"
+        pop3_port = _port(form.get("pop3_port", ""), 995 if pop3_security == "ssl" else 110)
+        smtp_port = _port(form.get("smtp_port", ""), 465 if smtp_security == "ssl" else 587)
+        username = (form.get("username") or "").strip() or email
+        smtp_password = form.get("smtp_password") or ""
+        for name, host in (("pop3_host", pop3_host), ("smtp_host", smtp_host)):
+            if not host or not HOST.match(host):
+                errors[name] = N_("Enter the server's host name, like mail.example.com.")
+        for name, port in (("pop3_port", pop3_port), ("smtp_port", smtp_port)):
+            if port is None:
+                errors[name] = N_("A port is a number from 1 to 65535.")
+        for name, sec in (("pop3_security", pop3_security), ("smtp_security", smtp_security)):
+            if sec not in ("ssl", "starttls"):
+                errors[name] = N_("Choose SSL/TLS or STARTTLS: the connection is always encrypted.")
+        if not password and not stored.get(keys.MAILBOX_PASSWORD):
+            errors["password"] = N_("Enter the password.")
+        secrets[keys.MAILBOX_PASSWORD] = password
+        secrets[keys.SMTP_PASSWORD] = smtp_password
+        config = MailboxConfig(
+            type="pop3",
+            email=email,
+            username=username,
+            pop3_host=pop3_host,
+            pop3_port=pop3_port or 0,
+            pop3_security=pop3_security,
+            smtp_host=smtp_host,
+            smtp_port=smtp_port or 0,
+            smtp_security=smtp_security,
+        )
+    if errors:
+        raise FormErrors(errors)
+    return config, secrets
+
+
+# --- the CRM's mailbox records -------------------------------------------------------------
+
+
+def check_mailbox_owner(directory: CrmDirectory, user: CrmUser, address: str) -> MailboxRecord:
+    """The user's own mailbox record for `address`; refuses an address that is someone else's."""
+    wanted = address.strip().lower()
+    for record in directory.mailboxes_with_address(wanted):
+        if record.owner_id != user.id:
+            other = directory.user_name(record.owner_id)
+            raise SetupError(
+                N_(
+                    "The mailbox %(address)s is already used by another CRM user, %(other)s. "
+                    "One mailbox belongs to one user: use your own mailbox, or ask your "
+                    "administrator to change %(other)s's mailbox record first.",
+                    address=address,
+                    other=other,
+                ),
+                "email",
+            )
+    own = directory.mailbox_of_user(user.id)
+    if own is None:
+        raise SetupError(
+            N_(
+                "Your CRM user %(user)s has no mailbox record. Ask your administrator to "
+                "create one (Settings > Email Configuration > Mailboxes).",
+                user=user.name,
+            ),
+            "email",
+        )
+    if own.email.lower() != wanted:
+        raise SetupError(
+            N_(
+                "Your CRM mailbox record is for %(recorded)s, not %(address)s. Each CRM user "
+                "has one mailbox: use %(recorded)s, or ask your administrator to change the "
+                "address on your mailbox record.",
+                recorded=own.email,
+                address=address,
+            ),
+            "email",
+        )
+    return own
+
+
+def delivery_status(record: MailboxRecord) -> list[MethodStatus]:
+    """Each workload's delivery method and whether it names this client."""
+    values = {"incoming": record.incoming, "outgoing": record.outgoing, "act": record.act}
+    return [
+        MethodStatus(
+            workload=name,
+            label=WORKLOADS[name],
+            current=METHOD_LABELS[name].get(value, N_("Unknown (%(value)s)", value=value)),
+            is_this_client=value == THIS_CLIENT[name],
+        )
+        for name, value in values.items()
+    ]
+
+
+def set_to_this_client(
+    directory: CrmDirectory, record: MailboxRecord, consent: bool
+) -> MailboxRecord:
+    """Point all three methods at this client, only with the user's consent."""
+    if not consent:
+        raise SetupError(
+            N_(
+                "Tick the box to agree: this stops any other synchronization method "
+                "(such as server-side sync) for this mailbox."
+            ),
+            "consent",
+        )
+    try:
+        directory.set_delivery_methods(
+            record.id, THIS_CLIENT["incoming"], THIS_CLIENT["outgoing"], THIS_CLIENT["act"]
+        )
+    except AuthError:
+        raise SetupError(
+            N_(
+                "You may not change your mailbox record. Ask your administrator to set "
+                "incoming email, outgoing email and appointments, contacts and tasks to "
+                "Dynamics 365 for Outlook (Settings > Email Configuration > Mailboxes)."
+            ),
+            "consent",
+        ) from None
+    return MailboxRecord(
+        record.id,
+        record.owner_id,
+        record.email,
+        THIS_CLIENT["incoming"],
+        THIS_CLIENT["outgoing"],
+        THIS_CLIENT["act"],
+    )
+
+
+# --- the connection -----------------------------------------------------------------------
+
+
+def check_connection(
+    tester: MailboxTester, config: MailboxConfig, secrets: Mapping[str, str]
+) -> None:
+    """Open the mailbox once; failures become SetupErrors that say what to do."""
+    try:
+        tester.test(config, secrets)
+    except AuthError:
+        raise SetupError(
+            N_(
+                "The mailbox refused the sign-in for %(email)s. Check the user name and "
+                "password (or sign in again), then test again.",
+                email=config.email,
+            ),
+            "password",
+        ) from None
+    except Unavailable as error:
+        raise SetupError(
+            N_(
+                "The mailbox server could not be reached (%(detail)s). Check the server "
+                "address and port, and your network.",
+                detail=error.message or type(error).__name__,
+            ),
+            "ews_url" if config.type == "exchange" else "pop3_host",
+        ) from None
+    except (Invalid, SideError) as error:
+        raise SetupError(
+            N_("The mailbox server answered: %(detail)s", detail=error.message or str(error)),
+            "type",
+        ) from None
+
+
+def save_mailbox(
+    profile: Profile,
+    directory: CrmDirectory,
+    tester: MailboxTester,
+    user: CrmUser,
+    config: MailboxConfig,
+    secrets: Mapping[str, str],
+) -> MailboxRecord:
+    """Check the address, test the connection, then store: the step is done only on success."""
+    record = check_mailbox_owner(directory, user, config.email)
+    merged = {**profile.mailbox_secrets(), **{k: v for k, v in secrets.items() if v}}
+    check_connection(tester, config, merged)
+    previous = profile.mailbox()
+    profile.save_mailbox(config, dict(secrets))
+    profile.set(keys.MAILBOX_TESTED, True)
+    profile.set(keys.CRM_USER, {"id": user.id, "name": user.name})
+    if previous is not None and previous.email.lower() != config.email.lower():
+        profile.set(keys.INSTANCE_DECIDED, False)  # the claim lives in the mailbox
+    note_methods(profile, record)
+    return record
+
+
+def note_methods(profile: Profile, record: MailboxRecord) -> None:
+    """An alert while any workload's method is not this client (the dashboard shows it)."""
+    missing = [s for s in delivery_status(record) if not s.is_this_client]
+    if missing:
+        raise_alert(
+            profile.database,
+            "mailbox-method-not-set",
+            title="Mailbox delivery method not set to this client",
+            message="Not synchronized: " + ", ".join(str(s.label) for s in missing) + ".",
+            action="Open Settings > Mailbox and choose 'Set to this client', or ask your "
+            "administrator to set the methods to Dynamics 365 for Outlook.",
+        )
+    else:
+        resolve_alerts(profile.database, "mailbox-method-not-set")

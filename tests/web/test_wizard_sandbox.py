@@ -1,0 +1,174 @@
+"""The wizard on the real ports (sync.setup.adapters) against the running sandbox: Global
+Discovery, Dataverse mailbox records and counts, EWS connection test and the mailbox claim.
+
+Sign-in itself is the auth helper's (tests/auth); here the token provider is replaced by one
+that hands out the sandbox user's bearer token, so everything after sign-in is real HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import csrf_token_from
+from flask import Flask
+from flask.testing import FlaskClient
+
+import sync.auth
+from sandbox.launcher import RunningSandbox, start_sandbox
+from sync.settings import get_setting, set_setting
+from sync.setup.adapters import messaging_allowed
+from sync.setup.profile import Profile
+from webapp import create_app
+
+ALICE, BOB = "alice@contoso.example", "bob@contoso.example"
+
+
+class StaticTokens:
+    """Stands in for sync.auth.TokenProvider: the sandbox's static token for one user."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def token_callable(self, scopes: Any, username: str | None = None) -> Any:
+        return lambda: self.token
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    with start_sandbox(tmp_path_factory.mktemp("sandbox"), demo_scale=0.05) as running:
+        yield running
+
+
+def make_app(
+    data_dir: Path, sandbox: RunningSandbox, upn: str, monkeypatch: pytest.MonkeyPatch
+) -> Flask:
+    token = sandbox.tokens.static_token(upn)
+    monkeypatch.setattr(sync.auth, "provider_from_config", lambda *a, **k: StaticTokens(token))
+    app = create_app(
+        {
+            "DATA_DIR": str(data_dir),
+            "LOGIN_TOKEN": "test-login-token",
+            "SANDBOX_INFO": sandbox.describe(),
+        }
+    )
+    database = app.extensions["mailbox_sync.database"]
+    set_setting(database, "account_upn", upn)
+    set_setting(database, "auth", {"provider": "sandbox"})
+    return app
+
+
+def client_of(app: Flask) -> tuple[FlaskClient, str]:
+    client = app.test_client()
+    client.get("/login?token=test-login-token")
+    return client, csrf_token_from(client.get("/settings").get_data(as_text=True))
+
+
+def flat(response: Any) -> str:
+    return re.sub(r"\s+", " ", response.get_data(as_text=True))
+
+
+def test_wizard_end_to_end_on_the_sandbox(
+    sandbox: RunningSandbox, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(data_dir, sandbox, ALICE, monkeypatch)
+    try:
+        web, token = client_of(app)
+        page = flat(web.get("/setup/organization"))
+        assert "Contoso Sandbox" in page and "Fabrikam Sandbox" in page
+        contoso = re.search(r'value="([0-9a-f-]{36})" id="sync-contoso"', page)
+        assert contoso is not None
+        answer = web.post(
+            "/setup/organization", data={"csrf_token": token, "synchronizing": contoso.group(1)}
+        )
+        assert answer.status_code == 303
+
+        page = flat(web.get("/setup/mailbox"))
+        assert "CRM user: Alice Wong" in page and "Not this client" not in page
+        form = {"csrf_token": token, "type": "exchange", "email": ALICE, "auth": "oauth"}
+        tested = flat(web.post("/setup/mailbox", data={**form, "action": "test"}))
+        assert "Connection works." in tested
+        assert web.post("/setup/mailbox", data={**form, "action": "save"}).status_code == 303
+
+        page = flat(web.get("/setup/instance"))
+        assert 'data-state="none"' in page or 'data-state="mine"' in page
+        web.post(
+            "/setup/instance",
+            data={"csrf_token": token, "take_over": "yes", "instance_name": "desk-pc"},
+        )
+        page = flat(web.get("/setup/choices"))
+        assert re.search(r'data-testid="count-my-active-contacts">\s*\d+ records', page)
+        assert "? records" not in page
+        done = web.post(
+            "/setup/choices",
+            data={
+                "csrf_token": token,
+                "filters": ["my-active-contacts"],
+                "interval_seconds": "300",
+            },
+        )
+        assert done.status_code == 303
+        with app.app_context():
+            profile = Profile(app.extensions["mailbox_sync.database"], data_dir)
+            assert profile.is_complete()
+            assert messaging_allowed(profile, sandbox.describe())
+    finally:
+        app.extensions["mailbox_sync.database"].dispose()
+
+    # a second computer of the same user takes over; the first stops on its next check
+    laptop_dir = tmp_path / "laptop"
+    laptop_dir.mkdir()
+    laptop = make_app(laptop_dir, sandbox, ALICE, monkeypatch)
+    try:
+        web, token = client_of(laptop)
+        page = flat(web.get("/setup/organization"))
+        contoso = re.search(r'value="([0-9a-f-]{36})" id="sync-contoso"', page)
+        assert contoso is not None
+        web.post(
+            "/setup/organization", data={"csrf_token": token, "synchronizing": contoso.group(1)}
+        )
+        form = {"csrf_token": token, "type": "exchange", "email": ALICE, "auth": "oauth"}
+        assert web.post("/setup/mailbox", data={**form, "action": "save"}).status_code == 303
+        page = flat(web.get("/setup/instance"))
+        assert "Another computer (desk-pc) is the synchronizing computer." in page
+        web.post(
+            "/setup/instance",
+            data={"csrf_token": token, "take_over": "yes", "instance_name": "laptop"},
+        )
+        assert get_setting(laptop.extensions["mailbox_sync.database"], "messaging_enabled")
+    finally:
+        laptop.extensions["mailbox_sync.database"].dispose()
+
+    first = make_app(data_dir, sandbox, ALICE, monkeypatch)  # the first computer, restarted
+    try:
+        profile = Profile(first.extensions["mailbox_sync.database"], data_dir)
+        assert not messaging_allowed(profile, sandbox.describe())
+        web, _ = client_of(first)
+        assert "Another computer (laptop) is now the synchronizing computer." in flat(web.get("/"))
+    finally:
+        first.extensions["mailbox_sync.database"].dispose()
+
+
+def test_bobs_wizard_refuses_alices_mailbox(
+    sandbox: RunningSandbox, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(data_dir, sandbox, BOB, monkeypatch)
+    try:
+        web, token = client_of(app)
+        page = flat(web.get("/setup/organization"))
+        contoso = re.search(r'value="([0-9a-f-]{36})" id="sync-contoso"', page)
+        assert contoso is not None
+        web.post(
+            "/setup/organization", data={"csrf_token": token, "synchronizing": contoso.group(1)}
+        )
+        refused = web.post(
+            "/setup/mailbox",
+            data={"csrf_token": token, "type": "exchange", "email": ALICE, "action": "save"},
+        )
+        assert refused.status_code == 422
+        assert "already used by another CRM user, Alice Wong" in flat(refused)
+    finally:
+        app.extensions["mailbox_sync.database"].dispose()

@@ -1,0 +1,164 @@
+"""Languages and time zones: Flask-Babel with English and Japanese.
+
+The locale comes from `?lang=` (remembered in a cookie), else the cookie, else the browser's
+Accept-Language. Times are stored in UTC and shown in the user's zone: `?tz=` / the cookie,
+else the profile's `timezone` setting, else this computer's zone (the app runs on the user's
+own computer, so that is almost always right).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from zoneinfo import available_timezones
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Flask, request
+from flask_babel import Babel, get_locale, gettext
+from werkzeug.wrappers import Response
+
+from sync.settings import get_setting
+from sync.setup.messages import N_, Msg
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = {"en": "English", "ja": "日本語"}
+TRANSLATIONS = Path(__file__).resolve().with_name("translations")
+COOKIE_AGE = 365 * 24 * 3600
+
+babel = Babel()
+
+# Texts rendered through `tr` in error.html that are written in webapp/errors.py: listed here
+# so that extraction puts them in the catalog.
+ERROR_TEXTS = (
+    N_("The form expired"),
+    N_("This page was open too long or came from elsewhere. Reload it and try again."),
+    N_("Bad request"),
+)
+# Values the dashboard's templates translate as `_(value)` (kind labels, states, actions, jobs,
+# triggers, outcomes from sync.dashboard_data and the runs table), listed for extraction.
+DYNAMIC_TEXTS = (
+    N_("Email tracking"),
+    N_("Offline data"),
+    N_("never"),
+    N_("off"),
+    N_("running"),
+    N_("ok"),
+    N_("partial"),
+    N_("failed"),
+    N_("skipped"),
+    N_("created"),
+    N_("updated"),
+    N_("deleted"),
+    N_("tracked"),
+    N_("sent"),
+    N_("messaging"),
+    N_("offline"),
+    N_("schedule"),
+    N_("now"),
+    N_("cli"),
+)
+
+
+def compile_catalogs(directory: Path = TRANSLATIONS) -> list[Path]:
+    """Compile each .po whose .mo is missing or older, so a checkout runs without a build step."""
+    compiled = []
+    for po_path in directory.glob("*/LC_MESSAGES/*.po"):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        with po_path.open("rb") as handle:
+            catalog = read_po(handle)
+        try:
+            with mo_path.open("wb") as handle:
+                write_mo(handle, catalog)
+        except OSError as error:  # a read-only install: the English text still works
+            log.warning("could not compile %s: %s", po_path, error)
+            continue
+        compiled.append(mo_path)
+    return compiled
+
+
+def _valid_zone(name: str | None) -> str | None:
+    if name and name in _zones():
+        return name
+    return None
+
+
+_ZONES: set[str] = set()
+
+
+def _zones() -> set[str]:
+    if not _ZONES:
+        _ZONES.update(available_timezones())
+    return _ZONES
+
+
+def local_zone() -> str:
+    """This computer's time zone name (UTC when it cannot be told)."""
+    try:
+        from tzlocal import get_localzone_name
+
+        return _valid_zone(get_localzone_name()) or "UTC"
+    except Exception:  # no tzlocal, or an unusual system setup
+        return "UTC"
+
+
+def select_locale() -> str:
+    for candidate in (request.args.get("lang"), request.cookies.get("lang")):
+        if candidate in LANGUAGES:
+            return candidate
+    return request.accept_languages.best_match(list(LANGUAGES)) or "en"
+
+
+def select_timezone() -> str:
+    for candidate in (request.args.get("tz"), request.cookies.get("tz")):
+        if _valid_zone(candidate):
+            return str(candidate)
+    from webapp import state
+
+    stored = _valid_zone(get_setting(state.database(), "timezone"))
+    return stored or local_zone()
+
+
+def remember_choice(response: Response) -> Response:
+    """`?lang=` and `?tz=` stick: later pages keep the choice without the query."""
+    lang, zone = request.args.get("lang"), request.args.get("tz")
+    if lang in LANGUAGES:
+        response.set_cookie("lang", lang, max_age=COOKIE_AGE, samesite="Strict", httponly=True)
+    if _valid_zone(zone):
+        response.set_cookie("tz", str(zone), max_age=COOKIE_AGE, samesite="Strict", httponly=True)
+    response.vary.add("Accept-Language")
+    response.vary.add("Cookie")
+    return response
+
+
+def translate(message: Msg | str) -> str:
+    """A `sync.setup` message (or a plain id) in the current language, parameters filled in."""
+    if isinstance(message, Msg):
+        return gettext(message.text, **dict(message.params))
+    return gettext(message)
+
+
+def _template_globals() -> dict[str, Any]:
+    locale = get_locale()
+    return {
+        "current_lang": locale.language if locale else "en",
+        "languages": LANGUAGES,
+    }
+
+
+def zone_names() -> list[str]:
+    return sorted(_zones())
+
+
+def init_app(app: Flask) -> None:
+    """Install Flask-Babel with our selectors, compile catalogs, add `tr` for templates."""
+    compile_catalogs()
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    app.after_request(remember_choice)
+    app.jinja_env.globals["tr"] = translate
+    app.context_processor(_template_globals)

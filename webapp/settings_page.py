@@ -1,0 +1,129 @@
+"""The settings page (what the wizard stored, with links to change it) and the log view.
+
+The log view shows the app's recent log records from an in-memory ring buffer, after the
+vault's filter has masked every known secret; nothing is written to disk by this module.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from datetime import UTC, datetime
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_babel import refresh
+from werkzeug.wrappers import Response
+
+from sync.runs import open_alerts, recent_runs
+from sync.setup import choices as choices_step
+from sync.setup import profile as keys
+from sync.setup.vault import RedactingFilter
+from webapp import i18n
+from webapp.wizard import STEP_TITLES, current_profile
+
+bp = Blueprint("settings_page", __name__)
+
+LOG_LINES = 500
+
+
+class RingBufferHandler(logging.Handler):
+    """Keeps the last `capacity` formatted records in memory, secrets masked."""
+
+    def __init__(self, capacity: int = LOG_LINES) -> None:
+        super().__init__(level=logging.INFO)
+        self.records: collections.deque[tuple[datetime, str, str, str]] = collections.deque(
+            maxlen=capacity
+        )
+        self.addFilter(RedactingFilter())
+        self._records_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                line += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        except Exception:  # a bad format string must not break logging
+            line = str(record.msg)
+        when = datetime.fromtimestamp(record.created, UTC).replace(tzinfo=None)
+        with self._records_lock:
+            self.records.append((when, record.levelname, record.name, line))
+
+    def lines(self) -> list[tuple[datetime, str, str, str]]:
+        with self._records_lock:
+            return list(self.records)
+
+
+_handler: RingBufferHandler | None = None
+_handler_lock = threading.Lock()
+
+
+def log_handler() -> RingBufferHandler:
+    """The process's one ring buffer, attached to the root logger on first use."""
+    global _handler
+    with _handler_lock:
+        if _handler is None:
+            _handler = RingBufferHandler()
+            logging.getLogger().addHandler(_handler)
+            for existing in logging.getLogger().handlers:  # stderr too: no secret in any log
+                if not any(isinstance(f, RedactingFilter) for f in existing.filters):
+                    existing.addFilter(RedactingFilter())
+        return _handler
+
+
+@bp.record_once
+def _attach(_state: object) -> None:
+    log_handler()
+
+
+@bp.get("/settings")
+def settings() -> str:
+    profile = current_profile()
+    return render_template(
+        "settings.html",
+        profile=profile,
+        org=profile.synchronizing_org(),
+        connected=profile.connected_orgs(),
+        mailbox=profile.mailbox(),
+        has_password=bool(profile.mailbox_secrets()),
+        choices=choices_step.current_choices(profile),
+        tracking_options=choices_step.TRACKING_OPTIONS,
+        step_titles=STEP_TITLES,
+        zones=i18n.zone_names(),
+        timezone=profile.get("timezone") or "",
+        local_zone=i18n.local_zone(),
+        saved=request.args.get("saved") == "1",
+    )
+
+
+@bp.post("/settings/preferences")
+def preferences() -> Response:
+    """Language (a cookie, per browser), time zone and this computer's name (the profile)."""
+    profile = current_profile()
+    zone = request.form.get("timezone", "")
+    if zone == "" or zone in i18n.zone_names():
+        profile.set("timezone", zone or None)
+    name = request.form.get("instance_name", "").strip()
+    if name:
+        profile.set(keys.INSTANCE_NAME, name[:100])
+    lang = request.form.get("lang", "")
+    response = redirect(url_for("settings_page.settings", saved=1), code=303)
+    if lang in i18n.LANGUAGES:
+        response.set_cookie("lang", lang, max_age=i18n.COOKIE_AGE, samesite="Strict", httponly=True)
+    response.delete_cookie("tz")  # the profile's zone wins again
+    refresh()
+    current_app.logger.info("preferences saved")
+    return response
+
+
+@bp.get("/log")
+def log() -> str:
+    from webapp import state
+
+    database = state.database()
+    return render_template(
+        "log.html",
+        lines=list(reversed(log_handler().lines())),
+        runs=recent_runs(database, limit=20),
+        alerts=open_alerts(database),
+    )

@@ -1,0 +1,512 @@
+"""The setup wizard: one step a page (`/setup/<step>`), back and next, htmx partial updates.
+
+Every rule lives in `sync.setup`; this module only reads forms, calls the step's functions
+and renders. The page to show is derived from the stored profile, so the wizard resumes
+where it was after a restart. Forms are plain POST forms (they work without JavaScript);
+htmx makes them update in place when it is there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from sync.service import MESSAGING
+from sync.setup import choices as choices_step
+from sync.setup import instance as instance_step
+from sync.setup import mailbox as mailbox_step
+from sync.setup import organizations
+from sync.setup import profile as keys
+from sync.setup.messages import N_, Msg, SetupError
+from sync.setup.ports import CrmDirectory, CrmUser, MailboxRecord, OrgInfo, SetupPorts
+from sync.setup.profile import STEPS, Profile
+from sync.sides import AuthError, SideError
+from webapp import state
+
+bp = Blueprint("wizard", __name__, url_prefix="/setup")
+
+PORTS_KEY = "mailbox_sync.setup_ports"
+STEP_TITLES: dict[str, Msg] = {
+    "organization": N_("Organization"),
+    "mailbox": N_("Mailbox"),
+    "instance": N_("Synchronizing computer"),
+    "choices": N_("What to sync"),
+    "done": N_("Done"),
+}
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def current_profile() -> Profile:
+    return Profile(state.database(), current_app.config["DATA_DIR"])
+
+
+def ports(profile: Profile) -> SetupPorts:
+    """The app's ports: a SetupPorts, or a factory called with the profile (tests inject)."""
+    configured = current_app.extensions.get(PORTS_KEY)
+    if isinstance(configured, SetupPorts):
+        return configured
+    if callable(configured):
+        built: SetupPorts = configured(profile)
+        return built
+    if "setup_ports" not in g:  # one set per request: the token provider is built once
+        from sync.setup.adapters import default_ports
+
+        g.setup_ports = default_ports(profile, _sandbox_info())
+    built_default: SetupPorts = g.setup_ports
+    return built_default
+
+
+@bp.teardown_app_request
+def _close_ports(_error: BaseException | None) -> None:
+    built = g.pop("setup_ports", None)
+    if built is not None:
+        from sync.setup.adapters import close_ports
+
+        close_ports(built)
+
+
+def _sandbox_info() -> dict[str, Any] | None:
+    """The running sandbox's describe() (config SANDBOX_INFO, or the sandbox run.py started)."""
+    info = current_app.config.get("SANDBOX_INFO")
+    if info:
+        return dict(info)
+    running = current_app.extensions.get("mailbox_sync.sandbox")
+    return dict(running.describe()) if running is not None else None
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def go(endpoint: str, **values: Any) -> Response:
+    """Next page: a full navigation for htmx (HX-Redirect), a 303 otherwise."""
+    url = url_for(endpoint, **values)
+    if is_htmx():
+        return Response("", status=200, headers={"HX-Redirect": url})
+    return redirect(url, code=303)
+
+
+def reachable(profile: Profile, step: str) -> bool:
+    """A step can be opened once every step before it is done."""
+    return STEPS.index(step) <= STEPS.index(profile.current_step())
+
+
+def page(step: str, profile: Profile, status: int = 200, **context: Any) -> tuple[str, int]:
+    index = STEPS.index(step)
+    html = render_template(
+        f"wizard/{step}.html",
+        step=step,
+        steps=STEPS,
+        step_titles=STEP_TITLES,
+        current=profile.current_step(),
+        previous=STEPS[index - 1] if index > 0 else None,
+        profile=profile,
+        **context,
+    )
+    return html, status
+
+
+def failure(error: BaseException) -> Msg:
+    """A port's failure as a message the page can show."""
+    if isinstance(error, SetupError):
+        return error.msg
+    if isinstance(error, AuthError):
+        return N_("Your sign-in was refused or has expired. Sign in again, then retry.")
+    if isinstance(error, SideError):
+        return N_(
+            "The service could not be reached: %(detail)s. Check your network and retry.",
+            detail=error.message or type(error).__name__,
+        )
+    raise error
+
+
+def guarded(action: Callable[[], Any]) -> tuple[Any, Msg | None]:
+    try:
+        return action(), None
+    except (SetupError, SideError) as error:
+        return None, failure(error)
+
+
+@bp.before_app_request
+def send_new_users_to_the_wizard() -> Response | None:
+    """The dashboard is the home page only once set up; before that `/` opens the wizard."""
+    if request.endpoint != "dashboard.index" or not current_app.config.get("SETUP_REDIRECT", True):
+        return None
+    if request.args.get("setup") == "later":  # "look at the dashboard first"
+        return None
+    profile = current_profile()
+    if profile.is_complete():
+        return None
+    return redirect(url_for("wizard.step", step=profile.current_step()))
+
+
+@bp.get("/")
+def start() -> Response:
+    return redirect(url_for("wizard.step", step=current_profile().current_step()))
+
+
+@bp.route("/<step>", methods=["GET", "POST"])
+def step(step: str) -> Any:
+    if step not in STEPS:
+        return redirect(url_for("wizard.start"))
+    profile = current_profile()
+    if not reachable(profile, step):
+        return redirect(url_for("wizard.step", step=profile.current_step()))
+    view = VIEWS[step]
+    return view(profile)
+
+
+# --- organization ---------------------------------------------------------------------------
+
+
+def _available(profile: Profile) -> tuple[list[OrgInfo], Msg | None]:
+    if not profile.signed_in_upn:
+        return [], None
+    orgs, error = guarded(lambda: organizations.list_organizations(ports(profile).discovery()))
+    return orgs or [], error
+
+
+def organization_view(profile: Profile) -> Any:
+    orgs, error = _available(profile)
+    chosen = profile.synchronizing_org()
+    form = {
+        "synchronizing": chosen.id if chosen else "",
+        "connected": [o.id for o in profile.connected_orgs()],
+    }
+    confirm: Msg | None = None
+    status = 200
+    if request.method == "POST":
+        form = {
+            "synchronizing": request.form.get("synchronizing", ""),
+            "connected": request.form.getlist("connected"),
+        }
+        choice = organizations.OrgChoice(str(form["synchronizing"]), tuple(form["connected"]))
+        try:
+            organizations.choose(
+                profile, orgs, choice, confirmed=request.form.get("confirm") == "yes"
+            )
+            return go("wizard.step", step="mailbox")
+        except organizations.NeedsConfirmation as needs:
+            confirm, status = needs.msg, 409
+        except SetupError as refused:
+            error, status = refused.msg, 422
+    return page(
+        "organization",
+        profile,
+        status=200 if is_htmx() else status,
+        orgs=orgs,
+        error=error,
+        form=form,
+        confirm=confirm,
+        signed_in=profile.signed_in_upn,
+    )
+
+
+# --- mailbox --------------------------------------------------------------------------------
+
+
+def _crm(profile: Profile) -> tuple[CrmDirectory, CrmUser]:
+    org = profile.synchronizing_org()
+    assert org is not None  # reachable() guarantees the organization step is done
+    directory = ports(profile).directory(org)
+    stored = profile.get(keys.CRM_USER)
+    user = CrmUser(stored["id"], stored["name"]) if stored else directory.current_user()
+    if not stored:
+        profile.set(keys.CRM_USER, {"id": user.id, "name": user.name})
+    return directory, user
+
+
+def _mailbox_form() -> dict[str, str]:
+    fields = [
+        "type",
+        "email",
+        "ews_url",
+        "auth",
+        "username",
+        "password",
+        "pop3_host",
+        "pop3_port",
+        "pop3_security",
+        "smtp_host",
+        "smtp_port",
+        "smtp_security",
+        "smtp_password",
+    ]
+    return {name: request.form.get(name, "") for name in fields}
+
+
+def _stored_form(profile: Profile) -> dict[str, Any]:
+    config = profile.mailbox()
+    if config is None:
+        return {"type": "exchange", "email": profile.signed_in_upn or "", "auth": "oauth"}
+    return {k: v for k, v in vars(config).items()}
+
+
+def _record(directory: CrmDirectory, user: CrmUser) -> MailboxRecord | None:
+    try:
+        return directory.mailbox_of_user(user.id)
+    except SideError:
+        return None
+
+
+def mailbox_view(profile: Profile) -> Any:
+    crm, error = guarded(lambda: _crm(profile))
+    directory, user = crm if crm is not None else (None, None)
+    form: dict[str, Any] = _stored_form(profile)
+    errors: dict[str, Msg] = {}
+    result: Msg | None = None
+    result_ok = False
+    status = 200
+    action = request.form.get("action", "") if request.method == "POST" else ""
+    if request.method == "POST" and action not in ("test", "save"):
+        form = _mailbox_form()  # "refresh" without JavaScript: redraw for the chosen type
+    elif request.method == "POST" and error is None:
+        form = _mailbox_form()
+        assert directory is not None and user is not None
+        try:
+            config, secrets = mailbox_step.parse_mailbox_form(form, profile.mailbox_secrets())
+            if action == "test":
+                mailbox_step.check_mailbox_owner(directory, user, config.email)
+                merged = {**profile.mailbox_secrets(), **{k: v for k, v in secrets.items() if v}}
+                mailbox_step.check_connection(ports(profile).mailbox_tester(), config, merged)
+                result, result_ok = N_("Connection works."), True
+            elif action == "save":
+                mailbox_step.save_mailbox(
+                    profile, directory, ports(profile).mailbox_tester(), user, config, secrets
+                )
+                return go("wizard.step", step="instance")
+        except mailbox_step.FormErrors as bad:
+            errors, status = bad.errors, 422
+        except (SetupError, SideError) as refused:
+            message = failure(refused)
+            field = refused.field if isinstance(refused, SetupError) else ""
+            if action == "test":
+                result = message
+            if field:
+                errors = {field: message}
+            else:
+                error = message
+            status = 422
+    record = _record(directory, user) if directory is not None and user is not None else None
+    context = {
+        "form": form,
+        "errors": errors,
+        "error": error,
+        "result": result,
+        "result_ok": result_ok,
+        "record": record,
+        "methods": mailbox_step.delivery_status(record) if record else [],
+        "methods_error": None,
+        "crm_user": user,
+        "has_password": bool(profile.mailbox_secrets().get(keys.MAILBOX_PASSWORD)),
+    }
+    if is_htmx() and action in ("test", "check"):
+        return render_template("wizard/_mailbox_form.html", previous="organization", **context)
+    return page("mailbox", profile, status=200 if is_htmx() else status, **context)
+
+
+@bp.post("/mailbox/check")
+def mailbox_check() -> str:
+    """htmx: validate the form as it is typed and redraw it (switches Exchange/POP3 fields)."""
+    profile = current_profile()
+    form = _mailbox_form()
+    errors: dict[str, Msg] = {}
+    try:
+        mailbox_step.parse_mailbox_form(form, profile.mailbox_secrets())
+    except mailbox_step.FormErrors as bad:
+        # only fields the user has filled in: an empty form is not a wall of red
+        errors = {k: v for k, v in bad.errors.items() if form.get(k) or k == "type"}
+    return render_template(
+        "wizard/_mailbox_form.html",
+        previous="organization",
+        form=form,
+        errors=errors,
+        result=None,
+        result_ok=False,
+        has_password=bool(profile.mailbox_secrets().get(keys.MAILBOX_PASSWORD)),
+    )
+
+
+@bp.post("/mailbox/methods")
+def mailbox_methods() -> Any:
+    """Set the CRM mailbox record's three methods to this client (consent required)."""
+    profile = current_profile()
+    if not reachable(profile, "mailbox"):
+        return redirect(url_for("wizard.step", step=profile.current_step()))
+    methods_error: Msg | None = None
+    record = None
+    try:
+        directory, user = _crm(profile)
+        record = directory.mailbox_of_user(user.id)
+        if record is None:
+            raise SetupError(N_("Your CRM user has no mailbox record. Ask your administrator."))
+        record = mailbox_step.set_to_this_client(
+            directory, record, consent=request.form.get("consent") == "yes"
+        )
+        mailbox_step.note_methods(profile, record)
+    except (SetupError, SideError) as refused:
+        methods_error = failure(refused)
+    context = {
+        "record": record,
+        "methods": mailbox_step.delivery_status(record) if record else [],
+        "methods_error": methods_error,
+    }
+    if is_htmx():
+        return render_template("wizard/_methods.html", **context)
+    if methods_error is None:
+        return go("wizard.step", step="mailbox")
+    return page(  # the full page, the error beside the methods
+        "mailbox",
+        profile,
+        status=422,
+        form=_stored_form(profile),
+        errors={},
+        error=None,
+        result=None,
+        result_ok=False,
+        crm_user=None,
+        has_password=bool(profile.mailbox_secrets().get(keys.MAILBOX_PASSWORD)),
+        **context,
+    )
+
+
+# --- instance -------------------------------------------------------------------------------
+
+
+def _claims(profile: Profile) -> Any:
+    org = profile.synchronizing_org()
+    config = profile.mailbox()
+    assert org is not None and config is not None
+    _directory, user = _crm(profile)
+    return ports(profile).claims(org, config, user)
+
+
+def instance_view(profile: Profile) -> Any:
+    store, error = guarded(lambda: _claims(profile))
+    status = 200
+    if request.method == "POST" and store is not None:
+        name = request.form.get("instance_name", "").strip()
+        if name:
+            profile.set(keys.INSTANCE_NAME, name[:100])
+        answer = request.form.get("take_over", "")
+        take_over = {"yes": True, "no": False}.get(answer)
+        try:
+            instance_step.decide(profile, store, take_over)
+            return go("wizard.step", step="choices")
+        except (SetupError, SideError) as refused:
+            error, status = failure(refused), 409
+    claim, claim_error = (
+        guarded(lambda: instance_step.claim_state(store, profile.instance_id))
+        if store is not None
+        else (None, None)
+    )
+    return page(
+        "instance",
+        profile,
+        status=200 if is_htmx() else status,
+        error=error or claim_error,
+        claim=claim,
+    )
+
+
+# --- choices -------------------------------------------------------------------------------
+
+
+def _counts(profile: Profile, slugs: list[str]) -> tuple[dict[str, int], Msg | None]:
+    def count_all() -> dict[str, int]:
+        directory, user = _crm(profile)
+        return {slug: choices_step.count_for(directory, slug, user.id) for slug in slugs}
+
+    counts, error = guarded(count_all)
+    return counts or {}, error
+
+
+def choices_view(profile: Profile) -> Any:
+    stored = choices_step.current_choices(profile)
+    error: Msg | None = None
+    field = ""
+    status = 200
+    selected = list(stored.filters)
+    form: dict[str, Any] = {
+        "tracking": stored.tracking,
+        "interval_seconds": stored.interval_seconds,
+        **{f"direction_{k}": v for k, v in (stored.directions or {}).items()},
+    }
+    if request.method == "POST":
+        selected = request.form.getlist("filters")
+        form = dict(request.form.items())
+        try:
+            picked = choices_step.parse_choices(form, selected)
+            choices_step.save_choices(profile, picked)
+            sched = state.scheduler()
+            if sched is not None:  # the new interval applies now, not after a restart
+                sched.reschedule(MESSAGING, picked.interval_seconds)
+            return go("wizard.step", step="done")
+        except SetupError as refused:
+            error, field, status = refused.msg, refused.field, 422
+    counts, count_error = _counts(profile, [f.slug for f in choices_step.BUILTIN_FILTERS])
+    return page(
+        "choices",
+        profile,
+        status=200 if is_htmx() else status,
+        filters=choices_step.BUILTIN_FILTERS,
+        kind_labels=choices_step.KIND_LABELS,
+        selected=selected,
+        counts=counts,
+        count_error=count_error,
+        form=form,
+        error=error,
+        field=field,
+        tracking_options=choices_step.TRACKING_OPTIONS,
+        intervals=choices_step.INTERVALS,
+        directions=choices_step.DIRECTIONS,
+        field_groups=choices_step.FIELD_GROUPS,
+    )
+
+
+@bp.post("/choices/counts")
+def choices_counts() -> str:
+    """htmx (hx-trigger=change): the live totals for the ticked filters."""
+    profile = current_profile()
+    selected = [s for s in request.form.getlist("filters") if s in choices_step.BY_SLUG]
+
+    def union() -> dict[str, int]:
+        directory, user = _crm(profile)
+        return choices_step.count_union(directory, selected, user.id)
+
+    counted, error = guarded(union)
+    totals = counted or {}
+    return render_template(
+        "wizard/_totals.html", totals=totals, kind_labels=choices_step.KIND_LABELS, error=error
+    )
+
+
+# --- done -----------------------------------------------------------------------------------
+
+
+def done_view(profile: Profile) -> Any:
+    if request.method == "POST":
+        return go("dashboard.index")
+    return page(
+        "done",
+        profile,
+        org=profile.synchronizing_org(),
+        connected=profile.connected_orgs(),
+        mailbox=profile.mailbox(),
+        choices=choices_step.current_choices(profile),
+        tracking_options=choices_step.TRACKING_OPTIONS,
+    )
+
+
+VIEWS: dict[str, Callable[[Profile], Any]] = {
+    "organization": organization_view,
+    "mailbox": mailbox_view,
+    "instance": instance_view,
+    "choices": choices_view,
+    "done": done_view,
+}
