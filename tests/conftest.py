@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, csrf_token_from  # noqa: F401 (re-exported)
 
 
 @pytest.fixture
@@ -38,9 +37,3 @@ def client(app: Flask) -> FlaskClient:
     response = client.get("/login?token=test-login-token")
     assert response.status_code == 302
     return client
-
-
-def csrf_token_from(html: str) -> str:
-    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
-    assert match, "page has no CSRF meta tag"
-    return match.group(1)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, csrf_token_from
+
+from tests.helpers import ROOT, csrf_token_from
 
 
 def _spawn(*args: str, data_dir: Path) -> subprocess.Popen[str]:

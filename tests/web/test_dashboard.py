@@ -7,11 +7,11 @@ import os
 import time
 from pathlib import Path
 
-from conftest import ROOT, csrf_token_from
 from flask import Flask
 from flask.testing import FlaskClient
 
 from sync.runs import recent_runs
+from tests.helpers import ROOT, csrf_token_from
 
 
 def test_pages_need_the_sign_in_link(app: Flask) -> None:

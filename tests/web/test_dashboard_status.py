@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
-from conftest import csrf_token_from
 from flask import Flask
 from flask.testing import FlaskClient
 
 from sync.conflicts import ReverseError
 from sync.runs import RunRecorder, open_alerts, raise_alert
 from sync.store.models import ConflictRecord
+from tests.helpers import csrf_token_from
 
 COUNTS = {
     "contacts": {"mailbox": {"created": 12, "updated": 3}, "crm": {"updated": 2}, "conflicts": 1},

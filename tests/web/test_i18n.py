@@ -12,7 +12,6 @@ import flask_babel
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
-from conftest import ROOT, csrf_token_from
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -20,6 +19,7 @@ from sync.runs import RunRecorder
 from sync.settings import set_setting
 from sync.setup.memory import MemoryWorld, demo_world, memory_ports
 from sync.store.models import Run
+from tests.helpers import ROOT, csrf_token_from
 from webapp import create_app
 from webapp.i18n import TRANSLATIONS, compile_catalogs
 from webapp.wizard import PORTS_KEY

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import csrf_token_from
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -20,6 +19,7 @@ from sync.settings import get_setting, set_setting
 from sync.setup import instance
 from sync.setup.memory import MemoryClaims, MemoryWorld, demo_world, memory_ports
 from sync.setup.profile import Profile
+from tests.helpers import csrf_token_from
 from webapp import create_app
 from webapp.wizard import PORTS_KEY
 

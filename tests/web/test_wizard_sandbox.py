@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import csrf_token_from
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -22,6 +21,7 @@ from sandbox.launcher import RunningSandbox, start_sandbox
 from sync.settings import get_setting, set_setting
 from sync.setup.adapters import messaging_allowed
 from sync.setup.profile import Profile
+from tests.helpers import csrf_token_from
 from webapp import create_app
 
 ALICE, BOB = "alice@contoso.example", "bob@contoso.example"

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import csrf_token_from
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -16,6 +15,7 @@ from sync.settings import get_setting, set_setting
 from sync.setup.ports import MailboxConfig
 from sync.setup.profile import Profile
 from sync.setup.vault import MASK
+from tests.helpers import csrf_token_from
 from webapp import create_app
 
 SECRET = "Very-Secret-Pa55word"

@@ -1,0 +1,432 @@
+"""The sandbox EWS endpoint: HTTPS, Basic/Bearer auth, SOAP envelopes, faults, throttling.
+
+exchangelib talks to it unchanged. Every request is logged; the shared fault profile is applied
+before handling; a per-user budget answers ErrorServerBusy with BackOffMilliseconds like Exchange.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import math
+import socket
+import ssl
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from lxml import etree
+
+from sandbox.ews.ops import OPERATIONS
+from sandbox.ews.store import Mailbox
+from sandbox.ews.xml import SOAP, Element, EwsError, SoapFault, envelope, fault, local, t
+from sandbox.faults import FaultProfile
+from sandbox.identity import USERS, TokenRegistry, User
+from sandbox.requestlog import RequestLog
+from sandbox.tls import make_tls_material
+
+EWS_PATH = "/EWS/Exchange.asmx"
+KNOWN_VERSIONS = {
+    "Exchange2007", "Exchange2007_SP1", "Exchange2010", "Exchange2010_SP1", "Exchange2010_SP2",
+    "Exchange2013", "Exchange2013_SP1", "Exchange2015", "Exchange2015_SP1", "Exchange2016",
+    "V2015_10_05", "V2016_01_06", "V2016_04_13", "V2016_07_13", "V2016_10_10", "V2017_01_07",
+    "V2017_04_14", "V2017_07_11",
+}  # fmt: skip
+
+
+def _request_parser() -> Any:
+    """A parser per request (lxml parsers are not shared across threads); no entity expansion
+    and no network, so a hostile body cannot read files or fetch URLs."""
+    return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_connections: set[Any] = set()
+        self.connections_lock = threading.Lock()
+
+    def close_open_connections(self) -> None:
+        """Stopping closes kept-alive connections too, so no client talks to a stopped server."""
+        with self.connections_lock:
+            for conn in list(self.open_connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self.open_connections.clear()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: broken TLS handshakes and dropped clients are normal in tests."""
+
+
+@dataclass
+class Ctx:
+    """What an operation handler gets: the server, the caller's mailbox and request details."""
+
+    server: EwsServer
+    mailbox: Mailbox
+    user: User
+    api_version: str
+
+
+class EwsServer:
+    """An Exchange Web Services endpoint good enough for exchangelib, on 127.0.0.1."""
+
+    def __init__(
+        self,
+        tokens: TokenRegistry,
+        log: RequestLog,
+        faults: FaultProfile,
+        data_dir: str,
+        port: int = 0,
+        http_port: int | None = None,
+        demo: bool = True,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.tokens, self.log, self.faults = tokens, log, faults
+        self.host, self.port, self.http_port_wanted = host, port, http_port
+        self.tls = make_tls_material(Path(data_dir) / "ews")
+        self.ca_file = self.tls.ca_file
+        self.busy_budget: int | None = None
+        self.busy_window: float = 10.0
+        self.busy_backoff_ms: int = 1000
+        self._budget_lock = threading.Lock()
+        self._recent: dict[str, deque[float]] = {}
+        self._blocked_until: dict[str, float] = {}
+        self._mailboxes: dict[str, Mailbox] = {}
+        self.subscriptions: dict[str, Any] = {}
+        self._pending = threading.local()
+        for user in USERS:
+            self._mailboxes[user.upn] = Mailbox(user.upn, user.display_name)
+        if demo:
+            from sandbox.ews.demo import seed_demo
+
+            for mbx in self._mailboxes.values():
+                seed_demo(self, mbx)
+        self._servers: list[_Server] = []
+        self.url = ""
+        self.http_url: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        handler = _make_handler(self)
+        https = _Server((self.host, self.port), handler)
+        https.daemon_threads = True
+        context = self.tls.server_context()
+        https.socket = context.wrap_socket(
+            https.socket, server_side=True, do_handshake_on_connect=False
+        )
+        self._servers.append(https)
+        self.url = f"https://{self.host}:{https.server_address[1]}{EWS_PATH}"
+        if self.http_port_wanted is not None:
+            plain = _Server((self.host, self.http_port_wanted), handler)
+            plain.daemon_threads = True
+            self._servers.append(plain)
+            self.http_url = f"http://{self.host}:{plain.server_address[1]}{EWS_PATH}"
+        for server in self._servers:
+            threading.Thread(target=server.serve_forever, daemon=True, name="ews").start()
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+            server.close_open_connections()
+        self._servers.clear()
+
+    # -- test and side-door API ------------------------------------------------------------
+    def mailbox(self, upn: str) -> Mailbox:
+        try:
+            return self._mailboxes[upn.lower()]
+        except KeyError:
+            raise KeyError(f"no sandbox mailbox {upn!r}") from None
+
+    def reset_mailbox(self, upn: str) -> None:
+        mbx = self.mailbox(upn)
+        with mbx.lock:
+            mbx.reset()
+
+    def deliver_mime(self, to_upn: str, mime: bytes, folder: str = "inbox") -> str:
+        """Put a MIME message into a mailbox folder as if it arrived; returns the item id."""
+        from sandbox.ews.ops.items import deliver
+
+        mbx = self.mailbox(to_upn)
+        with mbx.lock:
+            return deliver(mbx, mime, folder)
+
+    @property
+    def upns(self) -> set[str]:
+        return set(self._mailboxes)
+
+    def queue_delivery(self, upn: str, mime: bytes, copy_from: Any) -> None:
+        """Deliver after the current request releases its mailbox lock."""
+        pending = getattr(self._pending, "items", None)
+        if pending is None:
+            pending = self._pending.items = []
+        pending.append((upn, mime, copy_from))
+
+    def _flush_deliveries(self) -> None:
+        from sandbox.ews.ops.items import deliver
+
+        pending = getattr(self._pending, "items", None) or []
+        self._pending.items = []
+        for upn, mime, copy_from in pending:
+            mbx = self.mailbox(upn)
+            with mbx.lock:
+                deliver(mbx, mime, "inbox", copy_from=copy_from)
+
+    # -- throttling ------------------------------------------------------------------------
+    def _over_budget(self, upn: str) -> bool:
+        if self.busy_budget is None:
+            return False
+        now = time.monotonic()
+        with self._budget_lock:
+            if self._blocked_until.get(upn, 0.0) > now:
+                return True
+            recent = self._recent.setdefault(upn, deque())
+            while recent and recent[0] < now - self.busy_window:
+                recent.popleft()
+            if len(recent) >= self.busy_budget:
+                recent.clear()
+                self._blocked_until[upn] = now + self.busy_backoff_ms / 1000.0
+                return True
+            recent.append(now)
+            return False
+
+    # -- dispatch --------------------------------------------------------------------------
+    def handle_soap(self, user: User, body: bytes) -> tuple[int, bytes, str, str]:
+        """(status, payload, operation, detail) for one SOAP request."""
+        try:
+            root = etree.fromstring(body, _request_parser())
+        except etree.XMLSyntaxError as exc:
+            line, col = exc.position if exc.position else (0, 0)
+            err = SoapFault(
+                "ErrorSchemaValidation",
+                f"The request failed schema validation: {exc.msg}",
+                {"LineNumber": str(line), "LinePosition": str(col), "Violation": str(exc.msg)},
+            )
+            return 500, fault(err), "?", "malformed XML"
+        op_elem, api_version = _split_envelope(root)
+        op = local(op_elem) if op_elem is not None else "?"
+        try:
+            if op_elem is None:
+                raise SoapFault("ErrorSchemaValidation", "The request has no SOAP Body operation.")
+            if api_version not in KNOWN_VERSIONS:
+                raise SoapFault(
+                    "ErrorInvalidServerVersion",
+                    "The specified server version is invalid.",
+                )
+            acting_as = _impersonated(root)
+            if acting_as is not None and acting_as != user.upn:
+                raise SoapFault(
+                    "ErrorImpersonateUserDenied",
+                    "The account does not have permission to impersonate the requested user.",
+                )
+            hit = self.faults.pick(f"ews {EWS_PATH} {op}")
+            if hit is not None and hit.kind in ("busy", "429"):
+                raise SoapFault(
+                    "ErrorServerBusy",
+                    "The server cannot service this request right now. Try again later.",
+                    {"BackOffMilliseconds": str(int(hit.delay * 1000))},
+                )
+            if hit is not None and hit.kind == "503":
+                retry = max(1, math.ceil(hit.delay))
+                return 503, b"Service Unavailable", op, f"fault 503 retry_after={retry}"
+            if hit is not None and hit.kind == "drop":
+                return 0, b"", op, "fault drop"
+            if hit is not None and hit.kind == "slow":
+                time.sleep(hit.delay)
+            if self._over_budget(user.upn):
+                raise SoapFault(
+                    "ErrorServerBusy",
+                    "The server cannot service this request right now. Try again later.",
+                    {"BackOffMilliseconds": str(self.busy_backoff_ms)},
+                )
+            handler = OPERATIONS.get(op)
+            if handler is None:
+                raise SoapFault(
+                    "ErrorSchemaValidation",
+                    f"The request failed schema validation: the element {op!r} is invalid "
+                    "(the sandbox has no such operation).",
+                    {"Violation": f"The element '{op}' is invalid."},
+                )
+            mbx = self.mailbox(user.upn)
+            self._pending.items = []
+            with mbx.lock:
+                response = handler(Ctx(self, mbx, user, api_version), op_elem)
+            self._flush_deliveries()
+            return 200, envelope(response), op, _first_code(response)
+        except SoapFault as exc:
+            return 500, fault(exc), op, exc.code
+        except EwsError as exc:
+            return 500, fault(SoapFault(exc.code, exc.text)), op, exc.code
+        except Exception as exc:  # a sandbox bug: answer as Exchange would, keep serving
+            traceback.print_exc()
+            err = SoapFault(
+                "ErrorInternalServerError", f"An internal server error occurred: {exc!r}"
+            )
+            return 500, fault(err), op, f"ErrorInternalServerError {type(exc).__name__}"
+
+
+def _impersonated(root: Element) -> str | None:
+    """The address an ExchangeImpersonation header asks for, if any."""
+    header = root.find(f"{{{SOAP}}}Header")
+    node = header.find(t("ExchangeImpersonation")) if header is not None else None
+    if node is None:
+        return None
+    for tag in ("PrimarySmtpAddress", "SmtpAddress", "PrincipalName"):
+        found = node.find(f".//{t(tag)}")
+        if found is not None and found.text:
+            return found.text.strip().lower()
+    return ""
+
+
+def _split_envelope(root: Element) -> tuple[Element | None, str]:
+    version = "Exchange2016"
+    header = root.find(f"{{{SOAP}}}Header")
+    if header is not None:
+        rsv = header.find(t("RequestServerVersion"))
+        if rsv is not None:
+            version = rsv.get("Version", version)
+    body = root.find(f"{{{SOAP}}}Body")
+    if body is None or not len(body):
+        return None, version
+    return body[0], version
+
+
+def _first_code(response: Element) -> str:
+    codes = {c.text for c in response.iter("{*}ResponseCode")}
+    codes.discard("NoError")
+    return ",".join(sorted(c for c in codes if c)) or "NoError"
+
+
+def _make_handler(server: EwsServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "Microsoft-IIS/10.0"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            """Quiet: the request log is the record."""
+
+        def setup(self) -> None:
+            super().setup()
+            owner = self.server
+            if isinstance(owner, _Server):
+                with owner.connections_lock:
+                    owner.open_connections.add(self.connection)
+            if isinstance(self.connection, ssl.SSLSocket):
+                self.connection.settimeout(30)
+                try:
+                    self.connection.do_handshake()
+                except (OSError, ssl.SSLError):
+                    self.close_connection = True
+                    raise
+            # Idle keep-alive connections close after two minutes, like IIS.
+            self.connection.settimeout(120)
+
+        def finish(self) -> None:
+            owner = self.server
+            if isinstance(owner, _Server):
+                with owner.connections_lock:
+                    owner.open_connections.discard(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
+
+        def handle(self) -> None:
+            with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
+                super().handle()
+
+        def _user(self) -> User | None:
+            auth = self.headers.get("Authorization", "")
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() == "basic":
+                try:
+                    name, _, password = base64.b64decode(value).decode("utf-8").partition(":")
+                except (ValueError, UnicodeDecodeError):
+                    return None
+                return server.tokens.user_for_password(name, password)
+            if scheme.lower() == "bearer":
+                return server.tokens.user_for(value.strip())
+            return None
+
+        def _send(
+            self,
+            status: int,
+            payload: bytes,
+            ctype: str = "text/xml; charset=utf-8",
+            retry_after: str = "1",
+        ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(payload)))
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Basic realm="sandbox", Bearer')
+            if status == 503:
+                self.send_header("Retry-After", retry_after)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._body()
+            path = urlsplit(self.path).path
+            if path.lower() == EWS_PATH.lower():
+                # Exchange answers a GET on the endpoint with the service description pointer.
+                self._send(200, b"<wsdl>see /EWS/Services.wsdl</wsdl>", "text/xml")
+                return
+            self._send(404, b"not found", "text/plain")
+
+        def do_POST(self) -> None:  # noqa: N802
+            started = time.time()
+            body = self._body()
+            parts = urlsplit(self.path)
+            user = self._user()
+            if parts.path == "/admin/deliver":
+                self._admin_deliver(user, parts.query, body, started)
+                return
+            if parts.path.lower() != EWS_PATH.lower():
+                self._send(404, b"not found", "text/plain")
+                return
+            if user is None:
+                server.log.record("ews", None, "POST", "?", 401, "unauthorized", started)
+                self._send(401, b"", "text/plain")
+                return
+            status, payload, op, detail = server.handle_soap(user, body)
+            server.log.record("ews", user.upn, "POST", op, status, detail, started)
+            if status == 0:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            ctype = "text/plain" if status == 503 else "text/xml; charset=utf-8"
+            retry_after = detail.rpartition("retry_after=")[2] if status == 503 else "1"
+            self._send(status, payload, ctype, retry_after)
+
+        def _admin_deliver(
+            self, user: User | None, query: str, body: bytes, started: float
+        ) -> None:
+            if user is None:
+                self._send(401, b"", "text/plain")
+                return
+            to = (parse_qs(query).get("to") or [""])[0]
+            folder = (parse_qs(query).get("folder") or ["inbox"])[0]
+            try:
+                item_id = server.deliver_mime(to, body, folder)
+            except (KeyError, EwsError) as exc:
+                self._send(404, json.dumps({"error": str(exc)}).encode(), "application/json")
+                return
+            server.log.record("ews", user.upn, "POST", "admin/deliver", 200, to, started)
+            self._send(200, json.dumps({"item_id": item_id}).encode(), "application/json")
+
+    return Handler
