@@ -1,4 +1,4 @@
-"""Sandbox Dataverse Web API + Global Discovery (see sandbox/DATAVERSE.md for coverage)."""
+"""Sandbox Dataverse Web API + Global Discovery (see sandbox/README.md for coverage)."""
 
 from sandbox.dataverse.server import DataverseServer
 

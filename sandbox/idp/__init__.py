@@ -1,7 +1,7 @@
 """The sandbox identity provider: Entra-ID-shaped OpenID Connect endpoints for msal.
 
 `IdentityServer(tokens, log, faults, tls_dir)` serves HTTPS on 127.0.0.1; `SANDBOX_CLIENT_ID` is
-the public client id of the app registration it knows. Differences from Entra: sandbox/IDP.md.
+the public client id of the app registration it knows. Differences from Entra: sandbox/README.md.
 """
 
 from sandbox.idp.grants import SANDBOX_CLIENT_ID

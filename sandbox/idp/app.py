@@ -2,7 +2,7 @@
 
 What msal's PublicClientApplication calls (with `instance_discovery=False`): the OpenID
 configuration under `<authority>/v2.0/`, the authorize page the browser opens, and the token
-endpoint (authorization code with PKCE, refresh token). See sandbox/IDP.md for the differences.
+endpoint (authorization code with PKCE, refresh token). See sandbox/README.md for the differences.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class IdentityServer:
-    """An Entra-ID-shaped identity provider for the sandbox users (see sandbox/IDP.md).
+    """An Entra-ID-shaped identity provider for the sandbox users (see sandbox/README.md).
 
     Tokens it issues come from the shared TokenRegistry, so every sandbox server accepts them.
     """
