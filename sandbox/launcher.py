@@ -103,4 +103,6 @@ def start_sandbox(
         for server in (dataverse, ews, identity):
             server.start()
             stack.callback(server.stop)
+        # a 401 from the sandbox Dataverse points at the sandbox identity provider
+        dataverse.authorization_uri = f"{identity.authority}/oauth2/authorize"
         yield RunningSandbox(tokens, log, profile, dataverse, ews, identity)

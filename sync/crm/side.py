@@ -41,6 +41,9 @@ def clean_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not k.startswith("@odata.")}
 
 
+FORMATTED_VALUES = "OData.Community.Display.V1.FormattedValue"
+
+
 class DataverseSide:
     """The CRM side for one organization and one user."""
 
@@ -54,6 +57,9 @@ class DataverseSide:
         page_size: int | None = None,
     ) -> None:
         self.client = client
+        if client.annotations is None:
+            # the kinds read display names of lookups (a contact's company) from formatted values
+            client.annotations = FORMATTED_VALUES
         self.kind_specs = dict(KIND_SPECS if kind_specs is None else kind_specs)
         self.owner_id = owner_id
         """The user's systemuserid: records we create are bound to this owner."""
