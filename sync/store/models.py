@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sync.store.base import Base, utcnow
@@ -58,6 +58,7 @@ class Link(Base):
     __table_args__ = (
         UniqueConstraint("org", "kind", "crm_id", name="uq_links_crm"),
         UniqueConstraint("org", "kind", "mailbox_id", name="uq_links_mailbox"),
+        Index("ix_links_org_kind_state", "org", "kind", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -120,6 +121,7 @@ class ItemError(Base):
     """A single item that failed; retried with backoff, an alert after repeated failures."""
 
     __tablename__ = "item_errors"
+    __table_args__ = (Index("ix_item_errors_due", "org", "kind", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     org: Mapped[str] = mapped_column(String(36), index=True)
@@ -138,6 +140,7 @@ class ConflictRecord(Base):
     """A field changed on both sides: both values, the one taken, and whether it was reversed."""
 
     __tablename__ = "conflicts"
+    __table_args__ = (Index("ix_conflicts_record", "org", "kind", "crm_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     org: Mapped[str] = mapped_column(String(36), index=True)

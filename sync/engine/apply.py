@@ -1,0 +1,406 @@
+"""Applying a plan in batches: idempotent creates, per-item results, one commit per batch.
+
+Order of writes inside a batch, so that an interruption at worst re-sends, never duplicates:
+1. the GUIDs of new CRM records are committed in pending links before the CRM is called;
+2. creates are preceded by an idempotency lookup on their key (found → update instead);
+3. the writes go out, one call per side;
+4. links, parked items and conflicts of the batch are committed together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from sync.engine.options import EngineSettings
+from sync.engine.plan import (
+    Action,
+    CreateCrm,
+    CreateMailbox,
+    DeleteMailbox,
+    DropLink,
+    Untrack,
+    Update,
+    action_crm_id,
+)
+from sync.engine.state import (
+    DELETING,
+    PENDING_CRM,
+    SYNCED,
+    UNTRACKED,
+    Batch,
+    ConflictRow,
+    ItemFailure,
+    LinkRow,
+    LinkStore,
+)
+from sync.kinds.base import Kind
+from sync.sides import (
+    AuthError,
+    CreateOp,
+    DeleteOp,
+    NotFound,
+    Result,
+    Side,
+    SideError,
+    Throttled,
+    UpdateOp,
+    Upsert,
+    WriteOp,
+    Written,
+)
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+@dataclass
+class KindResult:
+    """What one kind's run did, per side written to (`crm` = changes made in the CRM)."""
+
+    kind: str
+    crm: Counts = field(default_factory=Counts)
+    mailbox: Counts = field(default_factory=Counts)
+    untracked: int = 0
+    relinked: int = 0
+    conflicts: int = 0
+    errors: int = 0
+    stopped: str | None = None
+    """Why the run stopped without applying (e.g. "side-emptied"), else None."""
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def changed(self) -> int:
+        sides = (self.crm, self.mailbox)
+        return sum(c.created + c.updated + c.deleted for c in sides) + self.untracked
+
+
+def _write(side: Side, kind: str, ops: Sequence[WriteOp]) -> list[Result]:
+    """Write `ops`; a whole-call failure becomes that failure for each op (parked, retried)."""
+    if not ops:
+        return []
+    try:
+        results = side.write(kind, ops)
+    except AuthError:
+        raise
+    except SideError as error:
+        return [error] * len(ops)
+    if len(results) != len(ops):
+        raise RuntimeError(f"{side.name} answered {len(results)} results for {len(ops)} ops")
+    return results
+
+
+def _diff(
+    kind: Kind, wanted: Mapping[str, Any], current: Mapping[str, Any], to_crm: bool, overrides: Any
+) -> dict[str, Any]:
+    """Fields of `wanted` that differ in `current` and may flow that way."""
+    out = {}
+    for name, value in wanted.items():
+        direction = kind.direction(name, overrides)
+        allowed = direction.to_crm if to_crm else direction.to_mailbox
+        if allowed and current.get(name) != value:
+            out[name] = value
+    return out
+
+
+def _op_name(op: WriteOp) -> str:
+    return {CreateOp: "create", UpdateOp: "update", DeleteOp: "delete"}[type(op)]
+
+
+def apply_actions(
+    kind: Kind,
+    actions: Sequence[Action],
+    crm: Side,
+    mailbox: Side,
+    store: LinkStore,
+    settings: EngineSettings,
+    result: KindResult,
+    progress: Progress | None = None,
+) -> None:
+    """Apply `actions` in batches of `settings.batch_size`, committing after each."""
+    size = max(1, settings.batch_size)
+    for start in range(0, len(actions), size):
+        _apply_batch(kind, actions[start : start + size], crm, mailbox, store, settings, result)
+        if progress is not None:
+            progress(min(start + size, len(actions)), len(actions), "apply")
+
+
+def _apply_batch(
+    kind: Kind,
+    actions: Sequence[Action],
+    crm: Side,
+    mailbox: Side,
+    store: LinkStore,
+    settings: EngineSettings,
+    result: KindResult,
+) -> None:
+    now = settings.now()
+    overrides = settings.directions.get(kind.name)
+    creates_crm = [a for a in actions if isinstance(a, CreateCrm)]
+    creates_mailbox = [a for a in actions if isinstance(a, CreateMailbox)]
+    # Intentions that must survive a crash right after the remote write.
+    pending = [
+        LinkRow(a.crm_id, a.mailbox_id, mailbox_version=a.mailbox_version, state=PENDING_CRM)
+        for a in creates_crm
+    ]
+    pending += [
+        replace(a.link, state=DELETING)
+        for a in actions
+        if isinstance(a, DeleteMailbox) and a.link.mailbox_id and a.link.state != DELETING
+    ]
+    if pending:
+        store.commit_batch(kind.name, Batch(upserts=pending), now)
+    found_crm: dict[str, Upsert] = {}
+    found_mailbox: dict[str, Upsert] = {}
+    if creates_crm:
+        found_crm = crm.find_by_key(kind.crm_kind, [a.crm_id for a in creates_crm])
+    if creates_mailbox:
+        found_mailbox = mailbox.find_by_key(kind.mailbox_kind, [a.crm_id for a in creates_mailbox])
+
+    crm_ops: list[WriteOp] = []
+    crm_slots: list[int] = []
+    mailbox_ops: list[WriteOp] = []
+    mailbox_slots: list[int] = []
+    sent: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def to_crm(i: int, op: WriteOp) -> None:
+        crm_ops.append(op)
+        crm_slots.append(i)
+        if not isinstance(op, DeleteOp):
+            sent[("crm", i)] = dict(op.fields)
+
+    def to_mailbox(i: int, op: WriteOp) -> None:
+        mailbox_ops.append(op)
+        mailbox_slots.append(i)
+        if not isinstance(op, DeleteOp):
+            sent[("mailbox", i)] = dict(op.fields)
+
+    for i, action in enumerate(actions):
+        if isinstance(action, CreateMailbox):
+            found = found_mailbox.get(action.crm_id)
+            if found is None:
+                to_mailbox(
+                    i, CreateOp(action.crm_id, kind.mailbox_create(action.values, overrides))
+                )
+            else:
+                current = kind.mailbox_values(found.fields)
+                diff = _diff(kind, action.values, current, to_crm=False, overrides=overrides)
+                if diff:
+                    to_mailbox(i, UpdateOp(found.id, found.version, kind.mailbox_patch(diff)))
+        elif isinstance(action, CreateCrm):
+            found = found_crm.get(action.crm_id)
+            if found is None:
+                to_crm(i, CreateOp(action.crm_id, kind.crm_create(action.values, overrides)))
+            else:
+                current = kind.crm_values(found.fields)
+                diff = _diff(kind, action.values, current, to_crm=True, overrides=overrides)
+                if diff:
+                    to_crm(i, UpdateOp(found.id, found.version, kind.crm_patch(diff)))
+        elif isinstance(action, Update):
+            if action.crm_patch:
+                patch = kind.crm_patch(action.crm_patch)
+                to_crm(i, UpdateOp(action.link.crm_id, action.crm_version, patch))
+            if action.mailbox_patch and action.link.mailbox_id:
+                patch = kind.mailbox_patch(action.mailbox_patch)
+                to_mailbox(i, UpdateOp(action.link.mailbox_id, action.mailbox_version, patch))
+        elif isinstance(action, DeleteMailbox) and action.link.mailbox_id:
+            to_mailbox(i, DeleteOp(action.link.mailbox_id, None, quiet=action.quiet))
+
+    crm_results = dict(zip(crm_slots, _write(crm, kind.crm_kind, crm_ops), strict=True))
+    mailbox_results = dict(
+        zip(mailbox_slots, _write(mailbox, kind.mailbox_kind, mailbox_ops), strict=True)
+    )
+    crm_opnames = {i: _op_name(op) for i, op in zip(crm_slots, crm_ops, strict=True)}
+    mailbox_opnames = {i: _op_name(op) for i, op in zip(mailbox_slots, mailbox_ops, strict=True)}
+
+    batch = Batch()
+    for i, action in enumerate(actions):
+        crm_id = action_crm_id(action)
+        failures: list[tuple[str, str, SideError]] = []
+        for side_name, results, names in (
+            ("crm", crm_results, crm_opnames),
+            ("mailbox", mailbox_results, mailbox_opnames),
+        ):
+            outcome = results.get(i)
+            if isinstance(outcome, SideError):
+                if isinstance(outcome, NotFound) and names[i] == "delete":
+                    continue  # already gone: the delete is done
+                failures.append((side_name, names[i], outcome))
+        if failures:
+            side_name, op_name, error = failures[0]
+            mailbox_id = getattr(action, "mailbox_id", None) or getattr(
+                getattr(action, "link", None), "mailbox_id", None
+            )
+            batch.failures.append(
+                ItemFailure(
+                    crm_id=crm_id,
+                    mailbox_id=mailbox_id,
+                    side=side_name,
+                    operation=op_name,
+                    message=f"{type(error).__name__}: {error.message}",
+                    retry_after=error.retry_after if isinstance(error, Throttled) else 0.0,
+                )
+            )
+            result.errors += 1
+            continue
+        crm_written = crm_results.get(i)
+        mailbox_written = mailbox_results.get(i)
+        _settle(
+            kind,
+            action,
+            crm_written if isinstance(crm_written, Written) else None,
+            mailbox_written if isinstance(mailbox_written, Written) else None,
+            found_crm,
+            found_mailbox,
+            sent,
+            i,
+            batch,
+            result,
+        )
+        batch.resolved.append(crm_id)
+    store.commit_batch(kind.name, batch, now)
+
+
+def _after(
+    found: Upsert | None, written: Written | None, sent: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], str | None, str | None]:
+    """A record's fields, id and version after our write (the side's answer where it gave one)."""
+    fields: dict[str, Any] = dict(found.fields) if found else {}
+    fields.update(sent or {})
+    if written is not None and written.fields:
+        fields = dict(written.fields)
+    record_id = written.id if written else (found.id if found else None)
+    version = written.version if written else (found.version if found else None)
+    return fields, record_id, version
+
+
+def _link(kind: Kind, crm_id: str, mailbox_id: str | None, crm_values: Mapping[str, Any],
+          mailbox_values: Mapping[str, Any], crm_version: str | None,
+          mailbox_version: str | None) -> LinkRow:  # fmt: skip
+    return LinkRow(
+        crm_id=crm_id,
+        mailbox_id=mailbox_id,
+        crm_version=crm_version,
+        mailbox_version=mailbox_version,
+        crm_fingerprint=kind.fingerprint(crm_values),
+        mailbox_fingerprint=kind.fingerprint(mailbox_values),
+        base={"crm": dict(crm_values), "mailbox": dict(mailbox_values)},
+        state=SYNCED,
+    )
+
+
+def _settle(
+    kind: Kind,
+    action: Action,
+    crm_written: Written | None,
+    mailbox_written: Written | None,
+    found_crm: Mapping[str, Upsert],
+    found_mailbox: Mapping[str, Upsert],
+    sent: Mapping[tuple[str, int], Mapping[str, Any]],
+    i: int,
+    batch: Batch,
+    result: KindResult,
+) -> None:
+    """Record a successful action: its new link, conflicts and counts."""
+    if isinstance(action, CreateMailbox):
+        found = found_mailbox.get(action.crm_id)
+        fields, mailbox_id, version = _after(found, mailbox_written, sent.get(("mailbox", i)))
+        if found is None:
+            result.mailbox.created += 1
+        else:
+            result.relinked += 1
+        batch.upserts.append(
+            _link(
+                kind,
+                action.crm_id,
+                mailbox_id,
+                action.values,
+                kind.mailbox_values(fields),
+                action.crm_version,
+                version,
+            )  # fmt: skip
+        )
+    elif isinstance(action, CreateCrm):
+        found = found_crm.get(action.crm_id)
+        fields, crm_id, version = _after(found, crm_written, sent.get(("crm", i)))
+        if found is None:
+            result.crm.created += 1
+        else:
+            result.relinked += 1
+        batch.upserts.append(
+            _link(
+                kind,
+                crm_id or action.crm_id,
+                action.mailbox_id,
+                kind.crm_values(fields),
+                action.values,
+                version,
+                action.mailbox_version,
+            )  # fmt: skip
+        )
+    elif isinstance(action, Update):
+        link = action.link
+        crm_after = dict(action.crm_after)
+        mailbox_after = dict(action.mailbox_after)
+        if crm_written is not None and crm_written.fields:
+            crm_after = kind.crm_values(crm_written.fields)
+        if mailbox_written is not None and mailbox_written.fields:
+            mailbox_after = kind.mailbox_values(mailbox_written.fields)
+        batch.upserts.append(
+            _link(
+                kind,
+                link.crm_id,
+                link.mailbox_id,
+                crm_after,
+                mailbox_after,
+                crm_written.version if crm_written else action.crm_version,
+                mailbox_written.version if mailbox_written else action.mailbox_version,
+            )  # fmt: skip
+        )
+        if action.crm_patch:
+            result.crm.updated += 1
+        if action.mailbox_patch:
+            result.mailbox.updated += 1
+        if link.base is None and not (action.crm_patch or action.mailbox_patch):
+            result.relinked += 1
+        title = kind.title(crm_after)
+        for name, crm_value, mailbox_value, winner, reason in action.conflicts:
+            batch.conflicts.append(
+                ConflictRow(
+                    link.crm_id,
+                    link.mailbox_id,
+                    name,
+                    crm_value,
+                    mailbox_value,
+                    winner,
+                    reason,
+                    title,
+                )  # fmt: skip
+            )
+            result.conflicts += 1
+    elif isinstance(action, DeleteMailbox):
+        batch.removals.append(action.link.crm_id)
+        result.mailbox.deleted += 1
+    elif isinstance(action, Untrack):
+        batch.upserts.append(
+            replace(
+                action.link,
+                mailbox_id=None,
+                mailbox_version=None,
+                mailbox_fingerprint=None,
+                state=UNTRACKED,
+            )  # fmt: skip
+        )
+        result.untracked += 1
+    elif isinstance(action, DropLink):
+        batch.removals.append(action.link.crm_id)

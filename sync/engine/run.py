@@ -1,0 +1,194 @@
+"""One kind's sync run: read both sides' changes, plan, apply in batches, save the tokens.
+
+Tokens are saved last, once every change they cover is applied or parked, so a run that dies
+anywhere is simply repeated from the old tokens; the links make the repeat harmless. A full
+read that lists nothing while links exist stops the run with an alert (an emptied folder or a
+wrong account must not delete everything on the other side).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from sync.engine.apply import KindResult, Progress, apply_actions
+from sync.engine.options import EngineSettings
+from sync.engine.plan import ChangeSet, crm_key_for, keys_to_read, plan
+from sync.engine.state import DELETING, PENDING_CRM, LinkRow, LinkStore
+from sync.kinds.base import Kind
+from sync.sides import Deleted, Side, TokenExpired, Upsert
+
+log = logging.getLogger(__name__)
+
+FILTER_SIDE = "filter"
+"""Pseudo-side under which the fingerprint of the filters in force is kept with the tokens."""
+
+
+def read_all(side: Side, kind: str, token: str | None) -> tuple[ChangeSet, str | None]:
+    """Every change since `token` (a full read when None or refused), and the token to save."""
+    try:
+        return _read(side, kind, token)
+    except TokenExpired:
+        if token is None:
+            raise
+        log.info("%s refused the %s token: reading everything again", side.name, kind)
+        return _read(side, kind, None)
+
+
+def _read(side: Side, kind: str, token: str | None) -> tuple[ChangeSet, str | None]:
+    changes = ChangeSet(full=token is None)
+    new_token = token
+    for page in side.read_changes(kind, token):
+        for change in page.changes:
+            changes.add(change)
+        if page.token is not None:
+            new_token = page.token
+    return changes, new_token
+
+
+def filters_fingerprint(kind: Kind, settings: EngineSettings) -> str:
+    filters = settings.filters_for(kind.name, kind.default_filters)
+    text = json.dumps([filters, settings.me], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def sync_kind(
+    kind: Kind,
+    crm: Side,
+    mailbox: Side,
+    store: LinkStore,
+    settings: EngineSettings,
+    progress: Progress | None = None,
+) -> KindResult:
+    """Sync one kind both ways; see the module docstring for the order of things."""
+    result = KindResult(kind.name)
+    filter_fp = filters_fingerprint(kind, settings)
+    crm_token = store.get_token(kind.name, "crm")
+    stored_filter = store.get_token(kind.name, FILTER_SIDE)
+    refilter = stored_filter != filter_fp
+    if refilter:
+        crm_token = None  # the filter changed: which records belong is known only from all rows
+        if stored_filter is not None:
+            # Until this run completes, the links match neither filter: forget the old one so
+            # that going back to it still re-judges every record.
+            store.save_tokens(kind.name, {FILTER_SIDE: None})
+    mailbox_token = store.get_token(kind.name, "mailbox")
+    if progress:
+        progress(0, 0, "read")
+    crm_changes, crm_new = read_all(crm, kind.crm_kind, crm_token)
+    mailbox_changes, mailbox_new = read_all(mailbox, kind.mailbox_kind, mailbox_token)
+    if kind.crm_reads_by_id and crm_changes.upserts:
+        _reread(crm, kind.crm_kind, crm_changes, settings.batch_size)
+    parked = {p.crm_id: p for p in store.parked_items(kind.name)}
+    links = _relevant_links(kind, store, crm_changes, mailbox_changes, set(parked))
+
+    emptied = _emptied_side(kind, store, crm_changes, mailbox_changes, settings)
+    if emptied is not None:
+        result.stopped = "side-emptied"
+        result.message = (
+            f"The {emptied} lists no {kind.name} while {store.count_links(kind.name)} are "
+            "linked; nothing was changed. If this is intended, confirm it to let the sync go on."
+        )
+        store.alert("side-emptied", f"The {emptied} looks empty ({kind.name})", result.message,
+                    subject=kind.name)  # fmt: skip
+        return result
+
+    # Records the plan needs that the changes did not bring.
+    now = settings.now()
+    # Links whose last write failed or is unconfirmed are decided only with both sides in
+    # hand: when due, or as soon as either side changes again (a decision on half the facts
+    # could settle the link and drop what the failed write was carrying).
+    by_mailbox = {lk.mailbox_id: lk for lk in links if lk.mailbox_id}
+    touched = set(crm_changes.upserts) | crm_changes.deleted
+    touched |= {
+        by_mailbox[m].crm_id
+        for m in (*mailbox_changes.upserts, *mailbox_changes.deleted)
+        if m in by_mailbox
+    }
+    unsettled = {lk.crm_id for lk in links if lk.state in (PENDING_CRM, DELETING)}
+    recheck = {
+        crm_id
+        for crm_id in set(parked) | unsettled
+        if crm_id in touched or crm_id not in parked or parked[crm_id].next_attempt_at <= now
+    }
+    by_crm = {lk.crm_id: lk for lk in links}
+    crm_ids = set(recheck)
+    mailbox_ids: set[str] = set()
+    for crm_id in recheck:
+        for mailbox_id in (
+            parked[crm_id].mailbox_id if crm_id in parked else None,
+            by_crm[crm_id].mailbox_id if crm_id in by_crm else None,
+        ):
+            if mailbox_id:
+                mailbox_ids.add(mailbox_id)
+    crm_ids |= set(keys_to_read(kind, links, crm_changes, mailbox_changes))
+    _read_into(crm, kind.crm_kind, crm_ids, crm_changes)
+    _read_into(mailbox, kind.mailbox_kind, mailbox_ids, mailbox_changes)
+
+    actions = plan(kind, links, crm_changes, mailbox_changes, settings, now, refilter=refilter)
+    if progress:
+        progress(0, len(actions), "apply")
+    apply_actions(kind, actions, crm, mailbox, store, settings, result, progress)
+    store.save_tokens(kind.name, {"crm": crm_new, "mailbox": mailbox_new, FILTER_SIDE: filter_fp})
+    store.resolve_alert("side-emptied", kind.name)
+    return result
+
+
+def _reread(side: Side, kind: str, changes: ChangeSet, size: int) -> None:
+    """Replace the changed rows by full reads by id (with their expanded columns)."""
+    ids = list(changes.upserts)
+    for start in range(0, len(ids), max(1, size)):
+        chunk = ids[start : start + size]
+        found = side.read(kind, chunk)
+        for record_id in chunk:
+            if record_id in found:
+                changes.upserts[record_id] = found[record_id]
+            else:
+                changes.add(Deleted(record_id))
+
+
+def _read_into(side: Side, kind: str, ids: set[str], changes: ChangeSet) -> None:
+    wanted = sorted(i for i in ids if i not in changes.upserts and i not in changes.deleted)
+    if not wanted:
+        return
+    found: dict[str, Upsert] = side.read(kind, wanted)
+    changes.add_read(wanted, found)
+
+
+def _relevant_links(
+    kind: Kind, store: LinkStore, crm: ChangeSet, mailbox: ChangeSet, parked: set[str]
+) -> list[LinkRow]:
+    """The links this run may need: all after a full read (absence means deletion), else only
+    those of touched, parked or unsettled records, so a quiet run costs nothing per link."""
+    if crm.full or mailbox.full:
+        return store.load_links(kind.name)
+    crm_ids = set(crm.upserts) | crm.deleted | parked
+    for item in mailbox.upserts.values():
+        crm_ids.add(item.key if item.key else crm_key_for(item.id))
+    mailbox_ids = set(mailbox.upserts) | mailbox.deleted
+    found = {lk.crm_id: lk for lk in store.find_links(kind.name, crm_ids, mailbox_ids)}
+    for link in store.unsettled_links(kind.name):
+        found.setdefault(link.crm_id, link)
+    return list(found.values())
+
+
+def _emptied_side(
+    kind: Kind,
+    store: LinkStore,
+    crm: ChangeSet,
+    mailbox: ChangeSet,
+    settings: EngineSettings,
+) -> str | None:
+    """ "CRM" or "mailbox" when a full read of it came back empty while links exist."""
+    if settings.confirm_emptied:
+        return None
+    crm_empty = crm.full and not crm.upserts
+    mailbox_empty = mailbox.full and not any(
+        kind.mailbox_accepts(u.fields) for u in mailbox.upserts.values()
+    )
+    if not (crm_empty or mailbox_empty):
+        return None
+    if store.count_links(kind.name) <= settings.emptied_threshold:
+        return None
+    return "CRM" if crm_empty else "mailbox"

@@ -1,0 +1,268 @@
+"""What a kind is: field maps between CRM columns and the mailbox vocabulary, plus rules.
+
+The engine compares records in one vocabulary only, the *canonical values*: for every mapped
+field, the value as the CRM would hold it (after conversion). A CRM row gives them through
+`FieldMap.crm_value`, a mailbox item through `FieldMap.mailbox_value`; writing goes back
+through `crm_patch` / `mailbox_patch`. Converters must round-trip (value → mailbox fields →
+value) or a quiet sync would see changes that are not there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sync.mailbox.fields import TRACKED_CATEGORY
+
+Fields = Mapping[str, Any]
+Condition = Mapping[str, Any]
+"""One filter condition: {"field": column, "op": "eq"|"ne"|..., "value": ...}."""
+
+
+class Direction(StrEnum):
+    """Which way a field flows. A field changed on both sides is settled by its direction."""
+
+    BOTH = "both"
+    TO_MAILBOX = "to_mailbox"
+    TO_CRM = "to_crm"
+    NONE = "none"
+
+    @property
+    def to_mailbox(self) -> bool:
+        return self in (Direction.BOTH, Direction.TO_MAILBOX)
+
+    @property
+    def to_crm(self) -> bool:
+        return self in (Direction.BOTH, Direction.TO_CRM)
+
+
+# --- value normalizers (both sides must agree on "no value" and on formats) --------------------
+
+
+def norm(value: Any) -> Any:
+    """Empty strings and empty lists mean "no value" on both sides: None."""
+    if value == "" or value == [] or value == {}:
+        return None
+    return value
+
+
+def norm_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).replace("\r\n", "\n")
+    return text if text.strip() else None
+
+
+def parse_moment(value: Any) -> datetime | None:
+    """An ISO 8601 moment (any offset, or naive meaning UTC) as an aware UTC datetime."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value).strip().replace("Z", "+00:00")
+        moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def norm_moment(value: Any) -> str | None:
+    """Moments as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds): the form both sides compare in."""
+    moment = parse_moment(value)
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def norm_date(value: Any) -> str | None:
+    """Dates as `YYYY-MM-DD`; a moment keeps only its date part."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)[:10]
+
+
+def norm_int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+def norm_bool(value: Any) -> bool:
+    return bool(value)
+
+
+# --- field maps --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """One mapped field. `name` is its canonical name (the CRM column, or a made-up name for a
+    value spread over several columns); the defaults map one CRM column to one mailbox field."""
+
+    name: str
+    mailbox: tuple[str, ...]
+    direction: Direction = Direction.BOTH
+    normalize: Callable[[Any], Any] = norm
+    crm_read: Callable[[Fields], Any] | None = None
+    crm_write: Callable[[Any], dict[str, Any]] | None = None
+    to_mailbox: Callable[[Any], dict[str, Any]] | None = None
+    from_mailbox: Callable[[Fields], Any] | None = None
+    crm_columns: tuple[str, ...] | None = None
+    """CRM columns to `$select` for this field (default: `name`)."""
+    into_crm: Callable[[Any, Any], Any] | None = None
+    """(CRM value, mailbox value) → the value to write to the CRM when the mailbox's wins;
+    for values the mailbox holds only in part (an organizer it cannot change)."""
+
+    def mailbox_wins(self, crm_value: Any, mailbox_value: Any) -> Any:
+        return self.into_crm(crm_value, mailbox_value) if self.into_crm else mailbox_value
+
+    def crm_value(self, row: Fields) -> Any:
+        raw = self.crm_read(row) if self.crm_read else row.get(self.name)
+        return self.normalize(raw)
+
+    def mailbox_value(self, item: Fields) -> Any:
+        raw = self.from_mailbox(item) if self.from_mailbox else item.get(self.mailbox[0])
+        return self.normalize(raw)
+
+    def crm_patch(self, value: Any) -> dict[str, Any]:
+        return self.crm_write(value) if self.crm_write else {self.name: value}
+
+    def mailbox_patch(self, value: Any) -> dict[str, Any]:
+        return self.to_mailbox(value) if self.to_mailbox else {self.mailbox[0]: value}
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.crm_columns if self.crm_columns is not None else (self.name,)
+
+
+def _accept_all(_fields: Fields) -> bool:
+    return True
+
+
+def fingerprint(values: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical values: equal values, equal fingerprints, whatever the version."""
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of record synced both ways: where it lives on each side and how fields map."""
+
+    name: str
+    """The name the store, runs and dashboard use (also the default side kind names)."""
+    entity_set: str
+    primary_key: str
+    folder: str
+    fields: tuple[FieldMap, ...]
+    default_filters: tuple[tuple[Condition, ...], ...] = ()
+    """Filters (OR of ANDs of conditions) used when the user chose none."""
+    filter_columns: tuple[str, ...] = ("_ownerid_value", "statecode")
+    crm_kind: str = ""
+    mailbox_kind: str = ""
+    is_meeting: bool = False
+    crm_accepts: Callable[[Fields], bool] = _accept_all
+    """CRM rows of the entity set that belong to this kind (e.g. no occurrences of a series)."""
+    mailbox_accepts: Callable[[Fields], bool] = _accept_all
+    """Mailbox items of the folder that belong to this kind (e.g. only recurring masters)."""
+    title_field: str = "subject"
+    crm_reads_by_id: bool = False
+    """Changed CRM rows must be read again by id (expanded columns such as activity parties
+    are not returned by change tracking)."""
+    crm_create_extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.crm_kind:
+            object.__setattr__(self, "crm_kind", self.entity_set)
+        if not self.mailbox_kind:
+            object.__setattr__(self, "mailbox_kind", self.name)
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def crm_select(self) -> list[str]:
+        """The columns to read from the CRM: the mapped ones plus what filters need."""
+        columns: list[str] = [self.primary_key]
+        for fmap in self.fields:
+            columns.extend(c for c in fmap.columns if c not in columns)
+        columns.extend(c for c in self.filter_columns if c not in columns)
+        return columns
+
+    def field(self, name: str) -> FieldMap:
+        for fmap in self.fields:
+            if fmap.name == name:
+                return fmap
+        raise KeyError(name)
+
+    def direction(self, name: str, overrides: Mapping[str, Any] | None = None) -> Direction:
+        if overrides and name in overrides:
+            return Direction(overrides[name])
+        return self.field(name).direction
+
+    def crm_values(self, row: Fields) -> dict[str, Any]:
+        return {f.name: f.crm_value(row) for f in self.fields}
+
+    def mailbox_values(self, item: Fields) -> dict[str, Any]:
+        return {f.name: f.mailbox_value(item) for f in self.fields}
+
+    def fingerprint(self, values: Mapping[str, Any]) -> str:
+        return fingerprint({name: values.get(name) for name in self.field_names})
+
+    def crm_patch(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """CRM columns for these canonical values (only fields given)."""
+        patch: dict[str, Any] = {}
+        for name, value in values.items():
+            patch.update(self.field(name).crm_patch(value))
+        return patch
+
+    def mailbox_patch(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        patch: dict[str, Any] = {}
+        for name, value in values.items():
+            patch.update(self.field(name).mailbox_patch(value))
+        return patch
+
+    def crm_create(
+        self, values: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The CRM row for a record created from a mailbox item (fields that flow to the CRM)."""
+        chosen = {
+            n: v for n, v in values.items() if v is not None and self.direction(n, overrides).to_crm
+        }
+        return {**self.crm_create_extra, **self.crm_patch(chosen)}
+
+    def mailbox_create(
+        self, values: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The mailbox item for a CRM record: fields that flow to the mailbox, marked tracked."""
+        chosen = {
+            n: v
+            for n, v in values.items()
+            if v is not None and self.direction(n, overrides).to_mailbox
+        }
+        item = self.mailbox_patch(chosen)
+        categories = list(item.get("categories") or [])
+        if TRACKED_CATEGORY not in categories:
+            categories.append(TRACKED_CATEGORY)
+        item["categories"] = categories
+        return item
+
+    def title(self, values: Mapping[str, Any]) -> str:
+        return str(values.get(self.title_field) or "")[:300]
+
+
+def is_tracked(item: Fields) -> bool:
+    """A mailbox item the user marked for the CRM (the Outlook category)."""
+    return TRACKED_CATEGORY in (item.get("categories") or [])
+
+
+def simple(name: str, mailbox: str, direction: Direction = Direction.BOTH, **kw: Any) -> FieldMap:
+    """A one-column ⇄ one-field map."""
+    return FieldMap(name=name, mailbox=(mailbox,), direction=direction, **kw)

@@ -1,0 +1,239 @@
+"""In-memory CRM and mailbox sides that behave like the real servers, for tests and benchmarks.
+
+Each keeps, per kind, its records with versions and a change log; a token is a position in that
+log, so a delta returns what changed since, deduplicated, as the current state (or a deletion).
+A stale version gives `Conflict`, a missing record `NotFound`, an expired token `TokenExpired`.
+A failure hook can answer any write with an error (throttling, outages) or raise to simulate the
+process dying before or after the remote write.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync.sides import (
+    Change,
+    Conflict,
+    CreateOp,
+    Deleted,
+    DeleteOp,
+    Duplicate,
+    NotFound,
+    Page,
+    Result,
+    SideError,
+    TokenExpired,
+    UpdateOp,
+    Upsert,
+    WriteOp,
+    Written,
+)
+
+
+class Crash(Exception):
+    """A simulated process death in the middle of a write (never caught by the engine)."""
+
+
+FailureHook = Callable[[str, str, WriteOp], SideError | None]
+"""hook(point, kind, op) with point "before" or "after" the remote write. Return an error to
+answer the op with it instead of applying it (before only); raise (e.g. Crash) to die there."""
+
+
+@dataclass
+class Record:
+    id: str
+    version: str
+    fields: dict[str, Any]
+    key: str | None = None
+
+
+@dataclass
+class _Table:
+    records: dict[str, Record] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+    epoch: int = 0
+
+
+class MemorySide:
+    """The common behaviour of both in-memory sides."""
+
+    name = "memory"
+
+    def __init__(self, page_size: int = 100) -> None:
+        self.page_size = page_size
+        self.tables: dict[str, _Table] = {}
+        self.hook: FailureHook | None = None
+        self.calls: Counter[str] = Counter()
+        self._versions = itertools.count(1)
+        self._ids = itertools.count(1)
+
+    # --- direct access: what a user or another client does ---------------------------------
+
+    def table(self, kind: str) -> _Table:
+        return self.tables.setdefault(kind, _Table())
+
+    def records(self, kind: str) -> dict[str, Record]:
+        return self.table(kind).records
+
+    def _version(self) -> str:
+        return f"v{next(self._versions)}"
+
+    def _touch(self, kind: str, record_id: str) -> None:
+        self.table(kind).log.append(record_id)
+
+    def put(
+        self,
+        kind: str,
+        fields: Mapping[str, Any],
+        record_id: str | None = None,
+        key: str | None = None,
+    ) -> Record:
+        """Create a record as a user would (no idempotency checks)."""
+        record_id = record_id or self._new_id()
+        record = Record(record_id, self._version(), self._defaults(dict(fields)), key)
+        self.records(kind)[record_id] = record
+        self._touch(kind, record_id)
+        return record
+
+    def edit(self, kind: str, record_id: str, changes: Mapping[str, Any]) -> Record:
+        record = self.records(kind)[record_id]
+        record.fields.update(changes)
+        record.version = self._version()
+        self._touch(kind, record_id)
+        return record
+
+    def remove(self, kind: str, record_id: str) -> None:
+        del self.records(kind)[record_id]
+        self._touch(kind, record_id)
+
+    def expire_tokens(self, kind: str) -> None:
+        """Every token given so far for `kind` is now refused (a lost sync state)."""
+        self.table(kind).epoch += 1
+
+    def _new_id(self) -> str:
+        return f"{self.name}-{next(self._ids)}"
+
+    def _defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return fields
+
+    def _upsert(self, record: Record) -> Upsert:
+        return Upsert(record.id, record.version, dict(record.fields), record.key)
+
+    # --- the Side interface -------------------------------------------------------------------
+
+    def read_changes(self, kind: str, token: str | None) -> Iterator[Page]:
+        self.calls["read_changes"] += 1
+        table = self.table(kind)
+        end = len(table.log)
+        changes: list[Change]
+        if token is None:
+            changes = [self._upsert(r) for r in list(table.records.values())]
+        else:
+            start = self._position(kind, token)
+            changes = []
+            for record_id in dict.fromkeys(table.log[start:end]):
+                record = table.records.get(record_id)
+                changes.append(self._upsert(record) if record else Deleted(record_id))
+        final = f"{kind}:{table.epoch}:{end}"
+        if not changes:
+            yield Page([], final, last=True)
+            return
+        for start_at in range(0, len(changes), self.page_size):
+            chunk = changes[start_at : start_at + self.page_size]
+            last = start_at + self.page_size >= len(changes)
+            if start_at:
+                self.calls["read_changes"] += 1
+            yield Page(chunk, final if last else None, last=last)
+
+    def _position(self, kind: str, token: str) -> int:
+        table = self.table(kind)
+        parts = token.split(":")
+        if len(parts) != 3 or parts[0] != kind or not (parts[1] + parts[2]).isdigit():
+            raise TokenExpired(f"token {token!r} is not for {kind}", code="bad-token")
+        if int(parts[1]) != table.epoch or int(parts[2]) > len(table.log):
+            raise TokenExpired("the sync state is no longer valid", code="expired")
+        return int(parts[2])
+
+    def read(self, kind: str, ids: Sequence[str]) -> dict[str, Upsert]:
+        self.calls["read"] += 1
+        records = self.records(kind)
+        return {i: self._upsert(records[i]) for i in ids if i in records}
+
+    def find_by_key(self, kind: str, keys: Sequence[str]) -> dict[str, Upsert]:
+        self.calls["find_by_key"] += 1
+        wanted = set(keys)
+        return {
+            r.key: self._upsert(r)
+            for r in self.records(kind).values()
+            if r.key is not None and r.key in wanted
+        }
+
+    def write(self, kind: str, ops: Sequence[WriteOp]) -> list[Result]:
+        self.calls["write"] += 1
+        results: list[Result] = []
+        for op in ops:
+            if self.hook is not None:
+                answer = self.hook("before", kind, op)
+                if answer is not None:
+                    results.append(answer)
+                    continue
+            results.append(self._apply(kind, op))
+            if self.hook is not None:
+                self.hook("after", kind, op)
+        return results
+
+    def _apply(self, kind: str, op: WriteOp) -> Result:
+        records = self.records(kind)
+        if isinstance(op, CreateOp):
+            return self._create(kind, op)
+        record = records.get(op.id)
+        if record is None:
+            return NotFound(f"{op.id} does not exist", code="not-found")
+        if op.version is not None and op.version != record.version:
+            return Conflict("the version does not match", code="stale")
+        if isinstance(op, DeleteOp):
+            self.remove(kind, op.id)
+            return Written(op.id, None)
+        assert isinstance(op, UpdateOp)
+        record = self.edit(kind, op.id, op.fields)
+        return Written(record.id, record.version, dict(record.fields))
+
+    def _create(self, kind: str, op: CreateOp) -> Result:
+        record = self.put(kind, op.fields, key=op.key)
+        return Written(record.id, record.version, dict(record.fields))
+
+
+class MemoryCrm(MemorySide):
+    """A Dataverse organization: the record id is the key we chose; new rows are owned by `me`."""
+
+    name = "crm"
+
+    def __init__(self, me: str = "user-me", page_size: int = 100) -> None:
+        super().__init__(page_size)
+        self.me = me
+
+    def _defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
+        fields.setdefault("_ownerid_value", self.me)
+        fields.setdefault("statecode", 0)
+        return fields
+
+    def _create(self, kind: str, op: CreateOp) -> Result:
+        if op.key in self.records(kind):
+            return Duplicate("Cannot insert duplicate key.", code="0x80040237")
+        record = self.put(kind, op.fields, record_id=op.key)
+        return Written(record.id, record.version, dict(record.fields))
+
+    def find_by_key(self, kind: str, keys: Sequence[str]) -> dict[str, Upsert]:
+        self.calls["find_by_key"] += 1
+        records = self.records(kind)
+        return {k: self._upsert(records[k]) for k in keys if k in records}
+
+
+class MemoryMailbox(MemorySide):
+    """A mailbox: ids are made by the server; our items carry the CRM id as their key."""
+
+    name = "mailbox"

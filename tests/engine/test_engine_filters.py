@@ -1,0 +1,67 @@
+"""Sync filter conditions evaluated on CRM rows: operators, "me", "today±N days"."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from sync.engine.filters import in_filter, matches, resolve_value
+from sync.kinds.appointments import APPOINTMENTS
+from sync.kinds.contacts import CONTACTS
+from sync.kinds.tasks import TASKS
+
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+ROW = {"_ownerid_value": "me-id", "statecode": 0, "jobtitle": "Head of Sales",
+       "scheduledend": "2026-11-20T12:00:00Z", "percentcomplete": 40}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ({"field": "_ownerid_value", "op": "eq", "value": "me"}, True),
+        ({"field": "_ownerid_value", "op": "ne", "value": "me"}, False),
+        ({"field": "statecode", "op": "eq", "value": 0}, True),
+        ({"field": "jobtitle", "op": "contains", "value": "sales"}, True),
+        ({"field": "jobtitle", "op": "eq", "value": "head of sales"}, True),
+        ({"field": "percentcomplete", "op": "lt", "value": 50}, True),
+        ({"field": "percentcomplete", "op": "ge", "value": 50}, False),
+        ({"field": "percentcomplete", "op": "le", "value": 40}, True),
+        ({"field": "percentcomplete", "op": "gt", "value": 40}, False),
+        ({"field": "scheduledend", "op": "ge", "value": "today-7 days"}, True),
+        ({"field": "scheduledend", "op": "ge", "value": "today"}, False),
+        ({"field": "scheduledend", "op": "lt", "value": "today+30 days"}, True),
+        ({"field": "missing", "op": "null"}, True),
+        ({"field": "missing", "op": "gt", "value": 1}, False),
+    ],
+)
+def test_operators(condition: dict[str, object], expected: bool) -> None:
+    assert matches(ROW, [condition], "me-id", NOW) is expected
+
+
+def test_today_is_midnight_in_the_users_time_zone() -> None:
+    late = datetime(2026, 11, 25, 23, 30, tzinfo=UTC)  # already the 26th in Tokyo
+    assert resolve_value("today", "", late, "Asia/Tokyo") == datetime(
+        2026, 11, 25, 15, 0, tzinfo=UTC
+    )
+    assert resolve_value("today+1 day", "", late) == datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def test_default_filters() -> None:
+    mine_active = {"_ownerid_value": "me-id", "statecode": 0}
+    assert in_filter(mine_active, CONTACTS.default_filters, "me-id", NOW)
+    assert not in_filter({**mine_active, "statecode": 1}, CONTACTS.default_filters, "me-id", NOW)
+    assert not in_filter(
+        {**mine_active, "_ownerid_value": "x"}, TASKS.default_filters, "me-id", NOW
+    )
+    meeting = {**mine_active, "statecode": 3, "scheduledend": "2026-11-30T10:00:00Z"}
+    assert in_filter(meeting, APPOINTMENTS.default_filters, "me-id", NOW)
+    assert not in_filter({**meeting, "statecode": 2}, APPOINTMENTS.default_filters, "me-id", NOW)
+    old = {**meeting, "scheduledend": "2026-09-01T10:00:00Z"}
+    assert not in_filter(old, APPOINTMENTS.default_filters, "me-id", NOW)
+    assert not in_filter(mine_active, [], "me-id", NOW)  # no filter: nothing goes out
+
+
+def test_unknown_operator_is_refused() -> None:
+    with pytest.raises(ValueError):
+        matches(ROW, [{"field": "statecode", "op": "like", "value": 1}], "", NOW)
