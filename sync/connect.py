@@ -14,10 +14,13 @@ from typing import Any
 from sqlalchemy import select
 
 from sync.conflicts import ReverseError
+from sync.crm.client import DataverseClient
+from sync.crm.parties import PartyResolver
 from sync.engine.options import EngineSettings
 from sync.engine.state import ConflictRow
-from sync.kinds import KINDS
-from sync.kinds.base import Direction
+from sync.kinds import CONTACTS, KINDS, TASKS
+from sync.kinds.appointments import Resolver, appointments_kind, recurring_kind
+from sync.kinds.base import Direction, Kind
 from sync.messaging import Connection, MessagingJob, NotReady
 from sync.service import MESSAGING, SyncService
 from sync.setup.ports import MailboxConfig
@@ -35,6 +38,18 @@ from sync.store.models import ConflictRecord, SyncFilter
 SandboxInfo = Callable[[], Mapping[str, Any] | None]
 
 
+def kinds_to_sync(chosen: set[str], resolve: Resolver, timezone: str) -> list[Kind]:
+    """The wizard's kinds as engine kinds: "appointments" is single ones and recurring series."""
+    kinds: list[Kind] = []
+    if "contacts" in chosen:
+        kinds.append(CONTACTS)
+    if "appointments" in chosen:
+        kinds += [appointments_kind(resolve), recurring_kind(resolve, timezone)]
+    if "tasks" in chosen:
+        kinds.append(TASKS)
+    return kinds
+
+
 def engine_settings(profile: Profile, me: str) -> EngineSettings:
     """Filters (enabled rows, OR of ANDs per kind) and field directions from the wizard."""
     filters: dict[str, list[list[dict[str, Any]]]] = {}
@@ -42,14 +57,16 @@ def engine_settings(profile: Profile, me: str) -> EngineSettings:
         for row in session.scalars(select(SyncFilter).where(SyncFilter.enabled.is_(True))):
             filters.setdefault(row.kind, []).append([dict(c) for c in row.conditions or []])
     directions: dict[str, dict[str, str]] = {}
-    for kind_name, choice in dict(profile.get("field_directions", {}) or {}).items():
-        kind = KINDS.get(kind_name)
-        if kind is None or choice == Direction.BOTH:
-            continue
-        # the user's choice narrows two-way fields; one-way fields keep their own direction
-        directions[kind_name] = {
-            f.name: str(choice) for f in kind.fields if f.direction == Direction.BOTH
-        }
+    groups = {"appointments": ("appointments", "recurringappointments")}
+    for group, choice in dict(profile.get("field_directions", {}) or {}).items():
+        for kind_name in groups.get(group, (group,)):
+            kind = KINDS.get(kind_name)
+            if kind is None or choice == Direction.BOTH:
+                continue
+            # the user's choice narrows two-way fields; one-way fields keep their own direction
+            directions[kind_name] = {
+                f.name: str(choice) for f in kind.fields if f.direction == Direction.BOTH
+            }
     return EngineSettings(
         me=me,
         filters=filters,
@@ -87,22 +104,23 @@ class ProfileConnector:
         config = profile.mailbox()
         user = profile.get("crm_user") or {}
         assert org is not None and config is not None
-        crm, crm_close = self._crm_side(org.url, org.api_url, str(user.get("id", "")), info)
+        crm, client = self._crm_side(org.url, org.api_url, str(user.get("id", "")), info)
         try:
             mailbox = self._mailbox_side(config, info)
         except Exception:
-            crm_close()
+            client.close()
             raise
         # POP3 mailboxes hold email only: contacts, appointments and tasks do not sync there
-        chosen = profile.get("kinds", []) or [] if config.type == "exchange" else []
-        kinds = [k for k in chosen if k in KINDS]
+        chosen = set(profile.get("kinds", []) or []) if config.type == "exchange" else set()
+        timezone = str(profile.get("timezone") or "UTC")
+        kinds = kinds_to_sync(chosen, PartyResolver(client), timezone)
         return Connection(
             org_id=org.id,
             crm=crm,
             mailbox=mailbox,
             settings=engine_settings(profile, str(user.get("id", ""))),
             kinds=kinds,
-            close=crm_close,
+            close=client.close,
         )
 
     def _provider(self, info: Mapping[str, Any] | None) -> Any:
@@ -115,9 +133,8 @@ class ProfileConnector:
 
     def _crm_side(
         self, org_url: str, api_url: str, owner_id: str, info: Mapping[str, Any] | None
-    ) -> tuple[Side, Callable[[], None]]:
+    ) -> tuple[Side, DataverseClient]:
         from sync.auth import dataverse_scope
-        from sync.crm.client import DataverseClient
         from sync.crm.side import DataverseSide
 
         provider = self._provider(info)
@@ -125,7 +142,7 @@ class ProfileConnector:
         client = DataverseClient(
             api_url, provider.token_callable([dataverse_scope(org_url)], upn), annotations="*"
         )
-        return DataverseSide(client, owner_id=owner_id or None), client.close
+        return DataverseSide(client, owner_id=owner_id or None), client
 
     def _mailbox_side(self, config: MailboxConfig, info: Mapping[str, Any] | None) -> Side:
         secrets = self.profile.mailbox_secrets()

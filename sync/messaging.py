@@ -15,7 +15,6 @@ from typing import Any
 from sync.engine import sync_kind
 from sync.engine.apply import KindResult
 from sync.engine.options import EngineSettings
-from sync.kinds import KINDS
 from sync.kinds.base import Kind
 from sync.runs import RunRecorder, raise_alert, resolve_alerts
 from sync.sides import AuthError, Side, SideError
@@ -37,7 +36,8 @@ class Connection:
     crm: Side
     mailbox: Side
     settings: EngineSettings
-    kinds: Sequence[str]
+    kinds: Sequence[Kind]
+    """In the order they run (the appointment kinds need the CRM's party resolver)."""
     close: Callable[[], None] = lambda: None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -73,7 +73,7 @@ class MessagingJob:
         store = SqlLinkStore(self.database, connection.org_id)
         counts: dict[str, Any] = {}
         problems: list[str] = []
-        kinds: list[Kind] = [KINDS[name] for name in connection.kinds if name in KINDS]
+        kinds = list(connection.kinds)
         for index, kind in enumerate(kinds):
 
             def progress(

@@ -61,6 +61,25 @@ def make_app(
     return app
 
 
+def _run_messaging(app: Flask) -> Any:
+    from sync.runs import recent_runs
+
+    database = app.extensions["mailbox_sync.database"]
+    run_id = app.extensions["mailbox_sync.service"].run("messaging", "now")
+    return next(run for run in recent_runs(database, limit=5) if run.id == run_id)
+
+
+def _my_active_contacts(sandbox: RunningSandbox, upn: str) -> int:
+    me = sandbox.describe()["users"]
+    user_id = next(u for u in me if u["upn"] == upn)["systemuser_ids"]["contoso"]
+    rows = sandbox.dataverse.table("contoso", "contacts").rows.values()
+    return sum(
+        1
+        for row in rows
+        if row.values.get("_ownerid_value") == user_id and row.values.get("statecode") == 0
+    )
+
+
 def client_of(app: Flask) -> tuple[FlaskClient, str]:
     client = app.test_client()
     client.get("/login?token=test-login-token")
@@ -115,6 +134,14 @@ def test_wizard_end_to_end_on_the_sandbox(
             profile = Profile(app.extensions["mailbox_sync.database"], data_dir)
             assert profile.is_complete()
             assert messaging_allowed(profile, sandbox.describe())
+        # the messaging job now syncs the chosen contacts into the sandbox mailbox
+        wanted = _my_active_contacts(sandbox, ALICE)
+        run = _run_messaging(app)
+        assert run.outcome == "ok", run.message
+        assert run.counts["contacts"]["mailbox"]["created"] == wanted > 0
+        assert sandbox.ews.mailbox(ALICE).counts()["contacts"] >= wanted
+        again = _run_messaging(app)
+        assert again.outcome == "ok" and again.message == "Nothing changed."
     finally:
         app.extensions["mailbox_sync.database"].dispose()
 
@@ -146,6 +173,8 @@ def test_wizard_end_to_end_on_the_sandbox(
     try:
         profile = Profile(first.extensions["mailbox_sync.database"], data_dir)
         assert not messaging_allowed(profile, sandbox.describe())
+        run = _run_messaging(first)
+        assert run.outcome == "skipped" and "laptop" in (run.message or "")
         web, _ = client_of(first)
         assert "Another computer (laptop) is now the synchronizing computer." in flat(web.get("/"))
     finally:
