@@ -112,7 +112,7 @@ def _claim_folder(conn: EwsConnection, create: bool = True) -> Any:
             return found[0]
         return _refresh(folder)
 
-    return conn.call(get)
+    return conn.call(get, idempotent=not create)  # only a read may be sent again
 
 
 def _children_named(root: Any, name: str) -> list[Any]:

@@ -9,6 +9,7 @@ extended property, so a retried create or a new install finds it (`find_by_key`)
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,6 +42,7 @@ from sync.mailbox.ews_connection import (
     trust_ca_file,
 )
 from sync.mailbox.ews_occurrences import OCCURRENCE_FIELDS, has_occurrences, write_occurrences
+from sync.mailbox.ews_readcache import REUSE_SECONDS, ReadReuse
 from sync.mailbox.fields import KIND_FOLDERS
 from sync.sides import (
     AuthError,
@@ -59,8 +61,15 @@ from sync.sides import (
 
 __all__ = ["BasicAuth", "EwsConnection", "EwsSide", "OAuthToken", "trust_ca_file"]
 
+log = logging.getLogger(__name__)
+
 MAX_PAGE = 512
 """SyncFolderItems returns at most 512 changes a call (MaxChangesReturned)."""
+
+KEY_CHUNK = 200
+"""CRM ids per FindItem of `find_by_key`: an Or of this many IsEqualTo restrictions. EWS refuses
+a restriction of more than 255 filter expressions (ErrorRestrictionTooLong); 200 conditions on a
+GUID make a request of about 50 KB."""
 
 _DISTINGUISHED = {
     "inbox": "inbox",
@@ -127,6 +136,8 @@ class EwsSide:
     `folders` maps a kind to a distinguished folder name (e.g. "contacts"), a folder id or an
     exchangelib folder; by default each kind uses its distinguished folder. Messages of any other
     folder are kind "messages:<distinguished name or folder id>" (e.g. "messages:sentitems").
+    `reuse_reads_for`: seconds a complete read may answer one more read of the same kind from the
+    same sync state (0: never), so the two calendar kinds of a run share one SyncFolderItems.
     """
 
     name = "mailbox"
@@ -138,6 +149,7 @@ class EwsSide:
         page_size: int = MAX_PAGE,
         fetch_batch: int = MAX_PAGE,
         write_batch: int = 100,
+        reuse_reads_for: float = REUSE_SECONDS,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE}")
@@ -148,6 +160,7 @@ class EwsSide:
         self._folder_specs: dict[str, Any] = dict(folders or {})
         self._folders: dict[str, Any] = {}
         self._keys = _KeyMemory()
+        self._reuse = ReadReuse(reuse_reads_for)
 
     # --- folders ---------------------------------------------------------------------------
 
@@ -167,7 +180,7 @@ class EwsSide:
         """The exchangelib folder of `kind` (looked up once: GetFolder)."""
         if kind not in self._folders:
             spec = self._folder_spec(kind)
-            self._folders[kind] = self.connection.call(lambda: self._resolve(spec))
+            self._folders[kind] = self.connection.call(lambda: self._resolve(spec), idempotent=True)
         return self._folders[kind]
 
     def _resolve(self, spec: Any) -> Any:
@@ -190,7 +203,28 @@ class EwsSide:
     # --- reading ---------------------------------------------------------------------------
 
     def read_changes(self, kind: str, token: str | None) -> Iterator[Page]:
-        """Pages of changes since the sync state `token` (None: everything). Raises TokenExpired."""
+        """Pages of changes since the sync state `token` (None: everything). Raises TokenExpired.
+
+        A second read of the same kind from the same (not None) state soon after, with no write
+        through this side in between, is answered from the first one (see `ews_readcache`)."""
+        kept = self._reuse.take(kind, token)
+        if kept is not None:
+            yield from kept
+            return
+        pages: list[Page] | None = [] if token is not None else None  # full reads: not kept
+        count = 0
+        for page in self._read_pages(kind, token):
+            if pages is not None:
+                count += len(page.changes)
+                if count <= self._reuse.max_changes:
+                    pages.append(page)
+                else:
+                    pages = None  # too large to keep: stream it only
+            if page.last and pages is not None:
+                self._reuse.keep(kind, token, pages)
+            yield page
+
+    def _read_pages(self, kind: str, token: str | None) -> Iterator[Page]:
         base = convert.base_kind(kind)
         folder = self.folder(kind)
         item_cls = convert.ITEM_CLASSES[base]
@@ -199,7 +233,7 @@ class EwsSide:
             svc = _SyncFolderItems(account=self.account)
 
             def sync_page(state: str | None = state, svc: Any = svc) -> list[Any]:
-                return list(
+                raw = list(
                     svc.call(
                         folder=folder,
                         shape=ID_ONLY,
@@ -210,11 +244,13 @@ class EwsSide:
                         sync_scope=None,
                     )
                 )
+                for element in raw:
+                    if isinstance(element, Exception):  # an error answer returned, not raised
+                        raise side_error(element)
+                return raw
 
-            raw = self.connection.call(sync_page)
-            for element in raw:
-                if isinstance(element, Exception):  # an error answer returned, not raised
-                    raise side_error(element)
+            # The same state may be sent again: a retry after a dropped answer is harmless.
+            raw = self.connection.call(sync_page, idempotent=True)
             order: OrderedDict[str, str | None] = OrderedDict()  # id → "upsert" | None (deleted)
             for change_type, cls, item_id in raw:
                 if not item_id:
@@ -274,7 +310,7 @@ class EwsSide:
             )
 
         out: dict[str, Any] = {}
-        for item_id, item in zip(ids, self.connection.call(get), strict=True):
+        for item_id, item in zip(ids, self.connection.call(get, idempotent=True), strict=True):
             if isinstance(item, Exception):
                 error = side_error(item)
                 if isinstance(error, NotFound):
@@ -295,15 +331,15 @@ class EwsSide:
         """Items of `kind` carrying these CRM ids (FindItem on the key property, then GetItem)."""
         folder = self.folder(kind)
         ids: list[str] = []
-        for start in range(0, len(keys), 50):
-            chunk = list(keys[start : start + 50])
+        for start in range(0, len(keys), KEY_CHUNK):
+            chunk = list(keys[start : start + KEY_CHUNK])
 
             def find(chunk: list[str] = chunk) -> list[str]:
                 query = folder.filter(**{f"{convert.KEY_FIELD}__in": chunk}).only(convert.KEY_FIELD)
                 query.page_size = 1000
                 return [i.id for i in query if not isinstance(i, Exception)]
 
-            ids += self.connection.call(find)
+            ids += self.connection.call(find, idempotent=True)
         found: dict[str, Upsert] = {}
         wanted = set(keys)
         for upsert in self._fetch(kind, ids).values():
@@ -356,6 +392,7 @@ class EwsSide:
             where.append(index)
         if items:
             folder = self.folder(kind)
+            self._reuse.forget()
             created = self.connection.call(
                 lambda: self.account.bulk_create(
                     folder,
@@ -371,12 +408,32 @@ class EwsSide:
                     continue
                 self._keys.remember(res.id, ops[index].key)
                 results[index] = Written(res.id, res.changekey)
+            self._add_stored_fields(kind, results)
         if base == "appointments":
             for index, op in enumerate(ops):
                 result = results[index]
                 if isinstance(result, Written) and has_occurrences(op.fields):
                     results[index] = write_occurrences(self, kind, result, op.fields, {})
         return [r if r is not None else NotFound("not created") for r in results]
+
+    def _add_stored_fields(self, kind: str, results: list[Result | None]) -> None:
+        """Give each `Written` of a create the item's fields as Exchange stores them.
+
+        Exchange fills in what we did not send (a task's importance Normal and 0 % complete, an
+        appointment's organizer...): the engine keeps these as the link's base, so the next sync
+        does not take them for the user's changes. CreateItem answers ids only, hence one GetItem
+        per `fetch_batch` items. The creates are done whatever this read meets: on an error the
+        results simply stay without fields."""
+        made = [r.id for r in results if isinstance(r, Written)]
+        try:
+            stored = self._fetch(kind, made)
+        except SideError as error:
+            log.info("Created %d %s; reading them back failed: %s", len(made), kind, error)
+            return
+        for index, result in enumerate(results):
+            if isinstance(result, Written) and result.id in stored:
+                upsert = stored[result.id]
+                results[index] = Written(result.id, upsert.version, upsert.fields)
 
     def _update(self, kind: str, ops: Sequence[UpdateOp]) -> list[Result]:
         base = convert.base_kind(kind)
@@ -430,6 +487,7 @@ class EwsSide:
 
     def _bulk_update(self, pairs: list[tuple[Any, list[str]]], resolution: str) -> list[Any]:
         """UpdateItem in batches, never sending meeting updates (the CRM is the source)."""
+        self._reuse.forget()
 
         def run() -> list[Any]:
             return list(
@@ -446,6 +504,7 @@ class EwsSide:
 
     def _bulk_delete(self, ids: list[Any], delete_type: str, cancellations: str) -> list[Any]:
         """DeleteItem in batches."""
+        self._reuse.forget()
 
         def run() -> list[Any]:
             return list(
@@ -475,7 +534,7 @@ class EwsSide:
             )
             return [i.id for i in query.only(convert.KEY_FIELD) if not isinstance(i, Exception)]
 
-        ids = [i for i in self.connection.call(search) if i != item_id]
+        ids = [i for i in self.connection.call(search, idempotent=True) if i != item_id]
         found = [u for u in self._fetch(kind, ids).values() if u.key == key]
         return found[0] if found else None
 
@@ -523,6 +582,7 @@ class EwsSide:
         message = Message(account=self.account, folder=self.folder(sent_kind))
         setattr(message, convert.KEY_FIELD, key)
         convert.apply_vocab("messages", message, fields)
+        self._reuse.forget()
         self.connection.call(lambda: message.send_and_save(send_meeting_invitations=SEND_TO_NONE))
         for attempt in range(5):  # Exchange files the sent copy asynchronously
             copy = self.find_by_key(sent_kind, [key]).get(key)

@@ -3,14 +3,19 @@
 `EwsConnection` builds exchangelib's `Configuration` and `Account` with the endpoint, the
 authentication and the version given, so the `Account` makes no autodiscover call. Every call the
 adapter makes goes through `EwsConnection.call`, which turns exchangelib's exceptions into the
-errors of `sync.sides` (and refreshes an OAuth token once on a 401).
+errors of `sync.sides` (and refreshes an OAuth token once on a 401). Reads that are safe to send
+twice (`idempotent=True`) are sent again after a dropped connection or a server timeout; writes
+never are, as the first attempt may have reached the server (the engine's find_by_key covers a
+create whose answer was lost).
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,6 +40,12 @@ from sync.sides import (
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+READ_RETRY_WAITS: tuple[float, ...] = (0.5, 2.0)
+"""Seconds to wait before each new attempt of an idempotent read that met a dropped connection
+or a server timeout: three attempts in all, so one network blip does not fail a whole run."""
 
 # --- TLS ---------------------------------------------------------------------------------------
 #
@@ -137,6 +148,23 @@ NOT_FOUND_ERRORS: tuple[type[Exception], ...] = (
     ews_errors.ErrorInvalidIdMalformed,
     ews_errors.ErrorFolderNotFound,
 )
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    # exchangelib re-raises a dropped connection / read timeout as ErrorTimeoutExpired
+    # ("Reraised from ConnectionError(...)"); Exchange itself answers it when a request ran out
+    # of time. Both say nothing about the request being wrong.
+    ews_errors.ErrorTimeoutExpired,
+    ews_errors.ErrorInternalServerTransientError,
+    ews_errors.ErrorConnectionFailed,
+    ews_errors.ErrorConnectionFailedTransientError,
+    ews_errors.ErrorMailboxStoreUnavailable,
+    ews_errors.ErrorMailboxMoveInProgress,
+)
+RETRYABLE_CODES = frozenset(
+    [cls.__name__ for cls in TRANSIENT_ERRORS]
+    + ["ConnectionError", "ConnectionResetError", "ChunkedEncodingError", "Timeout"]
+    + ["ReadTimeout", "ConnectTimeout", "TimeoutError"]
+)
+"""`Unavailable.code`s worth a new attempt (not TLS or certificate failures: those persist)."""
 AUTH_ERRORS: tuple[type[Exception], ...] = (
     ews_errors.UnauthorizedError,
     ews_errors.ErrorAccessDenied,
@@ -168,6 +196,8 @@ def side_error(exc: BaseException) -> SideError:
         return Throttled(message, code, retry_after=float(exc.back_off or 0))
     if isinstance(exc, ews_errors.RateLimitError):
         return Throttled(message, code, retry_after=float(getattr(exc, "wait", 0) or 0))
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return Unavailable(f"Exchange could not be reached or timed out: {message}", code)
     if isinstance(exc, ews_errors.ResponseMessageError):
         return Invalid(message, code)  # an EWS ResponseCode about this request or item
     if isinstance(exc, ews_errors.TransportError | OSError | requests.RequestException):
@@ -187,6 +217,7 @@ class EwsConnection:
     transient failures before the call fails with `Throttled` / `Unavailable`. exchangelib shares
     one protocol (HTTP sessions, retry policy) between connections with the same endpoint and
     credentials, so the first such connection's `max_wait` applies to all of them.
+    `read_retry_waits`: the pauses before each new attempt of an idempotent read (see `call`).
     """
 
     def __init__(
@@ -197,6 +228,7 @@ class EwsConnection:
         ca_file: str | None = None,
         version: Build = EXCHANGE_2016,
         max_wait: float = 300,
+        read_retry_waits: Sequence[float] = READ_RETRY_WAITS,
     ) -> None:
         if not endpoint.lower().startswith("https://"):
             raise ValueError("EWS endpoints must use https:// (TLS 1.2 or later)")
@@ -204,6 +236,7 @@ class EwsConnection:
             trust_ca_file(ca_file)
         self.endpoint = endpoint
         self.email = email
+        self.read_retry_waits = tuple(read_retry_waits)
         self.auth = auth
         self._credentials: Credentials | _ProvidedTokenCredentials
         if isinstance(auth, BasicAuth):
@@ -235,8 +268,29 @@ class EwsConnection:
                 )
             return self._account
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run `fn` (exchangelib calls), mapping errors; an OAuth 401 refreshes the token once."""
+    def call(self, fn: Callable[[], T], *, idempotent: bool = False) -> T:
+        """Run `fn` (exchangelib calls), mapping errors; an OAuth 401 refreshes the token once.
+
+        `idempotent`: `fn` only reads (GetFolder, SyncFolderItems from a given state, GetItem,
+        FindItem), so a dropped connection or a server timeout is met by sending it again after
+        each of `read_retry_waits`. Never pass it for a write: its first attempt may have been
+        applied although the answer was lost.
+        """
+        waits = self.read_retry_waits if idempotent else ()
+        for attempt, wait in enumerate(waits, start=1):
+            try:
+                return self._call_once(fn)
+            except Unavailable as error:
+                if error.code not in RETRYABLE_CODES:
+                    raise
+                log.info(
+                    "EWS read on %s failed (%s), attempt %d of %d; again in %.1f s",
+                    self.email, error.message, attempt, len(waits) + 1, wait,
+                )  # fmt: skip
+                time.sleep(wait)
+        return self._call_once(fn)
+
+    def _call_once(self, fn: Callable[[], T]) -> T:
         try:
             with self.errors():
                 return fn()
@@ -266,7 +320,7 @@ class EwsConnection:
 
     def verify(self) -> None:
         """One cheap call (GetFolder of the Inbox) to check endpoint, TLS and sign-in."""
-        self.call(lambda: self.account.inbox.id)
+        self.call(lambda: self.account.inbox.id, idempotent=True)
 
     def close(self) -> None:
         """Close the HTTP sessions of this connection's protocol."""

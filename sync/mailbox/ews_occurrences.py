@@ -99,4 +99,4 @@ def write_occurrences(
     fresh = side._fetch(kind, [master_id])
     if master_id not in fresh:
         return NotFound("The series is gone", "ErrorItemNotFound")
-    return Written(master_id, fresh[master_id].version)
+    return Written(master_id, fresh[master_id].version, fresh[master_id].fields)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from sync.kinds import KINDS
+from sync.kinds.base import norm_moment
 from tests.e2e.harness import (
     ALICE,
     ORG,
@@ -18,10 +17,6 @@ from tests.e2e.harness import (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync/kinds/tasks.py: due/start moments vs the mailbox's date-only task dates",
-)
 def test_a_task_due_time_survives_two_syncs(fresh_pair: SandboxPair) -> None:
     due = moment(tomorrow_at(15))
     task = fresh_pair.dataverse.insert(
@@ -33,13 +28,10 @@ def test_a_task_due_time_survives_two_syncs(fresh_pair: SandboxPair) -> None:
     agent.sync(["tasks"])
     second = agent.sync(["tasks"])["tasks"]
     row = agent.crm.read("tasks", [task])[task].fields
-    assert (second.crm.updated, KINDS["tasks"].crm_values(row)["scheduledend"]) == (0, due)
+    # The raw column: the kind's canonical value is the date only (what the mailbox keeps).
+    assert (second.crm.updated, norm_moment(row.get("scheduledend"))) == (0, due)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync/kinds/appointments.py: the mailbox's read-only organizer is written to the CRM",
-)
 def test_a_meeting_organized_by_someone_else_keeps_its_organizer(
     fresh_pair: SandboxPair,
 ) -> None:
@@ -61,10 +53,6 @@ def test_a_meeting_organized_by_someone_else_keeps_its_organizer(
     assert parties["organizer"] == "bob@contoso.example"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mailbox defaults (priority, percent complete) are written back over empty CRM columns",
-)
 def test_the_sync_after_the_initial_one_writes_nothing(fresh_pair: SandboxPair) -> None:
     fresh_pair.dataverse.insert(
         ORG, "tasks", {"subject": "Bare", "statecode": 0, "statuscode": 2}, as_user=ALICE

@@ -72,8 +72,8 @@ FAULTS = {
         Fault("busy", every=3, delay=0.3, times=3, match="/EWS/"),
         Fault("503", every=4, delay=1, times=2, match="/EWS/"),
     ],
-    # Dropped writes are parked and retried by a later run. (A dropped *read* fails the whole
-    # run today: see test_a_dropped_ews_connection_on_a_read_is_retried.)
+    # Dropped writes are parked and retried by a later run (a dropped *read* is sent again at
+    # once: see test_a_dropped_ews_connection_on_a_read_is_retried).
     "ews-dropped-writes": [Fault("drop", every=3, times=2, match="CreateItem")],
 }
 
@@ -160,10 +160,6 @@ def test_crash_in_apply_then_rerun_makes_no_duplicates(
     assert_settled(agent, N_CRM + N_TRACKED, N_CRM + N_TRACKED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EWS adapter: a dropped connection is not retried and maps to Invalid (see report)",
-)
 def test_a_dropped_ews_connection_on_a_read_is_retried(fresh_pair: SandboxPair) -> None:
     side = fresh_pair.mailbox_side()
     fresh_pair.faults.set(Fault("drop", every=1, times=1, match="SyncFolderItems"))

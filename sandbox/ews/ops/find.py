@@ -1,5 +1,9 @@
 """FindItem: restrictions (field URIs and extended properties), sorting, indexed paging,
-calendar views."""
+calendar views.
+
+A restriction is evaluated by a `Restriction` made once per request: it reads each item's field
+values once (not once per condition), and answers an Or of IsEqualTo conditions on one field
+against plain text constants (the adapter's lookup of 200 CRM ids) by set membership."""
 
 from __future__ import annotations
 
@@ -98,39 +102,128 @@ def compare(left: str, right: str) -> int:
     return (la > lb) - (la < lb)
 
 
-def _operand(mbx: Mailbox, item: Item, node: Element) -> list[str]:
-    const = find(node, "t:Constant")
-    if const is not None:
-        return [const.get("Value", "")]
-    inner = next(iter(node), None)
-    return _uri_values(mbx, item, inner) if inner is not None else []
+def _is_plain_text(value: str) -> bool:
+    """Whether `compare` treats `value` as text only (not a boolean, number or moment), so that
+    equality with it is equality of lower-cased strings."""
+    if value.lower() in _BOOL or _as_moment(value) is not None:
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
+
+
+MAX_FILTER_EXPRESSIONS = 255
+"""EWS refuses a restriction of more filter expressions (ErrorRestrictionTooLong)."""
+_FILTERS = {"And", "Or", "Not", "Exists", "Contains", "Excludes", *COMPARE}
+
+
+def _uri_key(uri: Element) -> tuple[str, str, str, str]:
+    """What identifies the values a URI element reads (equal for equal URIs in other nodes)."""
+    return (local(uri), uri_name(uri), uri.get("FieldURI", ""), uri.get("FieldIndex", ""))
+
+
+class Restriction:
+    """One request's restriction, evaluated item by item with per-item value memos."""
+
+    def __init__(self, mbx: Mailbox, root: Element) -> None:
+        self.mbx = mbx
+        self.root = root
+        count = sum(1 for node in root.iter() if local(node) in _FILTERS)
+        if count > MAX_FILTER_EXPRESSIONS:
+            raise EwsError(
+                "ErrorRestrictionTooLong",
+                f"The restriction contains {count} filter expressions; at most "
+                f"{MAX_FILTER_EXPRESSIONS} are allowed.",
+            )
+        self._values: dict[tuple[int, tuple[str, str, str, str]], list[str]] = {}
+        self._sets: dict[int, tuple[Element, frozenset[str]] | None] = {}
+
+    def __call__(self, item: Item) -> bool:
+        return self.matches(item, self.root)
+
+    def values(self, item: Item, uri: Element) -> list[str]:
+        """`_uri_values`, read once per item and field for the whole request."""
+        key = (id(item), _uri_key(uri))
+        found = self._values.get(key)
+        if found is None:
+            found = self._values[key] = _uri_values(self.mbx, item, uri)
+        return found
+
+    def _equal_set(self, node: Element) -> tuple[Element, frozenset[str]] | None:
+        """For an Or whose children are all IsEqualTo(the same field, a plain text constant):
+        that field's URI and the lower-cased constants; else None."""
+        if id(node) in self._sets:
+            return self._sets[id(node)]
+        found: tuple[Element, frozenset[str]] | None = None
+        uri, constants = None, []
+        for child in node:
+            const = find(child, "t:FieldURIOrConstant/t:Constant")
+            if local(child) != "IsEqualTo" or len(child) == 0 or const is None:
+                break
+            value = const.get("Value", "")
+            if not _is_plain_text(value):
+                break
+            if uri is None:
+                uri = child[0]
+            elif _uri_key(child[0]) != _uri_key(uri):
+                break
+            constants.append(value.lower())
+        else:
+            if uri is not None:
+                found = (uri, frozenset(constants))
+        self._sets[id(node)] = found
+        return found
+
+    def _operand(self, item: Item, node: Element) -> list[str]:
+        const = find(node, "t:Constant")
+        if const is not None:
+            return [const.get("Value", "")]
+        inner = next(iter(node), None)
+        return self.values(item, inner) if inner is not None else []
+
+    def matches(self, item: Item, node: Element) -> bool:
+        kind = local(node)
+        if kind == "And":
+            return all(self.matches(item, c) for c in node)
+        if kind == "Or":
+            equal_set = self._equal_set(node)
+            if equal_set is not None:
+                # Same answer as comparing one by one: a plain text constant equals a value
+                # exactly when their lower-cased texts are equal (see `compare`).
+                uri, wanted = equal_set
+                return any(v.lower() in wanted for v in self.values(item, uri))
+            return any(self.matches(item, c) for c in node)
+        if kind == "Not":
+            return not self.matches(item, node[0])
+        if kind == "Exists":
+            return bool(self.values(item, node[0]))
+        if kind in COMPARE:
+            left = self.values(item, node[0])
+            right = self._operand(item, find(node, "t:FieldURIOrConstant"))
+            test = COMPARE[kind]
+            if not left:
+                return kind == "IsNotEqualTo"
+            if kind == "IsNotEqualTo":
+                return all(test(compare(a, b)) for a in left for b in right)
+            return any(test(compare(a, b)) for a in left for b in right)
+        return _match_other(self, item, node, kind)
 
 
 def matches(mbx: Mailbox, item: Item, node: Element) -> bool:
-    kind = local(node)
-    if kind == "And":
-        return all(matches(mbx, item, c) for c in node)
-    if kind == "Or":
-        return any(matches(mbx, item, c) for c in node)
-    if kind == "Not":
-        return not matches(mbx, item, node[0])
-    if kind == "Exists":
-        return bool(_uri_values(mbx, item, node[0]))
-    if kind in COMPARE:
-        left = _uri_values(mbx, item, node[0])
-        right = _operand(mbx, item, find(node, "t:FieldURIOrConstant"))
-        test = COMPARE[kind]
-        if not left:
-            return kind == "IsNotEqualTo"
-        if kind == "IsNotEqualTo":
-            return all(test(compare(a, b)) for a in left for b in right)
-        return any(test(compare(a, b)) for a in left for b in right)
+    """Whether `item` satisfies the restriction `node` (one item; see `Restriction` for many)."""
+    return Restriction(mbx, node)(item)
+
+
+def _match_other(restriction: Restriction, item: Item, node: Element, kind: str) -> bool:
+    """Contains and Excludes."""
     if kind == "Contains":
         mode = node.get("ContainmentMode", "Substring")
         ignore_case = "IgnoreCase" in node.get("ContainmentComparison", "Exact")
         constant = find(node, "t:Constant")
         needle = constant.get("Value", "") if constant is not None else ""
-        for value in _uri_values(mbx, item, node[0]):
+        for value in restriction.values(item, node[0]):
             hay, pin = (value.lower(), needle.lower()) if ignore_case else (value, needle)
             if mode == "FullString" and hay == pin:
                 return True
@@ -144,7 +237,7 @@ def matches(mbx: Mailbox, item: Item, node: Element) -> bool:
                 return True
         return False
     if kind == "Excludes":
-        values = _uri_values(mbx, item, node[0])
+        values = restriction.values(item, node[0])
         mask = find(node, "t:Bitmask")
         bits = int((mask.get("Value", "0") if mask is not None else "0"), 0)
         return all(int(v or "0", 0) & bits == 0 for v in values)
@@ -209,7 +302,8 @@ def find_item(ctx: Ctx, req: Element) -> Element:
             if query:
                 items = [i for i in items if _query_matches(mbx, i, query)]
             if restriction is not None and len(restriction):
-                items = [i for i in items if matches(mbx, i, restriction[0])]
+                test = Restriction(mbx, restriction[0])
+                items = [i for i in items if test(i)]
             items = _sort(mbx, items, find(req, "m:SortOrder"))
             total = len(items)
             offset, limit = 0, total
