@@ -35,6 +35,9 @@ from sync.store.db import Database
 from sync.store.linkstore import SqlLinkStore
 from sync.store.models import ConflictRecord, SyncFilter
 
+CONFIRM_EMPTIED = "confirm_emptied"
+"""Set by the alert's "it is intended" button; read (and cleared) by the next run."""
+
 SandboxInfo = Callable[[], Mapping[str, Any] | None]
 
 
@@ -72,7 +75,7 @@ def engine_settings(profile: Profile, me: str) -> EngineSettings:
         filters=filters,
         directions=directions,
         conflict_policy=str(profile.get("conflict_policy", "crm")),
-        confirm_emptied=bool(profile.get("confirm_emptied", False)),
+        confirm_emptied=bool(profile.get(CONFIRM_EMPTIED, False)),
     )
 
 
@@ -114,11 +117,14 @@ class ProfileConnector:
         chosen = set(profile.get("kinds", []) or []) if config.type == "exchange" else set()
         timezone = str(profile.get("timezone") or "UTC")
         kinds = kinds_to_sync(chosen, PartyResolver(client), timezone)
+        settings = engine_settings(profile, str(user.get("id", "")))
+        if settings.confirm_emptied:
+            profile.set(CONFIRM_EMPTIED, False)  # the user's confirmation covers one run
         return Connection(
             org_id=org.id,
             crm=crm,
             mailbox=mailbox,
-            settings=engine_settings(profile, str(user.get("id", ""))),
+            settings=settings,
             kinds=kinds,
             close=client.close,
         )

@@ -123,3 +123,16 @@ def test_a_failed_reversal_changes_nothing(app: Flask, client: FlaskClient) -> N
     page = client.get("/conflicts").get_data(as_text=True)
     assert "The CRM refused the value." in page
     assert re.search(rf'data-testid="conflict-{conflict_id}-winner">CRM', page)
+
+
+def test_an_emptied_side_is_confirmed_once_from_its_alert(app: Flask, client: FlaskClient) -> None:
+    from sync.settings import get_setting
+
+    database = _database(app)
+    raise_alert(database, "side-emptied", "The mailbox looks empty (contacts)", "…", "Check…")
+    page = client.get("/alerts").get_data(as_text=True)
+    assert 'data-testid="confirm-emptied"' in page
+    (alert,) = open_alerts(database)
+    token = csrf_token_from(page)
+    client.post(f"/alerts/{alert.id}/confirm-emptied", data={"csrf_token": token})
+    assert get_setting(database, "confirm_emptied") is True and open_alerts(database) == []
