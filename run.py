@@ -103,7 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stack.callback(scheduler.shutdown)
         host = "127.0.0.1" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
         # one write, so no log line of another thread lands between the link and its newline
-        sys.stdout.write(f"Mailbox Sync is running. Open http://{host}:{port}/login?token={token}\n")
+        sys.stdout.write(
+            f"Mailbox Sync is running. Open http://{host}:{port}/login?token={token}\n"
+        )
         sys.stdout.flush()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
         try:
@@ -146,14 +148,29 @@ def _iso(value: Any) -> str | None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from sync.dashboard_data import kind_statuses
     from sync.runs import open_alerts, recent_runs
     from sync.settings import all_settings
 
     database = _open_database(args)
     runs = recent_runs(database, limit=10)
+    settings = all_settings(database)
     status = {
         "data_dir": str(_data_dir(args)),
-        "mode": all_settings(database).get("mode"),
+        "mode": settings.get("mode"),
+        "messaging_enabled": settings.get("messaging_enabled") is not False,
+        "kinds": [
+            {
+                "kind": k.kind,
+                "state": k.state,
+                "last_run_at": _iso(k.last_run_at),
+                "to_crm": k.to_crm,
+                "to_mailbox": k.to_mailbox,
+                "errors": k.errors,
+                "conflicts": k.conflicts,
+            }
+            for k in kind_statuses(database, settings.get("kinds") or [])
+        ],
         "runs": [
             {
                 "id": r.id,
@@ -176,6 +193,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2))
     else:
         print(f"Data: {status['data_dir']}  mode: {status['mode'] or 'not set up'}")
+        for k in status["kinds"]:
+            changes = ", ".join(
+                f"{n} {action} → {side}"
+                for side, key in (("mailbox", "to_mailbox"), ("CRM", "to_crm"))
+                for action, n in k[key].items()
+            )
+            print(f"  {k['kind']:<13} {k['state']:<8} {changes}")
         for r in status["runs"]:
             print(
                 f"  #{r['id']} {r['job']:<9} {r['started_at']}  {r['outcome']}  {r['message'] or ''}"
@@ -359,6 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # migrations and HTTP clients speak at INFO on every start: keep the terminal for us
+        for noisy in ("alembic", "httpx", "exchangelib", "werkzeug"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     if getattr(args, "port", None) is None and args.command == "serve":
         args.port = DEFAULT_PORT
     result: int = args.func(args)
