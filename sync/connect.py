@@ -27,7 +27,6 @@ from sync.setup.ports import MailboxConfig
 from sync.setup.profile import (
     MAILBOX_PASSWORD,
     MESSAGING_DISABLED_REASON,
-    SMTP_PASSWORD,
     Profile,
 )
 from sync.sides import Side
@@ -168,28 +167,10 @@ class ProfileConnector:
                 auth = OAuthToken(provider.token_callable([ews_scope(endpoint)], upn))
             ca_file = str(sandbox["ews_ca_file"]) if sandbox else None
             return open_side(endpoint, config.email, auth, ca_file=ca_file)
-        from sync.mailbox.pop3 import Pop3Settings
         from sync.mailbox.pop3_side import Pop3Side
-        from sync.mailbox.smtp import SmtpSettings
+        from sync.setup.pop3_account import pop3_account
 
-        password = secrets.get(MAILBOX_PASSWORD, "")
-        return Pop3Side(
-            Pop3Settings(
-                host=config.pop3_host,
-                username=config.username or config.email,
-                password=password,
-                port=config.pop3_port,
-                security=config.pop3_security,  # type: ignore[arg-type]
-            ),
-            SmtpSettings(
-                host=config.smtp_host,
-                username=config.username or config.email,
-                password=secrets.get(SMTP_PASSWORD) or password,
-                port=config.smtp_port,
-                security=config.smtp_security,  # type: ignore[arg-type]
-                sender=config.email,
-            ),
-        )
+        return Pop3Side(*pop3_account(config, secrets))
 
 
 class ConflictReverser:

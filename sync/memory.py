@@ -207,19 +207,62 @@ class MemorySide:
         return Written(record.id, record.version, dict(record.fields))
 
 
+def _bound(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level `<nav>@odata.bind: "/set(id)"` as the lookup column `_<column>_value`, the way
+    Dataverse stores it (the column is the navigation's name up to its first `_`)."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name.endswith("@odata.bind") and isinstance(value, str) and "(" in value:
+            column = name.removesuffix("@odata.bind").split("_")[0]
+            out[f"_{column}_value"] = value[value.index("(") + 1 : value.rindex(")")].lower()
+        else:
+            out[name] = value
+    return out
+
+
 class MemoryCrm(MemorySide):
-    """A Dataverse organization: the record id is the key we chose; new rows are owned by `me`."""
+    """A Dataverse organization: the record id is the key we chose; new rows are owned by `me`.
+    Reads by id expand the collections in `COLLECTIONS`, as the Dataverse side's `$expand`."""
 
     name = "crm"
+    COLLECTIONS: Mapping[str, tuple[str, str, str]] = {
+        "recurringappointmentmasters": (
+            "recurringappointmentmaster_appointment",
+            "appointments",
+            "_seriesid_value",
+        ),
+    }
+    """parent kind → (navigation, child kind, the child's lookup column to the parent)."""
 
     def __init__(self, me: str = "user-me", page_size: int = 100) -> None:
         super().__init__(page_size)
         self.me = me
 
     def _defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
+        fields = _bound(fields)
         fields.setdefault("_ownerid_value", self.me)
         fields.setdefault("statecode", 0)
         return fields
+
+    def edit(self, kind: str, record_id: str, changes: Mapping[str, Any]) -> Record:
+        return super().edit(kind, record_id, _bound(changes))
+
+    def _expanded(self, kind: str, found: dict[str, Upsert]) -> dict[str, Upsert]:
+        if kind not in self.COLLECTIONS or not found:
+            return found
+        navigation, child_kind, column = self.COLLECTIONS[kind]
+        children: dict[str, list[dict[str, Any]]] = {}
+        for child in self.records(child_kind).values():
+            parent = child.fields.get(column)
+            if parent in found:
+                children.setdefault(parent, []).append({"activityid": child.id, **child.fields})
+        return {
+            i: Upsert(u.id, u.version, {**u.fields, navigation: children.get(i, [])}, u.key)
+            for i, u in found.items()
+        }
+
+    def read(self, kind: str, ids: Sequence[str]) -> dict[str, Upsert]:
+        return self._expanded(kind, super().read(kind, ids))
 
     def _create(self, kind: str, op: CreateOp) -> Result:
         if op.key in self.records(kind):
@@ -230,7 +273,7 @@ class MemoryCrm(MemorySide):
     def find_by_key(self, kind: str, keys: Sequence[str]) -> dict[str, Upsert]:
         self.calls["find_by_key"] += 1
         records = self.records(kind)
-        return {k: self._upsert(records[k]) for k in keys if k in records}
+        return self._expanded(kind, {k: self._upsert(records[k]) for k in keys if k in records})
 
 
 class MemoryMailbox(MemorySide):

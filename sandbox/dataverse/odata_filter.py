@@ -17,6 +17,19 @@ from typing import Any
 from sandbox.dataverse.errors import ODataError, bad_request, unknown_property
 from sandbox.dataverse.schema import EntityDef
 
+EDM_TYPES = {
+    "str": "Edm.String",
+    "memo": "Edm.String",
+    "int": "Edm.Int32",
+    "pick": "Edm.Int32",
+    "dec": "Edm.Decimal",
+    "bool": "Edm.Boolean",
+    "guid": "Edm.Guid",
+    "dt": "Edm.DateTimeOffset",
+    "date": "Edm.Date",
+}
+"""The OData type name of each column kind, as Dataverse's error messages spell it."""
+
 Row = dict[str, Any]
 Operand = Callable[[Row], Any]
 Predicate = Callable[[Row], bool]
@@ -337,18 +350,7 @@ class _Parser:
         return lambda row: value
 
     def _incompatible(self, column_kind: str, literal_kind: str) -> ODataError:
-        edm = {
-            "str": "Edm.String",
-            "memo": "Edm.String",
-            "int": "Edm.Int32",
-            "pick": "Edm.Int32",
-            "dec": "Edm.Decimal",
-            "bool": "Edm.Boolean",
-            "dt": "Edm.DateTimeOffset",
-            "date": "Edm.Date",
-            "guid": "Edm.Guid",
-            "num": "Edm.Int32",
-        }
+        edm = {**EDM_TYPES, "num": "Edm.Int32"}  # "num": an untyped number literal
         return bad_request(
             "A binary operator with incompatible types was detected. Found operand types "
             f"'{edm.get(column_kind, column_kind)}' and '{edm.get(literal_kind, literal_kind)}'."

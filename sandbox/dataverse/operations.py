@@ -16,7 +16,7 @@ from typing import Any
 
 from sandbox.dataverse import errors
 from sandbox.dataverse.errors import ODataError, bad_request
-from sandbox.dataverse.odata_filter import normalize_datetime
+from sandbox.dataverse.odata_filter import EDM_TYPES, normalize_datetime
 from sandbox.dataverse.schema import ACTIVITY_SETS, ENTITIES, EntityDef
 from sandbox.dataverse.store import Row, Store
 
@@ -88,19 +88,6 @@ def find_row(ctx: Context, entity_set: str, row_id: str) -> tuple[str, Row] | No
             if row is not None:
                 return name, row
     return None
-
-
-EDM_TYPES = {
-    "str": "Edm.String",
-    "memo": "Edm.String",
-    "int": "Edm.Int32",
-    "pick": "Edm.Int32",
-    "dec": "Edm.Decimal",
-    "bool": "Edm.Boolean",
-    "guid": "Edm.Guid",
-    "dt": "Edm.DateTimeOffset",
-    "date": "Edm.Date",
-}
 
 
 def coerce(entity: EntityDef, column: str, value: Any) -> Any:

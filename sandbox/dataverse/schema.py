@@ -113,9 +113,15 @@ def _regarding(activity: str) -> Lookup:
 
 
 def _activity(
-    entity_set: str, logical: str, extra: str, state: tuple[int, int], parties: bool = True
+    entity_set: str,
+    logical: str,
+    extra: str,
+    state: tuple[int, int],
+    parties: bool = True,
+    lookups: tuple[Lookup, ...] = (),
+    children: tuple[Collection, ...] = (),
 ) -> EntityDef:
-    collections = []
+    collections = list(children)
     if parties:
         collections.append(
             Collection(f"{logical}_activity_parties", "activityparties", "activityid")
@@ -128,7 +134,7 @@ def _activity(
         logical,
         "activityid",
         _columns(f"{_ACTIVITY} {extra} {_SYSTEM}"),
-        [*_standard_lookups(), _regarding(logical)],
+        [*_standard_lookups(), _regarding(logical), *lookups],
         collections,
         default_state=state,
     )
@@ -244,8 +250,15 @@ _register(
     _activity(
         "appointments",
         "appointment",
-        f"{_APPOINTMENT_LIKE} instancetypecode:pick originalstartdate:dt seriesid:guid",
+        f"{_APPOINTMENT_LIKE} instancetypecode:pick originalstartdate:dt",
         (3, 5),
+        # An occurrence of a series (instancetypecode 2 instance, 3 exception) points to its
+        # recurringappointmentmaster (relationship recurringappointmentmaster_appointment).
+        lookups=(
+            Lookup(
+                "seriesid", {"seriesid_recurringappointmentmaster": "recurringappointmentmasters"}
+            ),
+        ),
     ),
     _activity(
         "recurringappointmentmasters",
@@ -255,8 +268,12 @@ _register(
         "patternenddate:dt patternendtype:pick occurrences:int starttime:dt endtime:dt "
         "duration:int isnthmonthly:bool isnthyearly:bool isregenerate:bool "
         "isweekdaypattern:bool seriesstatus:bool effectivestartdate:dt effectiveenddate:dt "
-        "expansionstatecode:pick instancetypecode:pick",
+        "expansionstatecode:pick instancetypecode:pick deletedexceptionslist:memo "
+        "nextexpansioninstancedate:dt lastexpandedinstancedate:dt",
         (3, 5),
+        children=(
+            Collection("recurringappointmentmaster_appointment", "appointments", "seriesid"),
+        ),
     ),
     _activity(
         "tasks",

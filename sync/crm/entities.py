@@ -28,6 +28,12 @@ def _parties(navigation: str) -> str:
     return f"{navigation}($select=participationtypemask,addressused,_partyid_value)"
 
 
+_SERIES_OCCURRENCES = (
+    "recurringappointmentmaster_appointment($select=activityid,instancetypecode,"
+    "originalstartdate,scheduledstart,scheduledend)"
+)
+"""A series' instance and exception rows (the recurring kind reads its exceptions from them)."""
+
 KIND_SPECS: dict[str, EntitySpec] = {
     "contacts": EntitySpec("contacts", "contactid"),
     "tasks": EntitySpec("tasks", "activityid"),
@@ -37,7 +43,7 @@ KIND_SPECS: dict[str, EntitySpec] = {
     "recurringappointmentmasters": EntitySpec(
         "recurringappointmentmasters",
         "activityid",
-        expand=_parties("recurringappointmentmaster_activity_parties"),
+        expand=_parties("recurringappointmentmaster_activity_parties") + "," + _SERIES_OCCURRENCES,
     ),
     "emails": EntitySpec("emails", "activityid", expand=_parties("email_activity_parties")),
 }

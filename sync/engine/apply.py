@@ -35,7 +35,7 @@ from sync.engine.state import (
     LinkRow,
     LinkStore,
 )
-from sync.kinds.base import Kind
+from sync.kinds.base import ChildRows, Kind
 from sync.sides import (
     AuthError,
     CreateOp,
@@ -126,11 +126,18 @@ def apply_actions(
     settings: EngineSettings,
     result: KindResult,
     progress: Progress | None = None,
+    mailbox_keys: frozenset[str] | None = None,
 ) -> None:
-    """Apply `actions` in batches of `settings.batch_size`, committing after each."""
+    """Apply `actions` in batches of `settings.batch_size`, committing after each.
+
+    `mailbox_keys`: the keys of every item this run's *full* mailbox read listed (None after
+    an incremental read). A mailbox create whose key is not among them needs no idempotency
+    lookup: an item carrying it would have been listed (and adopted by the plan), so the
+    lookup could only find nothing, one request per batch for naught."""
     size = max(1, settings.batch_size)
     for start in range(0, len(actions), size):
-        _apply_batch(kind, actions[start : start + size], crm, mailbox, store, settings, result)
+        _apply_batch(kind, actions[start : start + size], crm, mailbox, store, settings, result,
+                     mailbox_keys)  # fmt: skip
         if progress is not None:
             progress(min(start + size, len(actions)), len(actions), "apply")
 
@@ -143,6 +150,7 @@ def _apply_batch(
     store: LinkStore,
     settings: EngineSettings,
     result: KindResult,
+    mailbox_keys: frozenset[str] | None = None,
 ) -> None:
     now = settings.now()
     overrides = settings.directions.get(kind.name)
@@ -164,8 +172,11 @@ def _apply_batch(
     found_mailbox: dict[str, Upsert] = {}
     if creates_crm:
         found_crm = crm.find_by_key(kind.crm_kind, [a.crm_id for a in creates_crm])
-    if creates_mailbox:
-        found_mailbox = mailbox.find_by_key(kind.mailbox_kind, [a.crm_id for a in creates_mailbox])
+    look_up = [
+        a.crm_id for a in creates_mailbox if mailbox_keys is None or a.crm_id in mailbox_keys
+    ]
+    if look_up:
+        found_mailbox = mailbox.find_by_key(kind.mailbox_kind, look_up)
 
     crm_ops: list[WriteOp] = []
     crm_slots: list[int] = []
@@ -217,6 +228,8 @@ def _apply_batch(
             to_mailbox(i, DeleteOp(action.link.mailbox_id, None, quiet=action.quiet))
 
     crm_results = dict(zip(crm_slots, _write(crm, kind.crm_kind, crm_ops), strict=True))
+    if kind.crm_children is not None:
+        _write_children(kind, kind.crm_children, actions, crm, crm_results)
     mailbox_results = dict(
         zip(mailbox_slots, _write(mailbox, kind.mailbox_kind, mailbox_ops), strict=True)
     )
@@ -269,6 +282,75 @@ def _apply_batch(
         )
         batch.resolved.append(crm_id)
     store.commit_batch(kind.name, batch, now)
+
+
+def _child_value(field_name: str, action: Action) -> tuple[bool, Any]:
+    """Whether `action` writes `field_name` to the CRM, and the value it writes."""
+    if isinstance(action, CreateCrm) and action.values.get(field_name) is not None:
+        return True, action.values[field_name]
+    if isinstance(action, Update) and field_name in action.crm_patch:
+        return True, action.crm_patch[field_name]
+    return False, None
+
+
+def _write_children(
+    kind: Kind,
+    children: ChildRows,
+    actions: Sequence[Action],
+    crm: Side,
+    crm_results: dict[int, Result],
+) -> None:
+    """After the parents are written, write the child rows their field asks for (a series'
+    exception rows), then read the parents again so the links hold what the CRM now says.
+    A failed child write fails its parent's action: it is parked and decided again."""
+    wanted: dict[int, tuple[str, Any]] = {}
+    for i, action in enumerate(actions):
+        outcome = crm_results.get(i)
+        writes, value = _child_value(children.field, action)
+        if writes and isinstance(outcome, Written):
+            wanted[i] = (outcome.id, value)
+    if not wanted:
+        return
+    try:
+        rows = crm.read(kind.crm_kind, [parent for parent, _ in wanted.values()])
+    except AuthError:
+        raise
+    except SideError as error:
+        for i in wanted:
+            crm_results[i] = error
+        return
+    ops: list[WriteOp] = []
+    owners: list[int] = []
+    for i, (parent, value) in wanted.items():
+        row = rows.get(parent)
+        if row is None:
+            crm_results[i] = NotFound(f"{parent} is gone")
+            continue
+        crm_results[i] = Written(parent, row.version, row.fields)
+        for op in children.ops(parent, row.fields, value):
+            ops.append(op)
+            owners.append(i)
+    if not ops:
+        return
+    for i, op, res in zip(owners, ops, _write(crm, children.crm_kind, ops), strict=True):
+        gone = isinstance(res, NotFound) and isinstance(op, DeleteOp)
+        if isinstance(res, SideError) and not gone:
+            crm_results[i] = res
+    done = {i: parent for i, (parent, _) in wanted.items() if isinstance(crm_results[i], Written)}
+    try:
+        fresh = crm.read(kind.crm_kind, list(done.values())) if done else {}
+    except AuthError:
+        raise
+    except SideError:
+        fresh = {}
+    for i, parent in done.items():
+        if parent in fresh:
+            crm_results[i] = Written(parent, fresh[parent].version, fresh[parent].fields)
+        else:  # unread: the link keeps the values we wrote (no fields to take them from)
+            before = crm_results[i]
+            crm_results[i] = Written(
+                parent, before.version if isinstance(before, Written) else None
+            )
 
 
 def _after(
@@ -354,6 +436,10 @@ def _settle(
         mailbox_after = dict(action.mailbox_after)
         if crm_written is not None and crm_written.fields:
             crm_after = kind.crm_values(crm_written.fields)
+            children = kind.crm_children
+            if children is not None and children.field not in action.crm_patch:
+                # a write's answer has no child rows: their value is as it was
+                crm_after[children.field] = action.crm_after.get(children.field)
         if mailbox_written is not None and mailbox_written.fields:
             mailbox_after = kind.mailbox_values(mailbox_written.fields)
         batch.upserts.append(

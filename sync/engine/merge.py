@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync.engine.state import ConflictRow, LinkStore
-from sync.kinds.base import Direction, Kind
-from sync.sides import Side, SideError, UpdateOp, Written
+from sync.kinds.base import ChildRows, Direction, Kind
+from sync.sides import DeleteOp, NotFound, Side, SideError, UpdateOp, Written
 
 
 @dataclass
@@ -94,7 +94,26 @@ def reverse_conflict(
         side, side_kind, record_id = mailbox, kind.mailbox_kind, conflict.mailbox_id
         patch = fmap.mailbox_patch(conflict.crm_value)
     [result] = side.write(side_kind, [UpdateOp(record_id, None, patch)])
+    children = kind.crm_children
+    if isinstance(result, Written) and side is crm and children and children.field == fmap.name:
+        result = _write_children(crm, kind.crm_kind, children, record_id, conflict.mailbox_value)
     if isinstance(result, Written):
         store.mark_reversed(conflict.id)
         return None
     return result
+
+
+def _write_children(
+    crm: Side, crm_kind: str, children: ChildRows, record_id: str, value: Any
+) -> Written | SideError:
+    """The child rows of a reversed value (a series' exception rows), as the engine writes them."""
+    found = crm.read(crm_kind, [record_id]).get(record_id)
+    if found is None:
+        return NotFound(f"{record_id} is gone")
+    ops = children.ops(record_id, found.fields, value)
+    for op, answer in zip(ops, crm.write(children.crm_kind, ops) if ops else [], strict=True):
+        if isinstance(answer, SideError) and not (
+            isinstance(answer, NotFound) and isinstance(op, DeleteOp)
+        ):
+            return answer
+    return Written(record_id, found.version)

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 FILTER_SIDE = "filter"
 """Pseudo-side under which the fingerprint of the filters in force is kept with the tokens."""
+TOUCHED_SIDE = "touched"
+"""Pseudo-side holding (JSON) the CRM ids another kind saw changed through their child rows."""
 
 
 def read_all(side: Side, kind: str, token: str | None) -> tuple[ChangeSet, str | None]:
@@ -80,6 +82,11 @@ def sync_kind(
     mailbox_changes, mailbox_new = read_all(mailbox, kind.mailbox_kind, mailbox_token)
     if kind.crm_reads_by_id and crm_changes.upserts:
         _reread(crm, kind.crm_kind, crm_changes, settings.batch_size)
+    if kind.crm_parent is not None and kind.parent_kind:
+        _touch_parents(kind, store, crm_changes)
+    touched = json.loads(store.get_token(kind.name, TOUCHED_SIDE) or "[]")
+    if touched:
+        _read_touched(crm, kind.crm_kind, touched, crm_changes, settings.batch_size)
     parked = {p.crm_id: p for p in store.parked_items(kind.name)}
     links = _relevant_links(kind, store, crm_changes, mailbox_changes, set(parked))
 
@@ -129,10 +136,38 @@ def sync_kind(
     actions = plan(kind, links, crm_changes, mailbox_changes, settings, now, refilter=refilter)
     if progress:
         progress(0, len(actions), "apply")
-    apply_actions(kind, actions, crm, mailbox, store, settings, result, progress)
-    store.save_tokens(kind.name, {"crm": crm_new, "mailbox": mailbox_new, FILTER_SIDE: filter_fp})
+    listed = (
+        frozenset(u.key for u in mailbox_changes.upserts.values() if u.key)
+        if mailbox_changes.full
+        else None
+    )
+    apply_actions(kind, actions, crm, mailbox, store, settings, result, progress, listed)
+    tokens = {"crm": crm_new, "mailbox": mailbox_new, FILTER_SIDE: filter_fp}
+    if touched:
+        tokens[TOUCHED_SIDE] = None
+    store.save_tokens(kind.name, tokens)
     store.resolve_alert("side-emptied", kind.name)
     return result
+
+
+def _touch_parents(kind: Kind, store: LinkStore, changes: ChangeSet) -> None:
+    """Note the parents of changed child rows (a series whose exception row changed: the
+    master's own change feed does not show it) for the parent kind's next run."""
+    assert kind.crm_parent is not None
+    parents = {p for u in changes.upserts.values() if (p := kind.crm_parent(u.fields))}
+    if not parents:
+        return
+    known = set(json.loads(store.get_token(kind.parent_kind, TOUCHED_SIDE) or "[]"))
+    if parents - known:
+        store.save_tokens(kind.parent_kind, {TOUCHED_SIDE: json.dumps(sorted(known | parents))})
+
+
+def _read_touched(side: Side, kind: str, ids: list[str], changes: ChangeSet, size: int) -> None:
+    """Records touched through their child rows are read as if they had changed."""
+    wanted = [i for i in ids if i not in changes.upserts and i not in changes.deleted]
+    for start in range(0, len(wanted), max(1, size)):
+        for record_id, found in side.read(kind, wanted[start : start + size]).items():
+            changes.upserts[record_id] = found
 
 
 def _reread(side: Side, kind: str, changes: ChangeSet, size: int) -> None:

@@ -2,7 +2,8 @@
 
 Two kinds share the Calendar: single appointments (items without recurrence; CRM rows that are
 not occurrences of a series) and recurring series (one link per series, never one per
-occurrence; exceptions stay on the series). Organizer and attendees are activity parties
+occurrence; moved and deleted occurrences are one field of the series, see
+sync/kinds/exceptions.py). Organizer and attendees are activity parties
 (participationtypemask 7 organizer, 5 required, 6 optional), compared by email address; a
 `resolve(email)` function may bind an address to a CRM record (`partyid_contact@odata.bind`),
 else it is kept as `addressused`.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sync.kinds import recurrence
+from sync.kinds import exceptions, recurrence
 from sync.kinds.base import (
     FieldMap,
     Fields,
@@ -163,6 +164,8 @@ def appointments_kind(resolve: Resolver | None = None) -> Kind:
         filter_columns=("_ownerid_value", "statecode", "scheduledend", "instancetypecode"),
         crm_accepts=_is_single,
         mailbox_accepts=lambda item: not _is_recurring_item(item),
+        crm_parent=exceptions.series_of,
+        parent_kind="recurringappointments",
     )
 
 
@@ -215,7 +218,9 @@ def recurring_kind(resolve: Resolver | None = None, timezone: str = "UTC") -> Ki
                 from_mailbox=lambda item: recurrence.normalize(item.get("recurrence")),
                 crm_columns=recurrence.COLUMNS,
             ),
+            exceptions.exceptions_field(),
         ),
+        crm_children=exceptions.exception_rows(),
         default_filters=(
             (
                 {"field": "_ownerid_value", "op": "eq", "value": "me"},

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from sync.mailbox.fields import TRACKED_CATEGORY
+from sync.sides import WriteOp
 
 Fields = Mapping[str, Any]
 Condition = Mapping[str, Any]
@@ -152,6 +153,19 @@ def fingerprint(values: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class ChildRows:
+    """CRM rows of another entity set that hold part of one field's value (a series'
+    exceptions are `appointments` rows): written by the engine after their parent."""
+
+    field: str
+    """The field whose value they carry."""
+    crm_kind: str
+    """The CRM side kind they are written to."""
+    ops: Callable[[str, Fields, Any], list[WriteOp]]
+    """(parent id, parent row as read now, wanted value) → the writes, keyed for retries."""
+
+
+@dataclass(frozen=True)
 class Kind:
     """A kind of record synced both ways: where it lives on each side and how fields map."""
 
@@ -176,6 +190,12 @@ class Kind:
     """Changed CRM rows must be read again by id (expanded columns such as activity parties
     are not returned by change tracking)."""
     crm_create_extra: Mapping[str, Any] = field(default_factory=dict)
+    crm_children: ChildRows | None = None
+    """Rows elsewhere in the CRM that belong to one field of this kind (see ChildRows)."""
+    crm_parent: Callable[[Fields], str | None] | None = None
+    """For a CRM row of this kind's entity set that belongs to a record of `parent_kind`
+    (an exception of a series): that record's id, so the parent's next run re-reads it."""
+    parent_kind: str = ""
 
     def __post_init__(self) -> None:
         if not self.crm_kind:

@@ -14,7 +14,7 @@ import datetime as dt
 import html
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -75,22 +75,27 @@ def base_kind(kind: str) -> str:
     return kind
 
 
+_CONTACT_PLAIN = (
+    "given_name",
+    "middle_name",
+    "surname",
+    "generation",
+    "nickname",
+    "job_title",
+    "department",
+    "company_name",
+    "business_homepage",
+)
+"""Contact fields that are plain text both in exchangelib and in the vocabulary."""
+
 FETCH_FIELDS: dict[str, tuple[str, ...]] = {
     "contacts": (
-        "given_name",
-        "middle_name",
-        "surname",
-        "generation",
-        "nickname",
-        "job_title",
-        "department",
-        "company_name",
+        *_CONTACT_PLAIN,
         "email_addresses",
         "phone_numbers",
         "physical_addresses",
         "birthday",
         "wedding_anniversary",
-        "business_homepage",
         "body",
         "categories",
         KEY_FIELD,
@@ -234,19 +239,38 @@ def _attendees(values: Any) -> list[Attendee]:
     ]
 
 
+def _set_each(
+    item: Item,
+    changes: Mapping[str, Any],
+    touched: list[str],
+    names: Iterable[str],
+    convert: Callable[[Any], Any] = _text,
+) -> None:
+    """Set each of `names` that `changes` holds, converted, on the same-named item field."""
+    for name in names:
+        if name in changes:
+            setattr(item, name, convert(changes[name]))
+            touched.append(name)
+
+
+def _set_categories(item: Item, changes: Mapping[str, Any], touched: list[str]) -> None:
+    if "categories" in changes:
+        item.categories = list(changes["categories"] or []) or None
+        touched.append("categories")
+
+
+def _set_text_body_and_categories(
+    item: Item, changes: Mapping[str, Any], touched: list[str]
+) -> None:
+    """A plain-text body (contacts, tasks, appointments keep no HTML) and the categories."""
+    if "body" in changes:
+        item.body = Body(changes["body"]) if changes["body"] else None
+        touched.append("body")
+    _set_categories(item, changes, touched)
+
+
 # --- contacts ----------------------------------------------------------------------------------
 
-_CONTACT_PLAIN = (
-    "given_name",
-    "middle_name",
-    "surname",
-    "generation",
-    "nickname",
-    "job_title",
-    "department",
-    "company_name",
-    "business_homepage",
-)
 _EMAILS = {"email_address_1": "EmailAddress1", "email_address_2": "EmailAddress2"}
 _EMAILS["email_address_3"] = "EmailAddress3"
 _PHONES = {
@@ -298,10 +322,7 @@ def _apply_contact(
 ) -> list[str]:
     merged = {**base, **changes}
     touched: list[str] = []
-    for name in _CONTACT_PLAIN:
-        if name in changes:
-            setattr(item, name, _text(changes[name]))
-            touched.append(name)
+    _set_each(item, changes, touched, _CONTACT_PLAIN)
     if any(n in changes for n in _EMAILS):
         item.email_addresses = [
             EmailAddress(label=label, email=merged[n])
@@ -325,16 +346,8 @@ def _apply_contact(
                 addresses.append(PhysicalAddress(label=label, **parts))
         item.physical_addresses = addresses
         touched.append("physical_addresses")
-    for name in ("birthday", "wedding_anniversary"):
-        if name in changes:
-            setattr(item, name, _ews_date(changes[name]))
-            touched.append(name)
-    if "body" in changes:
-        item.body = Body(changes["body"]) if changes["body"] else None
-        touched.append("body")
-    if "categories" in changes:
-        item.categories = list(changes["categories"] or []) or None
-        touched.append("categories")
+    _set_each(item, changes, touched, ("birthday", "wedding_anniversary"), _ews_date)
+    _set_text_body_and_categories(item, changes, touched)
     if new or any(n in changes for n in _NAME_FIELDS):
         item.display_name = _display_name(merged)
         touched.append("display_name")
@@ -363,26 +376,15 @@ def _apply_task(
     item: Task, changes: Mapping[str, Any], base: Mapping[str, Any], new: bool
 ) -> list[str]:
     touched: list[str] = []
-    for name in ("subject", "importance"):
-        if name in changes:
-            setattr(item, name, _text(changes[name]))
-            touched.append(name)
-    for name in ("start_date", "due_date"):
-        if name in changes:
-            setattr(item, name, _ews_date(changes[name]))
-            touched.append(name)
+    _set_each(item, changes, touched, ("subject", "importance"))
+    _set_each(item, changes, touched, ("start_date", "due_date"), _ews_date)
     if "status" in changes:
         item.status = changes["status"] or "NotStarted"
         touched.append("status")
     if "percent_complete" in changes:
         item.percent_complete = Decimal(int(changes["percent_complete"] or 0))
         touched.append("percent_complete")
-    if "body" in changes:
-        item.body = Body(changes["body"]) if changes["body"] else None
-        touched.append("body")
-    if "categories" in changes:
-        item.categories = list(changes["categories"] or []) or None
-        touched.append("categories")
+    _set_text_body_and_categories(item, changes, touched)
     return touched  # complete_date is set by Exchange when the status becomes Completed
 
 
@@ -454,10 +456,7 @@ def _apply_appointment(
 ) -> list[str]:
     merged = {**base, **changes}
     touched: list[str] = []
-    for name in ("subject", "location"):
-        if name in changes:
-            setattr(item, name, _text(changes[name]))
-            touched.append(name)
+    _set_each(item, changes, touched, ("subject", "location"))
     tz = series_timezone(merged)
     if any(n in changes for n in _TIME_FIELDS) or "recurrence" in changes:
         item._start_timezone = tz
@@ -477,10 +476,10 @@ def _apply_appointment(
     if "show_as" in changes:
         item.legacy_free_busy_status = changes["show_as"] or "Busy"
         touched.append("legacy_free_busy_status")
-    for name in ("required_attendees", "optional_attendees"):
-        if name in changes:
-            setattr(item, name, _attendees(changes[name]) or None)
-            touched.append(name)
+    _set_each(
+        item, changes, touched, ("required_attendees", "optional_attendees"),
+        lambda value: _attendees(value) or None,
+    )  # fmt: skip
     if "reminder_is_set" in changes:
         item.reminder_is_set = bool(changes["reminder_is_set"])
         touched.append("reminder_is_set")
@@ -491,12 +490,7 @@ def _apply_appointment(
         first_day = local_date(merged["start"], tz)
         item.recurrence = ews_recurrence.from_vocab(changes["recurrence"], first_day)
         touched.append("recurrence")
-    if "body" in changes:
-        item.body = Body(changes["body"]) if changes["body"] else None
-        touched.append("body")
-    if "categories" in changes:
-        item.categories = list(changes["categories"] or []) or None
-        touched.append("categories")
+    _set_text_body_and_categories(item, changes, touched)
     return touched  # organizer is read-only; occurrences are written by the side (by index)
 
 
@@ -530,10 +524,7 @@ def _apply_message(
 ) -> list[str]:
     merged = {**base, **changes}
     touched: list[str] = []
-    for name in ("subject", "in_reply_to", "references"):
-        if name in changes:
-            setattr(item, name, _text(changes[name]))
-            touched.append(name)
+    _set_each(item, changes, touched, ("subject", "in_reply_to", "references"))
     if changes.get("message_id") and new:
         item.message_id = changes["message_id"]
         touched.append("message_id")
@@ -545,9 +536,7 @@ def _apply_message(
         if name in changes:
             setattr(item, attr, _mailboxes(changes[name]) or None)
             touched.append(attr)
-    if "categories" in changes:
-        item.categories = list(changes["categories"] or []) or None
-        touched.append("categories")
+    _set_categories(item, changes, touched)
     return touched
 
 

@@ -17,51 +17,23 @@ import poplib
 import ssl
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import ClassVar
 
+from sync.mailbox.server_settings import ServerSettings, client_tls_context
 from sync.sides import AuthError, TokenExpired, Unavailable
-
-Security = Literal["ssl", "starttls"]
-"""`ssl`: TLS from the first byte (POP3S, port 995); `starttls`: plain connect, then STLS (110)."""
 
 TOKEN_PREFIX = "pop3uidl1:"
 
 
-def client_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """TLS 1.2 or later with certificate and host name checks; `ca_file` adds trusted CAs.
-
-    With a CA file only that file is trusted (a private or test CA); without, the system store.
-    """
-    context = ssl.create_default_context(cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
 @dataclass(frozen=True)
-class Pop3Settings:
+class Pop3Settings(ServerSettings):
     """Where and how to reach the POP3 account. Plain-text POP3 is deliberately not offered."""
 
-    host: str
-    username: str
-    password: str = field(repr=False)
-    port: int | None = None
-    security: Security = "ssl"
-    ca_file: str | None = None
-    timeout: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.security not in ("ssl", "starttls"):
-            raise ValueError(f"POP3 security must be 'ssl' or 'starttls', not {self.security!r}")
-
-    @property
-    def effective_port(self) -> int:
-        if self.port:
-            return self.port
-        return poplib.POP3_SSL_PORT if self.security == "ssl" else poplib.POP3_PORT
+    PROTOCOL: ClassVar[str] = "POP3"
+    SSL_PORT: ClassVar[int] = poplib.POP3_SSL_PORT
+    STARTTLS_PORT: ClassVar[int] = poplib.POP3_PORT
 
 
 @dataclass(frozen=True)
@@ -140,7 +112,7 @@ class Pop3Session:
 
     def open(self) -> None:
         settings = self.settings
-        where = f"{settings.host}:{settings.effective_port}"
+        where = settings.where
         context = client_tls_context(settings.ca_file)
         try:
             if settings.security == "ssl":

@@ -16,39 +16,24 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 from sync.mailbox.mime import Attachment, build_message, recipients, utc_moment
-from sync.mailbox.pop3 import client_tls_context
+from sync.mailbox.server_settings import Security, ServerSettings, client_tls_context
 from sync.sides import AuthError, Invalid, SideError, Unavailable
-
-Security = Literal["ssl", "starttls"]
-"""`starttls`: submission port 587 then STARTTLS; `ssl`: TLS from the first byte (465)."""
 
 
 @dataclass(frozen=True)
-class SmtpSettings:
+class SmtpSettings(ServerSettings):
     """Where and how to send. Plain-text SMTP is deliberately not offered."""
 
-    host: str
-    username: str
-    password: str = field(repr=False)
-    port: int | None = None
+    PROTOCOL: ClassVar[str] = "SMTP"
+    SSL_PORT: ClassVar[int] = 465
+    STARTTLS_PORT: ClassVar[int] = 587
+
     security: Security = "starttls"
-    ca_file: str | None = None
-    timeout: float = 30.0
     sender: str | None = None
     """The From address; defaults to the user name when that is an address."""
-
-    def __post_init__(self) -> None:
-        if self.security not in ("ssl", "starttls"):
-            raise ValueError(f"SMTP security must be 'ssl' or 'starttls', not {self.security!r}")
-
-    @property
-    def effective_port(self) -> int:
-        if self.port:
-            return self.port
-        return 465 if self.security == "ssl" else 587
 
     @property
     def from_address(self) -> str | None:
@@ -81,13 +66,21 @@ def _response_error(error: smtplib.SMTPResponseException, where: str) -> SideErr
     return Unavailable(f"SMTP server {where} failed for now: {_reply(error)}", code="smtp")
 
 
+def _envelope(fields: Mapping[str, Any]) -> list[str]:
+    """The addresses to send to (to, cc and bcc); `Invalid` when there are none."""
+    envelope = recipients(fields)
+    if not envelope:
+        raise Invalid("the message has no recipients (to, cc or bcc)", code="no-recipients")
+    return envelope
+
+
 class SmtpSession:
     """One authenticated connection; send several messages on it."""
 
     def __init__(self, settings: SmtpSettings, conn: smtplib.SMTP) -> None:
         self.settings = settings
         self.conn = conn
-        self.where = f"{settings.host}:{settings.effective_port}"
+        self.where = settings.where
 
     def send(
         self,
@@ -97,9 +90,7 @@ class SmtpSession:
         attachments: Sequence[Attachment] = (),
     ) -> SentMail:
         """Build the message from the vocabulary and send it; raises a SideError on failure."""
-        envelope = recipients(fields)
-        if not envelope:
-            raise Invalid("the message has no recipients (to, cc or bcc)", code="no-recipients")
+        envelope = _envelope(fields)
         try:
             message = build_message(
                 fields, key=key, attachments=attachments, sender=self.settings.from_address
@@ -152,7 +143,7 @@ class SmtpSender:
 
     def _connect(self) -> smtplib.SMTP:
         settings = self.settings
-        where = f"{settings.host}:{settings.effective_port}"
+        where = settings.where
         context = client_tls_context(settings.ca_file)
         conn: smtplib.SMTP | None = None
         try:
@@ -228,8 +219,7 @@ class SmtpSender:
         attachments: Sequence[Attachment] = (),
     ) -> SentMail:
         """Send one message on its own connection; returns its Message-Id."""
-        if not recipients(fields):
-            raise Invalid("the message has no recipients (to, cc or bcc)", code="no-recipients")
+        _envelope(fields)  # before connecting: no recipients is no reason to log in
         with self.session() as session:
             return session.send(fields, key=key, attachments=attachments)
 

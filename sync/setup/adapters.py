@@ -22,7 +22,7 @@ from sync.setup.ports import (
     OrgInfo,
     SetupPorts,
 )
-from sync.setup.profile import MAILBOX_PASSWORD, SMTP_PASSWORD, Profile
+from sync.setup.profile import MAILBOX_PASSWORD, Profile
 from sync.sides import Duplicate, Invalid, NotFound
 
 GLOBAL_DISCOVERY = "https://globaldisco.crm.dynamics.com/api/discovery/v2.0/Instances"
@@ -225,29 +225,13 @@ class AdapterTester:
             finally:
                 connection.close()
             return
-        from sync.mailbox.pop3 import Pop3Session, Pop3Settings
-        from sync.mailbox.smtp import SmtpSender, SmtpSettings
+        from sync.mailbox.pop3 import Pop3Session
+        from sync.mailbox.smtp import SmtpSender
+        from sync.setup.pop3_account import pop3_account
 
-        password = secrets.get(MAILBOX_PASSWORD, "")
-        pop3 = Pop3Settings(
-            host=config.pop3_host,
-            username=config.username or config.email,
-            password=password,
-            port=config.pop3_port,
-            security=config.pop3_security,  # type: ignore[arg-type]
-            ca_file=self.ca_file,
-        )
+        pop3, smtp = pop3_account(config, secrets, self.ca_file)
         with Pop3Session(pop3) as session:
             session.stat()
-        smtp = SmtpSettings(
-            host=config.smtp_host,
-            username=config.username or config.email,
-            password=secrets.get(SMTP_PASSWORD) or password,
-            port=config.smtp_port,
-            security=config.smtp_security,  # type: ignore[arg-type]
-            ca_file=self.ca_file,
-            sender=config.email,
-        )
         with SmtpSender(smtp).session():
             pass
 

@@ -351,3 +351,11 @@ def test_discovery_builds_web_api_urls() -> None:
         and found[0].state == 1
         and found[0].id == "id1"
     )
+
+
+def test_series_reads_bring_the_occurrence_rows_the_recurring_kind_maps() -> None:
+    from sync.crm.entities import KIND_SPECS
+    from sync.kinds.exceptions import EXPAND
+
+    expand = KIND_SPECS["recurringappointmentmasters"].expand or ""
+    assert EXPAND in expand

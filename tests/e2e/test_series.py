@@ -185,11 +185,8 @@ def test_exceptions_made_in_the_crm_reach_the_mailbox_once(pair: SandboxPair) ->
     values = rec.crm_values(_master(agent, master))
     first, second, third = expand(values["recurrence"], values["series_times"]["start"])[:3]
 
-    def iso(moment: datetime) -> str:
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    moved = {"original_start": iso(third), "start": iso(third + timedelta(hours=2)),
-             "end": iso(third + timedelta(hours=2, minutes=45))}  # fmt: skip
+    moved = {"original_start": _iso(third), "start": _iso(third + timedelta(hours=2)),
+             "end": _iso(third + timedelta(hours=2, minutes=45))}  # fmt: skip
     # A CRM user moves the third occurrence (an exception row: the master does not change) …
     pair.dataverse.insert(
         ORG, "appointments",
@@ -206,14 +203,51 @@ def test_exceptions_made_in_the_crm_reach_the_mailbox_once(pair: SandboxPair) ->
     assert _item_for(agent, master)["modified_occurrences"] == [moved]
     # … and deletes the second one (Dataverse lists it on the master).
     [answer] = agent.crm.write(
-        SERIES, [UpdateOp(master, None, {"deletedexceptionslist": iso(second)})]
+        SERIES, [UpdateOp(master, None, {"deletedexceptionslist": _iso(second)})]
     )
     assert not isinstance(answer, Exception), answer
     assert _sync(agent)["recurringappointments"].mailbox.updated == 1
     item = _item_for(agent, master)
-    assert (item["deleted_occurrences"], item["modified_occurrences"]) == ([iso(second)], [moved])
-    assert iso(first) not in item["deleted_occurrences"]
+    assert (item["deleted_occurrences"], item["modified_occurrences"]) == ([_iso(second)], [moved])
+    assert _iso(first) not in item["deleted_occurrences"]
     assert _quiet(_sync(agent))
     assert differences(agent, "recurringappointments") == []
     calendar = full_read(agent.mailbox, "appointments")
     assert sum(1 for u in calendar.values() if u.key == master) == 1
+
+
+def test_a_fresh_install_relinks_series_with_exceptions_and_creates_nothing(
+    pair: SandboxPair,
+) -> None:
+    [master] = seed_series(pair, 1)
+    first = _agent(pair)
+    _sync(first)
+    values = KINDS["recurringappointments"].crm_values(_master(first, master))
+    fourth = expand(values["recurrence"], values["series_times"]["start"])[3]
+    pair.dataverse.insert(
+        ORG, "appointments",
+        {"subject": "Series 0", "instancetypecode": 3, "originalstartdate": _iso(fourth),
+         "scheduledstart": _iso(fourth + timedelta(hours=1)),
+         "scheduledend": _iso(fourth + timedelta(hours=2)),
+         exceptions.SERIES_BIND: f"/{SERIES}({master})"},
+        as_user=ALICE,
+    )  # fmt: skip
+    _sync(first)
+    assert _item_for(first, master)["modified_occurrences"]
+
+    def exception_rows() -> int:
+        rows = pair.dataverse.table(ORG, "appointments").rows.values()
+        return sum(1 for r in rows if r.values.get("instancetypecode") == 3)
+
+    before, items = exception_rows(), len(full_read(first.mailbox, "appointments"))
+    fresh = _agent(pair)  # a new install: an empty local database
+    series = _sync(fresh)["recurringappointments"]
+    assert (series.mailbox.created, series.crm.created, series.relinked) == (0, 0, items)
+    assert (series.mailbox.updated, series.crm.updated, series.errors) == (0, 0, 0)
+    assert len(full_read(fresh.mailbox, "appointments")) == items
+    assert exception_rows() == before
+    assert _quiet(_sync(fresh))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -197,7 +197,7 @@ def test_weekly_series_crossing_dst_keeps_its_wall_clock_time() -> None:
         "2026-01-30", "2026-02-27", "2026-03-27"]  # fmt: skip
 
 
-def test_series_with_exceptions_is_one_link_and_exceptions_stay() -> None:
+def test_series_exceptions_made_in_the_mailbox_reach_the_crm_in_one_link() -> None:
     world = World(MemoryCrm(me=ME), MemoryMailbox(), MemoryLinkStore(), RECURRING_APPOINTMENTS)
     master = world.crm.put("recurringappointmentmasters", {**MASTER_ROW, "_ownerid_value": ME})
     single = APPOINTMENTS.mailbox_create(APPOINTMENTS.crm_values(APPOINTMENT_ROW))
@@ -212,10 +212,16 @@ def test_series_with_exceptions_is_one_link_and_exceptions_stay() -> None:
     world.mailbox.edit("appointments", item_id, exceptions)
     world.crm.edit("recurringappointmentmasters", master.id, {"location": "Room 2"})
     result = world.sync()
-    assert result.mailbox.updated == 1 and result.crm.updated == 0
+    assert result.mailbox.updated == 1 and result.crm.updated == 1
     item = world.items()[item_id]
     assert item["location"] == "Room 2"
     assert item["deleted_occurrences"] == exceptions["deleted_occurrences"]
+    row = world.crm.read("recurringappointmentmasters", [master.id])[master.id].fields
+    assert row["deletedexceptionslist"] == "2026-10-21T07:00:00Z"
+    [moved] = world.crm.records("appointments").values()
+    assert (moved.fields["_seriesid_value"], moved.fields["instancetypecode"]) == (master.id, 3)
+    assert (moved.fields["originalstartdate"], moved.fields["scheduledstart"]) == (
+        "2026-10-23T07:00:00Z", "2026-10-23T08:00:00Z")  # fmt: skip
     assert len(world.store.load_links("recurringappointments")) == 1
     assert len(world.items()) == 2 and world.sync().changed == 0
 

@@ -1,0 +1,154 @@
+"""Series exceptions over the memory sides: CRM-made ones reach the mailbox, values round-trip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sync.engine import EngineSettings, MemoryLinkStore, reverse_conflict, sync_kind
+from sync.kinds import exceptions
+from sync.kinds.appointments import APPOINTMENTS, RECURRING_APPOINTMENTS
+from sync.kinds.contacts import CONTACTS
+from sync.memory import Crash, MemoryCrm, MemoryMailbox
+from sync.sides import CreateOp, DeleteOp, UpdateOp
+from tests.engine.engine_world import ME, NOW
+from tests.engine.test_engine_kinds import MASTER_ROW
+
+MOVED = {
+    "original_start": "2026-10-23T07:00:00Z",
+    "start": "2026-10-23T09:30:00Z",
+    "end": "2026-10-23T09:45:00Z",
+}
+
+NEW = {
+    "original_start": "2026-10-30T07:00:00Z",
+    "start": "2026-10-30T11:00:00Z",
+    "end": "2026-10-30T11:15:00Z",
+}
+
+
+def _sync_calendar(crm: MemoryCrm, mailbox: MemoryMailbox, store: Any) -> int:
+    """Both calendar kinds in the messaging job's order; the number of changes made."""
+    settings = EngineSettings(me=ME, clock=lambda: NOW)
+    return sum(
+        sync_kind(kind, crm, mailbox, store, settings).changed
+        for kind in (APPOINTMENTS, RECURRING_APPOINTMENTS)
+    )
+
+
+def test_exceptions_made_in_the_crm_reach_the_mailbox_and_then_rest() -> None:
+    crm, mailbox, store = MemoryCrm(me=ME), MemoryMailbox(), MemoryLinkStore()
+    master = crm.put("recurringappointmentmasters", MASTER_ROW)
+    assert _sync_calendar(crm, mailbox, store) == 1
+    [item_id] = mailbox.records("appointments")
+
+    # Moving an occurrence in the CRM changes only the exception row, not the master.
+    crm.put(
+        "appointments",
+        {"instancetypecode": 3, "_seriesid_value": master.id, "subject": "Standup",
+         "originalstartdate": MOVED["original_start"], "scheduledstart": MOVED["start"],
+         "scheduledend": MOVED["end"]},
+    )  # fmt: skip
+    assert _sync_calendar(crm, mailbox, store) == 1
+    assert mailbox.records("appointments")[item_id].fields["modified_occurrences"] == [MOVED]
+
+    crm.edit(
+        "recurringappointmentmasters", master.id, {"deletedexceptionslist": "2026-10-21T07:00:00Z"}
+    )
+    assert _sync_calendar(crm, mailbox, store) == 1
+    item = mailbox.records("appointments")[item_id].fields
+    assert item["deleted_occurrences"] == ["2026-10-21T07:00:00Z"]
+    assert item["modified_occurrences"] == [MOVED]
+    assert _sync_calendar(crm, mailbox, store) == 0
+    assert len(crm.records("appointments")) == 1 and len(mailbox.records("appointments")) == 1
+
+
+def test_values_and_child_writes() -> None:
+    row = {
+        "subject": "Standup",
+        "deletedexceptionslist": "2026-10-21T07:00:00Z;2026-10-19T07:00:00Z",
+        exceptions.NAVIGATION: [
+            {"activityid": "x1", "instancetypecode": 3, "originalstartdate": "2026-10-23T07:00:00Z",
+             "scheduledstart": "2026-10-23T08:00:00Z", "scheduledend": "2026-10-23T08:15:00Z"},
+            {"activityid": "x2", "instancetypecode": 3, "originalstartdate": "2026-10-26T07:00:00Z",
+             "scheduledstart": "2026-10-26T08:00:00Z", "scheduledend": "2026-10-26T08:15:00Z"},
+            {"activityid": "i3", "instancetypecode": 2, "originalstartdate": "2026-10-28T07:00:00Z",
+             "scheduledstart": "2026-10-28T07:00:00Z", "scheduledend": "2026-10-28T07:15:00Z"},
+        ],
+    }  # fmt: skip
+    value = exceptions.from_crm(row)
+    assert value["deleted"] == ["2026-10-19T07:00:00Z", "2026-10-21T07:00:00Z"]
+    assert [m["original_start"] for m in value["modified"]] == [
+        "2026-10-23T07:00:00Z", "2026-10-26T07:00:00Z"]  # fmt: skip
+    assert exceptions.from_mailbox(exceptions.to_mailbox(value)) == value
+    assert exceptions.from_crm({**row, **exceptions.to_crm(value)}) == value
+    assert exceptions.from_crm({}) is None and exceptions.from_mailbox({}) is None
+    assert exceptions.child_ops("s1", row, value) == []
+
+    wanted = {"deleted": [], "modified": [
+        {**value["modified"][0], "start": "2026-10-23T10:00:00Z", "end": "2026-10-23T10:15:00Z"},
+        NEW]}  # fmt: skip
+    ops = exceptions.child_ops("s1", row, wanted)
+    assert [type(op) for op in ops] == [UpdateOp, CreateOp, DeleteOp]
+    update, create, delete = ops
+    assert isinstance(update, UpdateOp) and update.id == "x1"
+    assert isinstance(create, CreateOp)
+    assert create.key == exceptions.exception_id("S1", NEW["original_start"])
+    assert create.fields[exceptions.SERIES_BIND] == "/recurringappointmentmasters(s1)"
+    assert isinstance(delete, DeleteOp) and delete.id == "x2"
+
+    # Expanded instances (the real service): moved → update it, deleted → delete it.
+    on_instance = {"deleted": ["2026-10-28T07:00:00Z"], "modified": [
+        {"original_start": "2026-10-28T07:00:00Z", "start": "2026-10-28T09:00:00Z",
+         "end": "2026-10-28T09:15:00Z"}]}  # fmt: skip
+    ops = exceptions.child_ops("s1", {exceptions.NAVIGATION: row[exceptions.NAVIGATION][2:]},
+                               on_instance)  # fmt: skip
+    assert [(type(op), op.id) for op in ops if not isinstance(op, CreateOp)] == [
+        (DeleteOp, "i3"), (UpdateOp, "i3")]  # fmt: skip
+
+
+def test_a_full_mailbox_read_spares_the_lookup_but_a_crash_still_creates_once() -> None:
+    """Bug 9: after a full read, a mailbox create whose key no listed item carries needs no
+    idempotency lookup; after a crash the next run still finds the item made (no duplicate)."""
+    crm, mailbox, store = MemoryCrm(me=ME), MemoryMailbox(), MemoryLinkStore()
+    for n in range(3):
+        crm.put("contacts", {"firstname": f"F{n}", "lastname": f"L{n}"})
+    settings = EngineSettings(me=ME, clock=lambda: NOW, batch_size=2)
+
+    def die_after_first_create(where: str, _kind: str, op: Any) -> None:
+        if where == "after" and isinstance(op, CreateOp):
+            raise Crash("died after the write")
+
+    mailbox.hook = die_after_first_create
+    with pytest.raises(Crash):
+        sync_kind(CONTACTS, crm, mailbox, store, settings)
+    mailbox.hook = None
+    assert mailbox.calls["find_by_key"] == 0 and len(mailbox.records("contacts")) == 1
+    result = sync_kind(CONTACTS, crm, mailbox, store, settings)  # a full read again
+    assert (result.mailbox.created, result.relinked) == (2, 1)
+    assert mailbox.calls["find_by_key"] == 0 and len(mailbox.records("contacts")) == 3
+
+    crm.put("contacts", {"firstname": "New", "lastname": "One"})
+    assert sync_kind(CONTACTS, crm, mailbox, store, settings).mailbox.created == 1
+    assert mailbox.calls["find_by_key"] == 1  # an incremental read: the lookup is kept
+
+
+def test_reversing_an_exceptions_conflict_writes_the_exception_rows() -> None:
+    crm, mailbox, store = MemoryCrm(me=ME), MemoryMailbox(), MemoryLinkStore()
+    master = crm.put("recurringappointmentmasters", MASTER_ROW)
+    _sync_calendar(crm, mailbox, store)
+    [item_id] = mailbox.records("appointments")
+    mailbox.edit("appointments", item_id, {"modified_occurrences": [MOVED]})
+    crm.edit("recurringappointmentmasters", master.id, {"deletedexceptionslist": NEW["start"]})
+    _sync_calendar(crm, mailbox, store)  # both changed the field: the CRM wins, recorded
+    [conflict] = store.conflicts("recurringappointments")
+    assert (conflict.field, conflict.winner) == ("exceptions", "crm")
+    assert not crm.records("appointments")
+
+    error = reverse_conflict(RECURRING_APPOINTMENTS, conflict, crm, mailbox, store)
+    assert error is None
+    [row] = crm.records("appointments").values()
+    assert (row.fields["originalstartdate"], row.fields["_seriesid_value"]) == (
+        MOVED["original_start"], master.id)  # fmt: skip
+    assert not crm.records("recurringappointmentmasters")[master.id].fields["deletedexceptionslist"]
