@@ -261,7 +261,7 @@ class SqlLinkStore:
 
     def alert(self, code: str, title: str, message: str = "", subject: str = "") -> None:
         action = {
-            "side-emptied": "Check the account and folder; confirm in Settings if intended.",
+            "side-emptied": "Check the account and folder; if it is intended, confirm on the Alerts page.",
             "item-failed": "It is retried automatically; see the item's error for details.",
         }.get(code, "")
         raise_alert(self.database, code, title, message, action, severity="error", subject=subject)
