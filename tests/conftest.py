@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import ROOT, csrf_token_from  # noqa: F401 (re-exported)
+from tests.helpers import ROOT, csrf_token_from, signed_in  # noqa: F401 (re-exported)
 
 
 @pytest.fixture
@@ -33,7 +33,4 @@ def app(data_dir: Path) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     """A client that has opened the one-time sign-in link."""
-    client = app.test_client()
-    response = client.get("/login?token=test-login-token")
-    assert response.status_code == 302
-    return client
+    return signed_in(app)

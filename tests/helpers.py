@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,3 +14,19 @@ def csrf_token_from(html: str) -> str:
     match = re.search(r'name="csrf-token" content="([^"]+)"', html)
     assert match, "page has no CSRF meta tag"
     return match.group(1)
+
+
+LOGIN_TOKEN = "test-login-token"
+"""The one-time sign-in token the tests' apps are created with (config LOGIN_TOKEN)."""
+
+
+def signed_in(app: Any) -> Any:
+    """A test client of the Flask `app` that has opened the one-time sign-in link."""
+    client = app.test_client()
+    assert client.get(f"/login?token={LOGIN_TOKEN}").status_code == 302
+    return client
+
+
+def page_text(response: Any) -> str:
+    """A response's HTML with each run of white space as one space, for `in` checks on phrases."""
+    return re.sub(r"\s+", " ", response.get_data(as_text=True))

@@ -25,6 +25,7 @@ from sync.setup.ports import CrmDirectory, CrmUser, MailboxRecord, OrgInfo, Setu
 from sync.setup.profile import STEPS, Profile
 from sync.sides import AuthError, SideError
 from webapp import state
+from webapp.signin import sandbox_info
 
 bp = Blueprint("wizard", __name__, url_prefix="/setup")
 
@@ -56,7 +57,7 @@ def ports(profile: Profile) -> SetupPorts:
     if "setup_ports" not in g:  # one set per request: the token provider is built once
         from sync.setup.adapters import default_ports
 
-        g.setup_ports = default_ports(profile, _sandbox_info())
+        g.setup_ports = default_ports(profile, sandbox_info())
     built_default: SetupPorts = g.setup_ports
     return built_default
 
@@ -68,15 +69,6 @@ def _close_ports(_error: BaseException | None) -> None:
         from sync.setup.adapters import close_ports
 
         close_ports(built)
-
-
-def _sandbox_info() -> dict[str, Any] | None:
-    """The running sandbox's describe() (config SANDBOX_INFO, or the sandbox run.py started)."""
-    info = current_app.config.get("SANDBOX_INFO")
-    if info:
-        return dict(info)
-    running = current_app.extensions.get("mailbox_sync.sandbox")
-    return dict(running.describe()) if running is not None else None
 
 
 def is_htmx() -> bool:

@@ -15,7 +15,7 @@ from sync.auth import EncryptionUnavailable, open_token_cache, provider_from_con
 from sync.runs import open_alerts
 from sync.settings import get_setting
 from tests.auth.helpers import ALICE, Idp, answer_of, form_action, sign_in
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from, signed_in
 
 DISCOVERY_URL = "http://127.0.0.1:9/api/discovery/v2.0/Instances"
 
@@ -58,9 +58,7 @@ def _register_pending_blueprints(app: Flask) -> None:
 
 @pytest.fixture
 def web(signin_app: Flask) -> FlaskClient:
-    client = signin_app.test_client()
-    assert client.get("/login?token=test-login-token").status_code == 302
-    return client
+    return signed_in(signin_app)
 
 
 def _encrypted(tmp_path: Path) -> bool:

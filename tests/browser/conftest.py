@@ -7,19 +7,23 @@ saves a screenshot of every page it looks at under `test-artifacts/screenshots/`
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
+import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
@@ -33,6 +37,11 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+LINK = re.compile(r"Open (http://127\.0\.0\.1:\d+)(/login\?token=\S+)")
+EXPECT_TIMEOUT = 15_000
+"""ms an `expect` waits unless told otherwise: Playwright's 5 s is short on two busy cores."""
+expect.set_options(timeout=EXPECT_TIMEOUT)
 
 pytestmark = pytest.mark.browser
 
@@ -62,7 +71,7 @@ class LiveApp:
     data_dir: Path
     link: str
     base_url: str
-    output: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -74,29 +83,55 @@ class LiveApp:
                 self.process.wait()
 
 
-def start_app(data_dir: Path, *extra: str, timeout: float = 90) -> LiveApp:
-    """Start the server on a free port and wait for its one-time sign-in link."""
+def start_app(
+    data_dir: Path, *extra: str, timeout: float = 90, sandbox_json: Path | None = None
+) -> LiveApp:
+    """Start the server on a free port and wait for its one-time sign-in link.
+
+    `sandbox_json`: use that running sandbox (`run.py sandbox --json` output) instead of
+    starting one in the server, so several app instances and the test see the same sandbox.
+    """
+    command = [sys.executable, str(ROOT / "run.py"), "serve", "--data-dir", str(data_dir)]
+    command += ["--port", "0", *extra]
+    if sandbox_json is not None:
+        command += ["--sandbox-json", str(sandbox_json)]
+    # stdout apart from stderr: a log line from another thread can land in the middle of the
+    # printed link line when both share one pipe
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), "serve", "--data-dir", str(data_dir),
-         "--port", "0", *extra],
+        command,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
     output: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        output.append(line)
-        match = re.search(r"Open (http://127\.0\.0\.1:\d+)(/login\?token=\S+)", line)
-        if match:
-            return LiveApp(process, data_dir, match.group(1) + match.group(2), match.group(1), output)
+    found: list[re.Match[str]] = []
+    ready = threading.Event()
+
+    def drain(stream: IO[str]) -> None:
+        # Read everything the server prints for its whole life: a full pipe would block it.
+        for line in stream:
+            output.append(line)
+            match = LINK.search(line)
+            if match and not found:
+                found.append(match)
+                ready.set()
+        ready.set()  # the process ended
+
+    def drain_log(stream: IO[str]) -> None:
+        for line in stream:
+            output.append(line)
+
+    threading.Thread(target=drain, args=(process.stdout,), daemon=True).start()
+    threading.Thread(target=drain_log, args=(process.stderr,), daemon=True).start()
+    ready.wait(timeout)
+    if found:
+        link, base = found[0].group(1) + found[0].group(2), found[0].group(1)
+        return LiveApp(process, data_dir, link, base, output)
     process.kill()
+    process.wait()
     raise AssertionError("the server printed no sign-in link:\n" + "".join(output))
 
 
@@ -122,3 +157,273 @@ def screenshot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --- one sandbox shared by the test and every app instance -----------------------------------
+
+
+@dataclass
+class SandboxProcess:
+    """`run.py sandbox --json` in a subprocess: its describe() JSON, saved to `json_file`."""
+
+    process: subprocess.Popen[str]
+    json_file: Path
+    info: dict[str, Any]
+
+    def user(self, upn: str) -> dict[str, Any]:
+        return next(u for u in self.info["users"] if u["upn"] == upn)
+
+    def password(self, upn: str) -> str:
+        return str(self.user(upn)["password"])
+
+    def crm(self, upn: str, org: str = "contoso") -> httpx.Client:
+        """An HTTP client on the org's Web API with the user's bearer token (as a script would)."""
+        api = next(o["api_url"] for o in self.info["organizations"] if o["unique_name"] == org)
+        return httpx.Client(
+            base_url=api,
+            headers={
+                "Authorization": f"Bearer {self.user(upn)['token']}",
+                "Accept": "application/json",
+                "OData-Version": "4.0",
+            },
+            timeout=30,
+        )
+
+    def mailbox(self, upn: str) -> Any:
+        """An exchangelib Account on the user's sandbox mailbox (Basic auth, the sandbox CA)."""
+        from exchangelib import BASIC, DELEGATE, Account, Configuration, Credentials, Version
+        from exchangelib.version import EXCHANGE_2016
+
+        from sandbox.ews.client_tls import trust_ca_for_exchangelib
+
+        trust_ca_for_exchangelib(self.info["ews_ca_file"])
+        config = Configuration(
+            service_endpoint=self.info["ews_url"],
+            credentials=Credentials(upn, self.password(upn)),
+            auth_type=BASIC,
+            version=Version(build=EXCHANGE_2016),
+        )
+        return Account(upn, config=config, autodiscover=False, access_type=DELEGATE)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_sandbox_process(work_dir: Path, timeout: float = 60) -> SandboxProcess:
+    """Start the sandbox servers in their own process and read the JSON line it prints."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with open(work_dir / "sandbox.log", "w") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "run.py"),
+                "sandbox",
+                "--json",
+                "--port",
+                "0",
+                "--data-dir",
+                str(work_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    assert process.stdout is not None
+    lines: list[str] = []
+    got = threading.Event()
+
+    def read_first_line(stream: IO[str]) -> None:
+        lines.append(stream.readline())
+        got.set()
+        for _ in stream:  # keep draining (nothing more is expected)
+            pass
+
+    threading.Thread(target=read_first_line, args=(process.stdout,), daemon=True).start()
+    got.wait(timeout)
+    if not lines or not lines[0].startswith("{"):
+        process.kill()
+        process.wait()
+        raise AssertionError(
+            "the sandbox printed no JSON: " + (work_dir / "sandbox.log").read_text()[-3000:]
+        )
+    json_file = work_dir / "sandbox.json"
+    json_file.write_text(lines[0])
+    json_file.chmod(0o600)  # it holds bearer tokens and passwords
+    return SandboxProcess(process, json_file, json.loads(lines[0]))
+
+
+@pytest.fixture(scope="module")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """One sandbox per test module: each module's claims and data start fresh."""
+    running = start_sandbox_process(tmp_path_factory.mktemp("sandbox"))
+    yield running
+    running.stop()
+
+
+def open_page(browser: Browser) -> Page:
+    """A page in its own context: two apps on 127.0.0.1 must not share a session cookie.
+
+    The sandbox identity provider serves HTTPS with its own throwaway CA, which Chromium does
+    not know: certificate errors are ignored in these contexts only.
+    """
+    context = browser.new_context(
+        locale="en-US", viewport={"width": 1200, "height": 900}, ignore_https_errors=True
+    )
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    return page
+
+
+# --- steps every flow shares -----------------------------------------------------------------
+
+
+def sign_in_to_sandbox(page: Page, app: LiveApp, upn: str, password: str, shots: str) -> None:
+    """Open the one-time link, sign in at the sandbox identity provider, land on step 2."""
+    page.goto(app.link)
+    expect(page.get_by_test_id("signin-link")).to_be_visible()
+    screenshot(page, f"{shots}-01-wizard-not-signed-in")
+    page.get_by_test_id("signin-link").click()
+    expect(page.locator("#signin-sandbox-submit")).to_be_visible()
+    screenshot(page, f"{shots}-02-signin")
+    page.locator("#signin-sandbox-submit").click()
+    upn_field, consent = page.locator("#upn"), page.locator("#consent-checkbox")
+    expect(upn_field.or_(consent)).to_be_visible()
+    if consent.is_visible():  # no keyring here: the plaintext token cache needs consent
+        screenshot(page, f"{shots}-03-signin-consent")
+        consent.check()
+        page.locator("#consent-submit").click()
+    expect(upn_field).to_be_visible()
+    upn_field.fill(upn)
+    page.locator("#password").fill(password)
+    screenshot(page, f"{shots}-04-identity-provider")
+    page.locator("#idp-submit").click()
+    expect(page.get_by_test_id("org-list")).to_be_visible()
+    expect(page.locator("body")).to_contain_text(f"Signed in as {upn}")
+
+
+def choose_organization(page: Page, unique_name: str, shots: str) -> None:
+    page.get_by_test_id(f"sync-{unique_name}").check()
+    screenshot(page, f"{shots}-05-organization")
+    page.get_by_test_id("next").click()
+    expect(page.get_by_test_id("wizard-mailbox")).to_be_visible()
+
+
+def set_mailbox_address(page: Page, address: str) -> None:
+    """Type the address and let htmx redraw the form (it does on `change`) before going on."""
+    field_ = page.get_by_test_id("field-email")
+    if field_.input_value() == address:
+        return
+    with page.expect_response(lambda r: r.url.endswith("/setup/mailbox/check")):
+        field_.fill(address)
+        field_.dispatch_event("change")
+    expect(page.get_by_test_id("field-email")).to_have_value(address)
+
+
+def exchange_mailbox_step(page: Page, address: str, shots: str) -> None:
+    """Exchange (sandbox, autodiscover), OAuth; test the connection, then go on."""
+    set_mailbox_address(page, address)
+    page.get_by_test_id("type-exchange").check()
+    page.get_by_test_id("auth-oauth").check()
+    page.get_by_test_id("test-connection").click()
+    expect(page.get_by_test_id("test-result")).to_have_text("Connection works.")
+    methods = page.locator("[data-testid^=method-]")
+    expect(methods).to_have_count(3)  # incoming, outgoing, appointments/contacts/tasks
+    for workload in methods.all():
+        expect(workload).to_contain_text("OK")  # Alice's record names this client already
+    screenshot(page, f"{shots}-06-mailbox")
+    page.get_by_test_id("next").click()
+    expect(page.get_by_test_id("wizard-instance")).to_be_visible()
+
+
+def instance_step(page: Page, name: str, take_over: bool | None, shots: str) -> None:
+    """Name this computer; answer the take-over question when it is asked (None: not asked)."""
+    expect(page.get_by_test_id("claim-state")).to_be_visible()
+    page.get_by_test_id("field-instance_name").fill(name)
+    question = page.get_by_test_id("take-over-question")
+    if take_over is None:
+        expect(page.get_by_test_id("claim-state")).to_have_attribute("data-state", "none")
+        expect(question).to_have_count(0)
+        screenshot(page, f"{shots}-07-instance")
+        page.get_by_test_id("next").click()
+    else:
+        expect(page.get_by_test_id("claim-state")).to_have_attribute("data-state", "other")
+        expect(question).to_have_text("Make this computer the synchronizing computer?")
+        screenshot(page, f"{shots}-07-instance-take-over-question")
+        page.get_by_test_id("take-over-yes" if take_over else "take-over-no").click()
+    expect(page.get_by_test_id("wizard-choices")).to_be_visible()
+
+
+DEFAULT_FILTERS = ("my-active-contacts", "my-appointments", "my-open-tasks")
+
+
+def choices_and_finish(page: Page, shots: str, keep: Sequence[str] = DEFAULT_FILTERS) -> None:
+    """The default filters are ticked, each with its live count; keep those in `keep`, then
+    finish on the dashboard."""
+    for slug in DEFAULT_FILTERS:
+        expect(page.get_by_test_id(f"filter-{slug}").locator("input")).to_be_checked()
+        expect(page.get_by_test_id(f"count-{slug}")).to_have_text(re.compile(r"^\d+ records$"))
+    for slug in DEFAULT_FILTERS:
+        if slug not in keep:
+            page.get_by_test_id(f"filter-{slug}").locator("input").uncheck()
+    screenshot(page, f"{shots}-08-what-to-sync")
+    page.get_by_test_id("next").click()
+    expect(page.get_by_test_id("wizard-done")).to_be_visible()
+    screenshot(page, f"{shots}-09-done")
+    page.get_by_test_id("finish").click()
+    expect(page.get_by_test_id("sync-now")).to_be_visible()
+
+
+def run_ids(page: Page) -> list[int]:
+    """The ids of the runs the dashboard lists (newest first)."""
+    ids = page.get_by_test_id("run-row").evaluate_all("rows => rows.map(r => r.dataset.runId)")
+    return [int(i) for i in ids]
+
+
+FINISHED_MESSAGING_RUN = """(args) => {
+    if (args.orRunning && document.querySelector('[data-testid=progress]')) return -1;
+    const rows = [...document.querySelectorAll('[data-testid=run-row]')].filter((r) =>
+        +r.dataset.runId > args.newerThan
+        && !r.classList.contains('running')
+        && !(args.excludeSkipped && r.classList.contains('skipped'))
+        && r.cells[1].textContent.trim() === 'messaging');
+    return rows.length ? Math.max(...rows.map((r) => +r.dataset.runId)) : 0;
+}"""
+"""The newest finished messaging run's id on the dashboard (0: none yet; -1: `orRunning` and a
+run's progress is shown)."""
+
+
+def wait_for_messaging_run(
+    page: Page, newer_than: int = 0, exclude_skipped: bool = False, timeout: float = 60_000
+) -> Locator:
+    """Wait until the dashboard (htmx keeps it live) lists a finished messaging run with an id
+    above `newer_than` (and not skipped, if so asked); return that run's row."""
+    args = {"newerThan": newer_than, "excludeSkipped": exclude_skipped, "orRunning": False}
+    found = _wait_for_runs(page, args, timeout)
+    return page.locator(f"[data-testid=run-row][data-run-id='{found}']")
+
+
+def wait_for_progress_or_run(page: Page, newer_than: int = 0, timeout: float = 60_000) -> bool:
+    """Wait until a messaging run shows its progress, or a (not skipped) one with an id above
+    `newer_than` has finished; True when the progress is what showed up."""
+    args = {"newerThan": newer_than, "excludeSkipped": True, "orRunning": True}
+    return _wait_for_runs(page, args, timeout) == -1
+
+
+def _wait_for_runs(page: Page, args: dict[str, Any], timeout: float) -> int:
+    try:
+        handle = page.wait_for_function(FINISHED_MESSAGING_RUN, arg=args, timeout=timeout)
+    except PlaywrightTimeoutError:
+        rows = "\n".join(page.get_by_test_id("run-row").all_inner_texts()) or "(none)"
+        raise AssertionError(
+            f"no finished messaging run ({args}) within {timeout / 1000:.0f} s; the runs "
+            f"listed on {page.url}:\n{rows}"
+        ) from None
+    return int(handle.json_value())

@@ -177,3 +177,23 @@ def smtp(smtp_server: SmtpTestServer) -> SmtpTestServer:
 # ============================================================================================
 # (end of the POP3 / SMTP section)
 # ============================================================================================
+
+
+# ============================================================================================
+# EWS adapter (sync/mailbox/ews*.py): the sandbox EWS server (helpers: tests/mailbox/ews_helpers.py)
+# ============================================================================================
+
+
+@pytest.fixture(scope="module")
+def ews(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A sandbox EWS server with empty mailboxes, one per test module."""
+    from sandbox.ews import EwsServer
+    from sandbox.faults import FaultProfile
+    from sandbox.identity import TokenRegistry
+    from sandbox.requestlog import RequestLog
+
+    data_dir = str(tmp_path_factory.mktemp("ews"))
+    server = EwsServer(TokenRegistry(), RequestLog(), FaultProfile(), data_dir, demo=False)
+    server.start()
+    yield server
+    server.stop()

@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from exchangelib.folders import FolderCollection
 
-from sandbox.faults import FaultProfile
-from sandbox.identity import USERS, TokenRegistry
-from sandbox.requestlog import RequestLog
 from sync.mailbox import claims
-from sync.mailbox.ews import BasicAuth, EwsConnection, EwsSide
+from sync.mailbox.ews import EwsConnection, EwsSide
 from sync.mailbox.fields import TRACKED_CATEGORY
 from sync.sides import NotFound, Upsert, Written
-
-ALICE, BOB, CAROL, DAVE = (u.upn for u in USERS)
-
-
-@pytest.fixture(scope="module")
-def ews(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    try:
-        from sandbox.ews import EwsServer
-    except ImportError:
-        pytest.skip("sandbox.ews does not export EwsServer yet")
-    data_dir = tmp_path_factory.mktemp("ews")
-    server = EwsServer(TokenRegistry(), RequestLog(), FaultProfile(), str(data_dir), demo=False)
-    server.start()
-    yield server
-    server.stop()
-
-
-def connect(server: Any, upn: str) -> EwsConnection:
-    secret = next(u.password for u in USERS if u.upn == upn)
-    return EwsConnection(server.url, upn, BasicAuth(upn, secret), ca_file=server.ca_file)
-
-
-def read_all(side: EwsSide, kind: str, token: str | None) -> tuple[list[Any], str | None]:
-    changes: list[Any] = []
-    for page in side.read_changes(kind, token):
-        changes += page.changes
-        token = page.token
-    return changes, token
-
+from tests.mailbox.ews_helpers import ALICE, BOB, CAROL, DAVE, connect, read_all
 
 # --- messages ----------------------------------------------------------------------------------
 

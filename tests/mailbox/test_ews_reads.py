@@ -11,29 +11,14 @@ import pytest
 from exchangelib import errors as ews_errors
 
 from sandbox.faults import Fault, FaultProfile
-from sandbox.identity import USERS, TokenRegistry
-from sandbox.requestlog import RequestLog
-from sync.mailbox.ews import KEY_CHUNK, BasicAuth, EwsConnection, EwsSide
+from sync.mailbox.ews import KEY_CHUNK, EwsSide
 from sync.mailbox.ews_connection import side_error
 from sync.mailbox.ews_readcache import ReadReuse
 from sync.sides import CreateOp, Invalid, Page, Unavailable, UpdateOp, Upsert, Written
+from tests.mailbox.ews_helpers import BOB, CAROL, DAVE, connect, read_all
 
-ALICE, BOB, CAROL, DAVE = (u.upn for u in USERS[:4])
 QUICK = (0.01, 0.01)
 """Retry pauses for the tests (three attempts, as the default, without the waiting)."""
-
-
-@pytest.fixture(scope="module")
-def ews(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from sandbox.ews import EwsServer
-
-    server = EwsServer(
-        TokenRegistry(), RequestLog(), FaultProfile(), str(tmp_path_factory.mktemp("ews")),
-        demo=False,
-    )  # fmt: skip
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -44,24 +29,12 @@ def faults(ews: Any) -> Iterator[FaultProfile]:
 
 
 def side_for(server: Any, upn: str, **options: Any) -> EwsSide:
-    password = next(u.password for u in USERS if u.upn == upn)
-    connection = EwsConnection(
-        server.url, upn, BasicAuth(upn, password), ca_file=server.ca_file, read_retry_waits=QUICK
-    )
-    return EwsSide(connection, **options)
+    return EwsSide(connect(server, upn, read_retry_waits=QUICK), **options)
 
 
 def ops_logged(server: Any, op: str) -> list[int]:
     """The HTTP statuses of the logged requests of one SOAP operation (0: dropped)."""
     return [e.status for e in server.log if e.target == op]
-
-
-def read_all(side: EwsSide, kind: str, token: str | None) -> tuple[list[Any], str | None]:
-    changes: list[Any] = []
-    for page in side.read_changes(kind, token):
-        changes += page.changes
-        token = page.token
-    return changes, token
 
 
 # --- dropped connections -----------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 from exchangelib import Folder
 
 from sandbox.faults import FaultProfile
-from sandbox.identity import USERS, TokenRegistry
+from sandbox.identity import TokenRegistry
 from sandbox.requestlog import RequestLog
 from sync.mailbox import ews_recurrence
 from sync.mailbox.ews import BasicAuth, EwsConnection, EwsSide, OAuthToken, trust_ca_file
@@ -30,31 +29,7 @@ from sync.sides import (
     Upsert,
     Written,
 )
-
-ALICE, BOB, CAROL, DAVE = (u.upn for u in USERS)
-
-
-@pytest.fixture(scope="module")
-def ews(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    try:
-        from sandbox.ews import EwsServer
-    except ImportError:
-        pytest.skip("sandbox.ews does not export EwsServer yet")
-    data_dir = tmp_path_factory.mktemp("ews")
-    server = EwsServer(TokenRegistry(), RequestLog(), FaultProfile(), str(data_dir), demo=False)
-    server.start()
-    yield server
-    server.stop()
-
-
-def password(upn: str) -> str:
-    return next(u.password for u in USERS if u.upn == upn)
-
-
-def connect(server: Any, upn: str, **options: Any) -> EwsConnection:
-    return EwsConnection(
-        server.url, upn, BasicAuth(upn, password(upn)), ca_file=server.ca_file, **options
-    )
+from tests.mailbox.ews_helpers import ALICE, BOB, CAROL, DAVE, connect, password, read_all
 
 
 def side_for(server: Any, upn: str, **options: Any) -> EwsSide:
@@ -63,14 +38,6 @@ def side_for(server: Any, upn: str, **options: Any) -> EwsSide:
 
 def contact(n: int) -> dict[str, Any]:
     return {"given_name": f"Given{n}", "surname": f"Sur{n}", "email_address_1": f"c{n}@x.example"}
-
-
-def read_all(side: EwsSide, kind: str, token: str | None) -> tuple[list[Any], str | None]:
-    changes: list[Any] = []
-    for page in side.read_changes(kind, token):
-        changes += page.changes
-        token = page.token
-    return changes, token
 
 
 def ok(result: Any) -> Written:

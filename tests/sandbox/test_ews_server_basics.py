@@ -14,33 +14,11 @@ from exchangelib.extended_properties import ExtendedProperty
 from exchangelib.folders import Folder
 from lxml import etree
 
-from sandbox.ews.testing import account, running_server
+from sandbox.ews.testing import account
+from tests.sandbox.ews_helpers import ALICE, post_soap
 
-ALICE = "alice@contoso.example"
 T = "http://schemas.microsoft.com/exchange/services/2006/types"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with running_server(demo=False) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def alice(server):
-    return account(server, ALICE)
-
-
-def _post(server, body: bytes, auth=("alice@contoso.example", "alice-Sandbox-1")):
-    return requests.post(
-        server.url,
-        data=body,
-        auth=auth,
-        headers={"Content-Type": "text/xml; charset=utf-8"},
-        verify=server.ca_file,
-        timeout=10,
-    )
 
 
 GET_INBOX = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -74,7 +52,7 @@ def test_basic_auth_and_distinguished_folders(alice, server):
 
 
 def test_server_version_info_in_every_response(server):
-    response = _post(server, GET_INBOX)
+    response = post_soap(server, GET_INBOX)
     assert response.status_code == 200
     root = etree.fromstring(response.content)
     info = root.find(f"{{{SOAP}}}Header/{{{T}}}ServerVersionInfo")
@@ -92,25 +70,25 @@ def test_bearer_token_auth(server):
 def test_wrong_password_is_unauthorized(server):
     with pytest.raises(UnauthorizedError):
         account(server, ALICE, password="wrong").inbox.name  # noqa: B018
-    response = _post(server, GET_INBOX, auth=("alice@contoso.example", "nope"))
+    response = post_soap(server, GET_INBOX, auth=(ALICE, "nope"))
     assert response.status_code == 401
     assert "Basic" in response.headers["WWW-Authenticate"]
     assert "Bearer" in response.headers["WWW-Authenticate"]
 
 
 def test_malformed_soap_is_a_fault_not_a_crash(server):
-    response = _post(server, b"<s:Envelope xmlns:s='x'><oops></s:Envelope>")
+    response = post_soap(server, b"<s:Envelope xmlns:s='x'><oops></s:Envelope>")
     assert response.status_code == 500
     root = etree.fromstring(response.content)
     fault = root.find(f"{{{SOAP}}}Body/{{{SOAP}}}Fault")
     assert fault is not None
     assert "ErrorSchemaValidation" in fault.findtext("faultcode")
-    assert _post(server, GET_INBOX).status_code == 200  # still serving
+    assert post_soap(server, GET_INBOX).status_code == 200  # still serving
 
 
 def test_unknown_operation_is_an_error(server):
     body = GET_INBOX.replace(b"m:GetFolder>", b"m:FrobnicateFolder>")
-    response = _post(server, body)
+    response = post_soap(server, body)
     assert response.status_code == 500
     assert b"ErrorSchemaValidation" in response.content
     assert b"FrobnicateFolder" in response.content

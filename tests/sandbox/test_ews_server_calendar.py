@@ -20,21 +20,7 @@ from exchangelib.recurrence import (
 )
 from exchangelib.services import SyncFolderItems
 
-from sandbox.ews.testing import account, running_server
-
-ALICE = "alice@contoso.example"
 PARIS = EWSTimeZone("Europe/Paris")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with running_server(demo=False) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def alice(server):
-    return account(server, ALICE)
 
 
 def _series(alice, subject, pattern, boundary, start):

@@ -5,20 +5,9 @@ from __future__ import annotations
 import pytest
 from exchangelib.items import Contact, Message
 
-from sandbox.ews.testing import account, running_server
+from tests.sandbox.ews_helpers import ALICE
 
-ALICE = "alice@contoso.example"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with running_server(demo=True) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def alice(server):
-    return account(server, ALICE)
+DEMO = True  # the server fixture (conftest.py) loads the demo mailboxes
 
 
 def test_demo_data_per_mailbox(server, alice):

@@ -14,8 +14,8 @@ from exchangelib.items import Contact
 
 from sandbox.ews.ops import find
 from sandbox.ews.testing import account, register_crmid, running_server
+from tests.sandbox.ews_helpers import ALICE
 
-ALICE = "alice@contoso.example"
 N_CONTACTS = 60
 
 

@@ -27,23 +27,8 @@ from exchangelib.recurrence import (
     WeeklyPattern,
 )
 
-from sandbox.ews.testing import account, register_crmid, running_server
-
-ALICE = "alice@contoso.example"
 UTC = EWSTimeZone("UTC")
 PARIS = EWSTimeZone("Europe/Paris")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with running_server(demo=False) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def alice(server):
-    register_crmid()
-    return account(server, ALICE)
 
 
 def test_contact_round_trip_with_all_fields(alice):

@@ -12,21 +12,11 @@ from exchangelib import FailFast, FaultTolerance
 from exchangelib.errors import ErrorServerBusy
 from exchangelib.items import Message
 
-from sandbox.ews.testing import account, running_server
+from sandbox.ews.testing import account
 from sandbox.faults import Fault
+from tests.sandbox.ews_helpers import ALICE
 
-ALICE, BOB = "alice@contoso.example", "bob@contoso.example"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with running_server(demo=False) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def alice(server):
-    return account(server, ALICE)
+BOB = "bob@contoso.example"
 
 
 @pytest.fixture(scope="module")

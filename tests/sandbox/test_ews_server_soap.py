@@ -7,10 +7,9 @@ import pytest
 import requests
 from lxml import etree
 
-from sandbox.ews.testing import running_server
 from sandbox.faults import Fault
+from tests.sandbox.ews_helpers import post_soap
 
-ALICE = ("alice@contoso.example", "alice-Sandbox-1")
 NS = {
     "s": "http://schemas.xmlsoap.org/soap/envelope/",
     "t": "http://schemas.microsoft.com/exchange/services/2006/types",
@@ -22,22 +21,9 @@ HEAD = (
 )
 
 
-@pytest.fixture(scope="module")
-def server():
-    with running_server(demo=False) as srv:
-        yield srv
-
-
 def call(server, body: str, version: str = "Exchange2016"):
     head = HEAD.format(v=version, **NS)
-    response = requests.post(
-        server.url,
-        data=(head + body + "</s:Body></s:Envelope>").encode(),
-        auth=ALICE,
-        headers={"Content-Type": "text/xml; charset=utf-8"},
-        verify=server.ca_file,
-        timeout=10,
-    )
+    response = post_soap(server, (head + body + "</s:Body></s:Envelope>").encode())
     return response.status_code, etree.fromstring(response.content)
 
 

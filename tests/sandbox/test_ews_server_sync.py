@@ -8,21 +8,8 @@ from exchangelib.errors import ErrorInvalidSyncStateData
 from exchangelib.items import Contact, Message, Task
 from exchangelib.services import SyncFolderItems
 
-from sandbox.ews.testing import account, register_crmid, running_server
-
-ALICE = "alice@contoso.example"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with running_server(demo=False) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def alice(server):
-    register_crmid()
-    return account(server, ALICE)
+from sandbox.ews.testing import account
+from tests.sandbox.ews_helpers import ALICE
 
 
 def _page(account, folder, state, max_changes=512, shape="IdOnly"):

@@ -19,7 +19,7 @@ from sync.runs import RunRecorder
 from sync.settings import set_setting
 from sync.setup.memory import MemoryWorld, demo_world, memory_ports
 from sync.store.models import Run
-from tests.helpers import ROOT, csrf_token_from
+from tests.helpers import ROOT, csrf_token_from, page_text, signed_in
 from webapp import create_app
 from webapp.i18n import TRANSLATIONS, compile_catalogs
 from webapp.wizard import PORTS_KEY
@@ -45,13 +45,7 @@ def ja_app(data_dir: Path, world: MemoryWorld) -> Iterator[Flask]:
 
 @pytest.fixture
 def web(ja_app: Flask) -> FlaskClient:
-    client = ja_app.test_client()
-    assert client.get("/login?token=test-login-token").status_code == 302
-    return client
-
-
-def page_text(response) -> str:  # type: ignore[no-untyped-def]
-    return re.sub(r"\s+", " ", response.get_data(as_text=True))
+    return signed_in(ja_app)
 
 
 def test_accept_language_ja_gives_japanese(web: FlaskClient) -> None:

@@ -19,7 +19,7 @@ from sync.settings import get_setting, set_setting
 from sync.setup import instance
 from sync.setup.memory import MemoryClaims, MemoryWorld, demo_world, memory_ports
 from sync.setup.profile import Profile
-from tests.helpers import csrf_token_from
+from tests.helpers import csrf_token_from, page_text, signed_in
 from webapp import create_app
 from webapp.wizard import PORTS_KEY
 
@@ -32,12 +32,6 @@ def make_app(data_dir: Path, world: MemoryWorld, upn: str = ALICE) -> Flask:
     app.extensions[PORTS_KEY] = memory_ports(world, upn)
     set_setting(app.extensions["mailbox_sync.database"], "account_upn", upn)
     return app
-
-
-def signed_in(app: Flask) -> FlaskClient:
-    client = app.test_client()
-    assert client.get("/login?token=test-login-token").status_code == 302
-    return client
 
 
 @pytest.fixture
@@ -102,10 +96,6 @@ def wizard(web: FlaskClient, world: MemoryWorld) -> Wizard:
     return Wizard(web, world)
 
 
-def text(response) -> str:  # type: ignore[no-untyped-def]
-    return re.sub(r"\s+", " ", response.get_data(as_text=True))
-
-
 # --- the flow -----------------------------------------------------------------------------
 
 
@@ -119,7 +109,7 @@ def test_not_signed_in_the_first_step_links_to_sign_in(data_dir: Path, world: Me
     app = create_app({"DATA_DIR": str(data_dir), "LOGIN_TOKEN": "test-login-token"})
     app.extensions[PORTS_KEY] = memory_ports(world, ALICE)
     try:
-        page = text(signed_in(app).get("/setup/organization"))
+        page = page_text(signed_in(app).get("/setup/organization"))
         assert 'data-testid="signin-link"' in page and 'href="/signin"' in page
         assert 'data-testid="org-list"' not in page
     finally:
@@ -127,28 +117,28 @@ def test_not_signed_in_the_first_step_links_to_sign_in(data_dir: Path, world: Me
 
 
 def test_whole_wizard_then_the_dashboard(wizard: Wizard, wizard_app: Flask) -> None:
-    page = text(wizard.client.get("/setup/organization"))
+    page = page_text(wizard.client.get("/setup/organization"))
     assert 'data-testid="org-contoso"' in page and "Fabrikam Sandbox" in page
     response = wizard.organization("contoso", connected=("fabrikam",))
     assert response.status_code == 303 and response.headers["Location"].endswith("/setup/mailbox")
 
-    page = text(wizard.client.get("/setup/mailbox"))
+    page = page_text(wizard.client.get("/setup/mailbox"))
     assert "CRM user: Alice Wong" in page
     assert 'data-testid="method-incoming"' in page and "Set to this client" not in page
     response = wizard.mailbox()
     assert response.status_code == 303 and response.headers["Location"].endswith("/setup/instance")
 
-    page = text(wizard.client.get("/setup/instance"))
+    page = page_text(wizard.client.get("/setup/instance"))
     assert 'data-state="none"' in page and "No computer is synchronizing yet." in page
     response = wizard.instance("yes")
     assert response.headers["Location"].endswith("/setup/choices")
 
-    page = text(wizard.client.get("/setup/choices"))
+    page = page_text(wizard.client.get("/setup/choices"))
     assert 'data-testid="filter-my-active-contacts"' in page
     response = wizard.choices(tracking="all", interval_seconds="900")
     assert response.headers["Location"].endswith("/setup/done")
 
-    page = text(wizard.client.get("/setup/done"))
+    page = page_text(wizard.client.get("/setup/done"))
     assert "Contoso Sandbox" in page and ALICE in page and "15 min" in page
     response = wizard.post("/setup/done", {})
     assert response.status_code == 303 and response.headers["Location"].endswith("/")
@@ -178,7 +168,7 @@ def test_resumes_at_the_same_step_after_a_restart(
         client = signed_in(restarted)
         assert client.get("/").headers["Location"].endswith("/setup/instance")
         assert client.get("/setup/").headers["Location"].endswith("/setup/instance")
-        back = text(client.get("/setup/mailbox"))  # back to a done step: the stored values
+        back = page_text(client.get("/setup/mailbox"))  # back to a done step: the stored values
         assert f'value="{ALICE}"' in back
     finally:
         restarted.extensions["mailbox_sync.database"].dispose()
@@ -190,14 +180,14 @@ def test_resumes_at_the_same_step_after_a_restart(
 def test_organization_must_be_chosen(wizard: Wizard) -> None:
     response = wizard.post("/setup/organization", {})
     assert response.status_code == 422
-    assert "Choose the organization to synchronize with." in text(response)
+    assert "Choose the organization to synchronize with." in page_text(response)
 
 
 def test_changing_the_synchronizing_org_asks_first(wizard: Wizard) -> None:
     wizard.organization("contoso")
     response = wizard.organization("fabrikam")
     assert response.status_code == 409
-    page = text(response)
+    page = page_text(response)
     assert 'data-testid="confirm-change"' in page and "starts its sync from scratch" in page
     response = wizard.post(
         "/setup/organization", {"synchronizing": wizard.org_id("fabrikam"), "confirm": "yes"}
@@ -208,7 +198,7 @@ def test_changing_the_synchronizing_org_asks_first(wizard: Wizard) -> None:
 def test_htmx_post_gets_an_hx_redirect_or_the_errors_in_place(wizard: Wizard) -> None:
     headers = {"HX-Request": "true"}
     response = wizard.post("/setup/organization", {}, headers=headers)
-    assert response.status_code == 200 and "Choose the organization" in text(response)
+    assert response.status_code == 200 and "Choose the organization" in page_text(response)
     response = wizard.post(
         "/setup/organization", {"synchronizing": wizard.org_id("contoso")}, headers=headers
     )
@@ -222,7 +212,7 @@ def test_mailbox_validation_errors_are_shown_in_place(wizard: Wizard) -> None:
     wizard.organization()
     response = wizard.mailbox(type="pop3", email="not-an-address", pop3_port="0")
     assert response.status_code == 422
-    page = text(response)
+    page = page_text(response)
     for field in ("email", "pop3_host", "smtp_host", "pop3_port", "password"):
         assert f'data-testid="error-{field}"' in page
     assert 'aria-invalid="true"' in page
@@ -233,7 +223,7 @@ def test_mailbox_validation_errors_are_shown_in_place(wizard: Wizard) -> None:
         {"type": "pop3", "email": ALICE, "pop3_port": "x"},
         headers={"HX-Request": "true"},
     )
-    fragment = text(check)
+    fragment = page_text(check)
     assert fragment.startswith('<form id="mailbox-form"')
     assert 'data-testid="pop3-fields"' in fragment and 'data-testid="error-pop3_port"' in fragment
     assert 'data-testid="error-smtp_host"' not in fragment  # untouched fields stay quiet
@@ -249,7 +239,7 @@ def test_an_address_of_another_crm_user_is_refused_with_the_clear_message(
         wizard.organization()
         response = wizard.mailbox(email=ALICE)
         assert response.status_code == 422
-        page = text(response)
+        page = page_text(response)
         assert (
             "The mailbox alice@contoso.example is already used by another CRM user, Alice Wong."
             in page
@@ -265,20 +255,24 @@ def test_test_connection_reports_and_a_bad_password_stops_the_step(wizard: Wizar
     wizard.organization()
     basic = {"auth": "basic", "username": "alice", "password": "wrong"}
     response = wizard.mailbox(action="test", **basic)
-    assert 'data-testid="test-result"' in text(response) and "refused the sign-in" in text(response)
+    assert 'data-testid="test-result"' in page_text(
+        response
+    ) and "refused the sign-in" in page_text(response)
     response = wizard.mailbox(**basic)
     assert response.status_code == 422
     response = wizard.mailbox(
         action="test", auth="basic", username="alice", password=ALICE_PASSWORD
     )
-    assert "Connection works." in text(response)
+    assert "Connection works." in page_text(response)
     htmx = wizard.post(
         "/setup/mailbox",
         {"type": "exchange", "email": ALICE, "auth": "oauth", "action": "test"},
         headers={"HX-Request": "true"},
     )
-    assert text(htmx).startswith('<form id="mailbox-form"') and "Connection works." in text(htmx)
-    assert 'data-testid="back"' in text(htmx)  # the swapped form keeps its Back link
+    assert page_text(htmx).startswith(
+        '<form id="mailbox-form"'
+    ) and "Connection works." in page_text(htmx)
+    assert 'data-testid="back"' in page_text(htmx)  # the swapped form keeps its Back link
     assert get_setting(wizard_database(wizard), "mailbox") is None  # testing stores nothing
     response = wizard.mailbox(auth="basic", username="alice", password=ALICE_PASSWORD)
     assert response.status_code == 303
@@ -291,12 +285,14 @@ def wizard_database(wizard: Wizard):  # type: ignore[no-untyped-def]
 
 def test_delivery_methods_set_with_consent_only(wizard: Wizard, world: MemoryWorld) -> None:
     wizard.organization("fabrikam")
-    page = text(wizard.client.get("/setup/mailbox"))
+    page = page_text(wizard.client.get("/setup/mailbox"))
     assert page.count("Not this client") == 3 and 'data-testid="set-methods"' in page
     refused = wizard.post("/setup/mailbox/methods", {}, headers={"HX-Request": "true"})
-    assert 'data-testid="methods-error"' in text(refused) and "Tick the box" in text(refused)
+    assert 'data-testid="methods-error"' in page_text(refused) and "Tick the box" in page_text(
+        refused
+    )
     done = wizard.post("/setup/mailbox/methods", {"consent": "yes"}, headers={"HX-Request": "true"})
-    fragment = text(done)
+    fragment = page_text(done)
     assert fragment.startswith('<div id="methods"') and "Not this client" not in fragment
     org = world.orgs[wizard.org_id("fabrikam")]
     assert {
@@ -307,7 +303,7 @@ def test_delivery_methods_set_with_consent_only(wizard: Wizard, world: MemoryWor
         if record.email == ALICE:
             org.mailboxes[record_id] = record.__class__(**{**vars(record), "incoming": 2})
     admin = wizard.post("/setup/mailbox/methods", {"consent": "yes"})
-    assert admin.status_code == 422 and "Ask your administrator to set" in text(admin)
+    assert admin.status_code == 422 and "Ask your administrator to set" in page_text(admin)
 
 
 # --- instance step ---------------------------------------------------------------------------
@@ -332,7 +328,7 @@ def test_two_installs_take_over_yes_and_no(
         laptop = Wizard(signed_in(laptop_app), world)
         set_setting(wizard_database(laptop), "instance_name", "laptop")
         _through_mailbox(laptop)
-        page = text(laptop.client.get("/setup/instance"))
+        page = page_text(laptop.client.get("/setup/instance"))
         assert 'data-state="other"' in page
         assert "Another computer (desk-pc) is the synchronizing computer." in page
         assert 'data-testid="take-over-question"' in page
@@ -364,7 +360,9 @@ def test_instance_question_must_be_answered(wizard: Wizard, world: MemoryWorld) 
     world.claims[ALICE] = ClaimInfo("someone-else", "old-pc")
     response = wizard.post("/setup/instance", {})
     assert response.status_code == 409
-    assert "Another computer (old-pc) is the synchronizing computer. Make this" in text(response)
+    assert "Another computer (old-pc) is the synchronizing computer. Make this" in page_text(
+        response
+    )
 
 
 # --- choices step -------------------------------------------------------------------------
@@ -379,7 +377,7 @@ def test_choices_show_live_counts_and_validate(wizard: Wizard, world: MemoryWorl
     org.counts["contacts?statecode eq 0"] = 120
     union = f"(_ownerid_value eq {alice_id} and statecode eq 0) or (statecode eq 0)"
     org.counts[f"contacts?{union}"] = 120  # a contact in both filters counts once
-    page = text(wizard.client.get("/setup/choices"))
+    page = page_text(wizard.client.get("/setup/choices"))
     assert re.search(r'data-testid="count-my-active-contacts">\s*37 records', page)
     assert 'hx-trigger="change"' in page
 
@@ -388,10 +386,10 @@ def test_choices_show_live_counts_and_validate(wizard: Wizard, world: MemoryWorl
         {"filters": ["my-active-contacts", "all-active-contacts"]},
         headers={"HX-Request": "true"},
     )
-    assert re.search(r'data-testid="total-contacts">\s*Contacts 120', text(totals))
+    assert re.search(r'data-testid="total-contacts">\s*Contacts 120', page_text(totals))
 
     bad = wizard.choices(interval_seconds="7")
-    assert bad.status_code == 422 and "Choose one of the offered intervals." in text(bad)
+    assert bad.status_code == 422 and "Choose one of the offered intervals." in page_text(bad)
     assert wizard.choices().status_code == 303
 
 
@@ -428,7 +426,7 @@ def test_wizard_pages_need_the_sign_in_link(wizard_app: Flask) -> None:
 def test_without_javascript_the_type_switch_redraws_the_form(wizard: Wizard) -> None:
     wizard.organization()
     response = wizard.post("/setup/mailbox", {"type": "pop3", "email": ALICE, "action": "refresh"})
-    page = text(response)
+    page = page_text(response)
     assert response.status_code == 200
     assert 'data-testid="pop3-fields"' in page and 'data-testid="exchange-fields"' not in page
     assert 'class="error"' not in page

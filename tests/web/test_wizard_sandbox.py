@@ -21,7 +21,7 @@ from sandbox.launcher import RunningSandbox, start_sandbox
 from sync.settings import get_setting, set_setting
 from sync.setup.adapters import messaging_allowed
 from sync.setup.profile import Profile
-from tests.helpers import csrf_token_from
+from tests.helpers import csrf_token_from, page_text, signed_in
 from webapp import create_app
 
 ALICE, BOB = "alice@contoso.example", "bob@contoso.example"
@@ -81,13 +81,8 @@ def _my_active_contacts(sandbox: RunningSandbox, upn: str) -> int:
 
 
 def client_of(app: Flask) -> tuple[FlaskClient, str]:
-    client = app.test_client()
-    client.get("/login?token=test-login-token")
+    client = signed_in(app)
     return client, csrf_token_from(client.get("/settings").get_data(as_text=True))
-
-
-def flat(response: Any) -> str:
-    return re.sub(r"\s+", " ", response.get_data(as_text=True))
 
 
 def test_wizard_end_to_end_on_the_sandbox(
@@ -96,7 +91,7 @@ def test_wizard_end_to_end_on_the_sandbox(
     app = make_app(data_dir, sandbox, ALICE, monkeypatch)
     try:
         web, token = client_of(app)
-        page = flat(web.get("/setup/organization"))
+        page = page_text(web.get("/setup/organization"))
         assert "Contoso Sandbox" in page and "Fabrikam Sandbox" in page
         contoso = re.search(r'value="([0-9a-f-]{36})" id="sync-contoso"', page)
         assert contoso is not None
@@ -105,20 +100,20 @@ def test_wizard_end_to_end_on_the_sandbox(
         )
         assert answer.status_code == 303
 
-        page = flat(web.get("/setup/mailbox"))
+        page = page_text(web.get("/setup/mailbox"))
         assert "CRM user: Alice Wong" in page and "Not this client" not in page
         form = {"csrf_token": token, "type": "exchange", "email": ALICE, "auth": "oauth"}
-        tested = flat(web.post("/setup/mailbox", data={**form, "action": "test"}))
+        tested = page_text(web.post("/setup/mailbox", data={**form, "action": "test"}))
         assert "Connection works." in tested
         assert web.post("/setup/mailbox", data={**form, "action": "save"}).status_code == 303
 
-        page = flat(web.get("/setup/instance"))
+        page = page_text(web.get("/setup/instance"))
         assert 'data-state="none"' in page or 'data-state="mine"' in page
         web.post(
             "/setup/instance",
             data={"csrf_token": token, "take_over": "yes", "instance_name": "desk-pc"},
         )
-        page = flat(web.get("/setup/choices"))
+        page = page_text(web.get("/setup/choices"))
         assert re.search(r'data-testid="count-my-active-contacts">\s*\d+ records', page)
         assert "? records" not in page
         done = web.post(
@@ -151,7 +146,7 @@ def test_wizard_end_to_end_on_the_sandbox(
     laptop = make_app(laptop_dir, sandbox, ALICE, monkeypatch)
     try:
         web, token = client_of(laptop)
-        page = flat(web.get("/setup/organization"))
+        page = page_text(web.get("/setup/organization"))
         contoso = re.search(r'value="([0-9a-f-]{36})" id="sync-contoso"', page)
         assert contoso is not None
         web.post(
@@ -159,7 +154,7 @@ def test_wizard_end_to_end_on_the_sandbox(
         )
         form = {"csrf_token": token, "type": "exchange", "email": ALICE, "auth": "oauth"}
         assert web.post("/setup/mailbox", data={**form, "action": "save"}).status_code == 303
-        page = flat(web.get("/setup/instance"))
+        page = page_text(web.get("/setup/instance"))
         assert "Another computer (desk-pc) is the synchronizing computer." in page
         web.post(
             "/setup/instance",
@@ -176,7 +171,9 @@ def test_wizard_end_to_end_on_the_sandbox(
         run = _run_messaging(first)
         assert run.outcome == "skipped" and "laptop" in (run.message or "")
         web, _ = client_of(first)
-        assert "Another computer (laptop) is now the synchronizing computer." in flat(web.get("/"))
+        assert "Another computer (laptop) is now the synchronizing computer." in page_text(
+            web.get("/")
+        )
     finally:
         first.extensions["mailbox_sync.database"].dispose()
 
@@ -187,7 +184,7 @@ def test_bobs_wizard_refuses_alices_mailbox(
     app = make_app(data_dir, sandbox, BOB, monkeypatch)
     try:
         web, token = client_of(app)
-        page = flat(web.get("/setup/organization"))
+        page = page_text(web.get("/setup/organization"))
         contoso = re.search(r'value="([0-9a-f-]{36})" id="sync-contoso"', page)
         assert contoso is not None
         web.post(
@@ -198,6 +195,6 @@ def test_bobs_wizard_refuses_alices_mailbox(
             data={"csrf_token": token, "type": "exchange", "email": ALICE, "action": "save"},
         )
         assert refused.status_code == 422
-        assert "already used by another CRM user, Alice Wong" in flat(refused)
+        assert "already used by another CRM user, Alice Wong" in page_text(refused)
     finally:
         app.extensions["mailbox_sync.database"].dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from sync.settings import get_setting, set_setting
 from sync.setup.ports import MailboxConfig
 from sync.setup.profile import Profile
 from sync.setup.vault import MASK
-from tests.helpers import csrf_token_from
+from tests.helpers import csrf_token_from, page_text, signed_in
 from webapp import create_app
 
 SECRET = "Very-Secret-Pa55word"
@@ -30,13 +29,7 @@ def settings_app(data_dir: Path) -> Iterator[Flask]:
 
 @pytest.fixture
 def web(settings_app: Flask) -> FlaskClient:
-    client = settings_app.test_client()
-    assert client.get("/login?token=test-login-token").status_code == 302
-    return client
-
-
-def flat(response) -> str:  # type: ignore[no-untyped-def]
-    return re.sub(r"\s+", " ", response.get_data(as_text=True))
+    return signed_in(settings_app)
 
 
 def test_settings_show_the_profile_but_never_the_password(
@@ -48,7 +41,7 @@ def test_settings_show_the_profile_but_never_the_password(
         {"mailbox_password": SECRET},
     )
     profile.set("instance_name", "desk-pc")
-    page = flat(web.get("/settings"))
+    page = page_text(web.get("/settings"))
     assert 'data-testid="settings-mailbox"> alice@contoso.example (POP3 and SMTP)' in page
     assert "password stored" in page and SECRET not in page
     assert "This computer (desk-pc)" in page
@@ -70,7 +63,7 @@ def test_preferences_set_zone_name_and_language(settings_app: Flask, web: FlaskC
     database = settings_app.extensions["mailbox_sync.database"]
     assert get_setting(database, "timezone") == "Asia/Tokyo"
     assert get_setting(database, "instance_name") == "laptop"
-    page = flat(web.get("/settings?saved=1"))
+    page = page_text(web.get("/settings?saved=1"))
     assert "保存しました。" in page and '<option value="Asia/Tokyo" selected>' in page
 
     web.post("/settings/preferences", data={"csrf_token": token, "timezone": "Mars/Olympus"})
@@ -84,7 +77,7 @@ def test_log_view_masks_stored_secrets(
         "mailbox_password", SECRET
     )
     logging.getLogger("sync.test").warning("POP3 login as alice with %s refused", SECRET)
-    page = flat(web.get("/log"))
+    page = page_text(web.get("/log"))
     assert "POP3 login as alice with" in page and MASK in page
     assert SECRET not in page
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sandbox.ews.items import attachment_elem, read_attachment
-from sandbox.ews.ops.common import resolve_item
+from sandbox.ews.ops.common import fail_all, per_node, resolve_item
 from sandbox.ews.store import Attachment, Item, Mailbox, change_key_version
 from sandbox.ews.xml import (
     Element,
@@ -48,10 +48,7 @@ def create_attachment(ctx: Ctx, req: Element) -> Element:
                 "ErrorStaleObject", "The change key does not match the current change key."
             )
     except EwsError as exc:
-        return wrap_messages(
-            "CreateAttachment",
-            [response_message("CreateAttachmentResponseMessage", exc)] * max(1, len(nodes)),
-        )
+        return fail_all("CreateAttachment", exc, len(nodes))
     messages = []
     added: list[Attachment | None] = []
     for node in nodes:
@@ -84,29 +81,20 @@ def create_attachment(ctx: Ctx, req: Element) -> Element:
 
 
 def get_attachment(ctx: Ctx, req: Element) -> Element:
-    messages = []
-    for node in children(req, "m:AttachmentIds"):
-        try:
-            item, att = _find_attachment(ctx.mailbox, node.get("Id", ""))
-            msg = response_message("GetAttachmentResponseMessage")
-            sub(msg, m("Attachments")).append(attachment_elem(item, att, content=True))
-        except EwsError as exc:
-            msg = response_message("GetAttachmentResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("GetAttachment", messages)
+    def answer(node: Element, msg: Element) -> None:
+        item, att = _find_attachment(ctx.mailbox, node.get("Id", ""))
+        sub(msg, m("Attachments")).append(attachment_elem(item, att, content=True))
+
+    return per_node("GetAttachment", children(req, "m:AttachmentIds"), answer)
 
 
 def delete_attachment(ctx: Ctx, req: Element) -> Element:
     mbx = ctx.mailbox
-    messages = []
-    for node in children(req, "m:AttachmentIds"):
-        try:
-            item, att = _find_attachment(mbx, node.get("Id", ""))
-            item.attachments.remove(att)
-            mbx.touch_item(item, {"Attachments"})
-            msg = response_message("DeleteAttachmentResponseMessage")
-            sub(msg, m("RootItemId"), RootItemId=item.id, RootItemChangeKey=item.change_key)
-        except EwsError as exc:
-            msg = response_message("DeleteAttachmentResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("DeleteAttachment", messages)
+
+    def answer(node: Element, msg: Element) -> None:
+        item, att = _find_attachment(mbx, node.get("Id", ""))
+        item.attachments.remove(att)
+        mbx.touch_item(item, {"Attachments"})
+        sub(msg, m("RootItemId"), RootItemId=item.id, RootItemChangeKey=item.change_key)
+
+    return per_node("DeleteAttachment", children(req, "m:AttachmentIds"), answer)

@@ -4,10 +4,54 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Iterable
 
 from sandbox.ews.items import ext_key, uri_name
 from sandbox.ews.store import Folder, Item, Mailbox, change_key_version
-from sandbox.ews.xml import Element, EwsError, el, find, findall, local, sub, t, text
+from sandbox.ews.xml import (
+    Element,
+    EwsError,
+    el,
+    find,
+    findall,
+    local,
+    m,
+    response_message,
+    sub,
+    t,
+    text,
+    wrap_messages,
+)
+
+
+def per_node(
+    op: str, nodes: Iterable[Element], answer: Callable[[Element, Element], None]
+) -> Element:
+    """The m:<op>Response for a batch: `answer(node, msg)` fills one success message per node.
+
+    As in EWS, each node succeeds or fails on its own: an EwsError turns only that node's
+    message into an error (whatever `answer` had put into it is dropped)."""
+    messages = []
+    for node in nodes:
+        msg = response_message(f"{op}ResponseMessage")
+        try:
+            answer(node, msg)
+        except EwsError as exc:
+            msg = response_message(f"{op}ResponseMessage", exc)
+        messages.append(msg)
+    return wrap_messages(op, messages)
+
+
+def fail_all(op: str, error: EwsError, count: int) -> Element:
+    """The response when a request-wide part (a target folder, a parent item) is wrong: every
+    node of the batch (at least one) gets the same error."""
+    return wrap_messages(op, [response_message(f"{op}ResponseMessage", error)] * max(1, count))
+
+
+def answer_folder_id(msg: Element, folder: Folder) -> None:
+    """m:Folders/t:<kind>/t:FolderId: what Create/Update/MoveFolder answer for a folder."""
+    out = sub(sub(msg, m("Folders")), t(folder.kind))
+    sub(out, t("FolderId"), Id=folder.id, ChangeKey=folder.change_key)
 
 
 def resolve_folder(mbx: Mailbox, node: Element | None) -> Folder:

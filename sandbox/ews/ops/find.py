@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sandbox.ews.items import Shape, addresses, field_value, render_item, uri_name
-from sandbox.ews.ops.common import resolve_folder
+from sandbox.ews.ops.common import per_node, resolve_folder
 from sandbox.ews.store import Item, Mailbox
 from sandbox.ews.xml import (
     Element,
@@ -22,11 +22,9 @@ from sandbox.ews.xml import (
     findall,
     local,
     m,
-    response_message,
     sub,
     t,
     text,
-    wrap_messages,
 )
 
 if TYPE_CHECKING:
@@ -287,49 +285,45 @@ def find_item(ctx: Ctx, req: Element) -> Element:
     restriction = find(req, "m:Restriction")
     view = find(req, "m:IndexedPageItemView")
     calendar = find(req, "m:CalendarView")
-    messages = []
-    for node in children(req, "m:ParentFolderIds"):
-        try:
-            folder = resolve_folder(mbx, node)
-            items = [mbx.items[i] for i in folder.items]
-            if req.get("Traversal", "Shallow") in ("Associated", "SoftDeleted"):
-                items = []  # no folder-associated or soft-deleted items are kept
-            if calendar is not None:
-                from sandbox.ews.recurrence import expand_view
 
-                items = expand_view(mbx, items, calendar)
-            query = text(req, "m:QueryString")
-            if query:
-                items = [i for i in items if _query_matches(mbx, i, query)]
-            if restriction is not None and len(restriction):
-                test = Restriction(mbx, restriction[0])
-                items = [i for i in items if test(i)]
-            items = _sort(mbx, items, find(req, "m:SortOrder"))
-            total = len(items)
-            offset, limit = 0, total
-            if view is not None:
-                offset = int(view.get("Offset", "0"))
-                limit = int(view.get("MaxEntriesReturned", str(total)))
-                if view.get("BasePoint", "Beginning") == "End":
-                    offset = max(0, total - offset - limit)
-            elif calendar is not None and calendar.get("MaxEntriesReturned"):
-                limit = int(calendar.get("MaxEntriesReturned", "0"))
-                if total > limit:
-                    raise EwsError(
-                        "ErrorCalendarViewRangeTooBig",
-                        "The calendar view range has more items than MaxEntriesReturned.",
-                    )
-            page = items[offset : offset + limit]
-            msg = response_message("FindItemResponseMessage")
-            root = sub(msg, m("RootFolder"))
-            if calendar is None:
-                root.set("IndexedPagingOffset", str(offset + len(page)))
-            root.set("TotalItemsInView", str(total))
-            root.set("IncludesLastItemInRange", "true" if offset + len(page) >= total else "false")
-            out = sub(root, t("Items"))
-            for item in page:
-                out.append(render_item(mbx, item, shape))
-        except EwsError as exc:
-            msg = response_message("FindItemResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("FindItem", messages)
+    def answer(node: Element, msg: Element) -> None:
+        folder = resolve_folder(mbx, node)
+        items = [mbx.items[i] for i in folder.items]
+        if req.get("Traversal", "Shallow") in ("Associated", "SoftDeleted"):
+            items = []  # no folder-associated or soft-deleted items are kept
+        if calendar is not None:
+            from sandbox.ews.recurrence import expand_view
+
+            items = expand_view(mbx, items, calendar)
+        query = text(req, "m:QueryString")
+        if query:
+            items = [i for i in items if _query_matches(mbx, i, query)]
+        if restriction is not None and len(restriction):
+            test = Restriction(mbx, restriction[0])
+            items = [i for i in items if test(i)]
+        items = _sort(mbx, items, find(req, "m:SortOrder"))
+        total = len(items)
+        offset, limit = 0, total
+        if view is not None:
+            offset = int(view.get("Offset", "0"))
+            limit = int(view.get("MaxEntriesReturned", str(total)))
+            if view.get("BasePoint", "Beginning") == "End":
+                offset = max(0, total - offset - limit)
+        elif calendar is not None and calendar.get("MaxEntriesReturned"):
+            limit = int(calendar.get("MaxEntriesReturned", "0"))
+            if total > limit:
+                raise EwsError(
+                    "ErrorCalendarViewRangeTooBig",
+                    "The calendar view range has more items than MaxEntriesReturned.",
+                )
+        page = items[offset : offset + limit]
+        root = sub(msg, m("RootFolder"))
+        if calendar is None:
+            root.set("IndexedPagingOffset", str(offset + len(page)))
+        root.set("TotalItemsInView", str(total))
+        root.set("IncludesLastItemInRange", "true" if offset + len(page) >= total else "false")
+        out = sub(root, t("Items"))
+        for item in page:
+            out.append(render_item(mbx, item, shape))
+
+    return per_node("FindItem", children(req, "m:ParentFolderIds"), answer)

@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING
 
 from sandbox.ews.items import normalise
 from sandbox.ews.ops.common import (
+    answer_folder_id,
     check_folder_change_key,
     decode_state,
     encode_state,
+    fail_all,
     folder_ext_key,
     folder_shape,
+    per_node,
     render_folder,
     resolve_folder,
 )
@@ -45,47 +48,39 @@ KIND_BY_CLASS = {
 
 def get_folder(ctx: Ctx, req: Element) -> Element:
     base, names = folder_shape(find(req, "m:FolderShape"))
-    messages = []
-    for node in children(req, "m:FolderIds"):
-        try:
-            folder = resolve_folder(ctx.mailbox, node)
-            msg = response_message("GetFolderResponseMessage")
-            sub(msg, m("Folders")).append(render_folder(ctx.mailbox, folder, base, names))
-        except EwsError as exc:
-            msg = response_message("GetFolderResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("GetFolder", messages)
+
+    def answer(node: Element, msg: Element) -> None:
+        folder = resolve_folder(ctx.mailbox, node)
+        sub(msg, m("Folders")).append(render_folder(ctx.mailbox, folder, base, names))
+
+    return per_node("GetFolder", children(req, "m:FolderIds"), answer)
 
 
 def find_folder(ctx: Ctx, req: Element) -> Element:
     base, names = folder_shape(find(req, "m:FolderShape"))
     deep = req.get("Traversal", "Shallow") == "Deep"
     view = find(req, "m:IndexedPageFolderView")
-    messages = []
-    for node in children(req, "m:ParentFolderIds"):
-        try:
-            parent = resolve_folder(ctx.mailbox, node)
-            found = ctx.mailbox.descendants(parent) if deep else ctx.mailbox.children(parent)
-            offset, limit = 0, len(found)
-            if view is not None:
-                offset = int(view.get("Offset", "0"))
-                limit = int(view.get("MaxEntriesReturned", str(len(found))))
-            page = found[offset : offset + limit]
-            msg = response_message("FindFolderResponseMessage")
-            root = sub(
-                msg,
-                m("RootFolder"),
-                IndexedPagingOffset=str(offset + len(page)),
-                TotalItemsInView=str(len(found)),
-                IncludesLastItemInRange="true" if offset + len(page) >= len(found) else "false",
-            )
-            folders = sub(root, t("Folders"))
-            for folder in page:
-                folders.append(render_folder(ctx.mailbox, folder, base, names))
-        except EwsError as exc:
-            msg = response_message("FindFolderResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("FindFolder", messages)
+
+    def answer(node: Element, msg: Element) -> None:
+        parent = resolve_folder(ctx.mailbox, node)
+        found = ctx.mailbox.descendants(parent) if deep else ctx.mailbox.children(parent)
+        offset, limit = 0, len(found)
+        if view is not None:
+            offset = int(view.get("Offset", "0"))
+            limit = int(view.get("MaxEntriesReturned", str(len(found))))
+        page = found[offset : offset + limit]
+        root = sub(
+            msg,
+            m("RootFolder"),
+            IndexedPagingOffset=str(offset + len(page)),
+            TotalItemsInView=str(len(found)),
+            IncludesLastItemInRange="true" if offset + len(page) >= len(found) else "false",
+        )
+        folders = sub(root, t("Folders"))
+        for folder in page:
+            folders.append(render_folder(ctx.mailbox, folder, base, names))
+
+    return per_node("FindFolder", children(req, "m:ParentFolderIds"), answer)
 
 
 def _set_folder_field(folder: Folder, change: Element) -> None:
@@ -120,89 +115,63 @@ def _delete_folder_field(folder: Folder, change: Element) -> None:
 
 
 def update_folder(ctx: Ctx, req: Element) -> Element:
-    messages = []
-    for change in findall(req, "m:FolderChanges/t:FolderChange"):
-        try:
-            ident = change[0]
-            folder = resolve_folder(ctx.mailbox, ident)
-            check_folder_change_key(folder, ident)
-            staged = Folder(
-                folder.id, folder.parent_id, folder.name, folder.folder_class, folder.kind,
-                ext=dict(folder.ext),
-            )  # fmt: skip
-            for update in children(change, "t:Updates"):
-                kind = local(update)
-                if kind == "SetFolderField":
-                    _set_folder_field(staged, update)
-                elif kind == "DeleteFolderField":
-                    _delete_folder_field(staged, update)
-                else:
-                    raise EwsError("ErrorInvalidPropertySet", f"{kind} is not supported.")
-            folder.name, folder.folder_class, folder.ext = (
-                staged.name,
-                staged.folder_class,
-                staged.ext,
-            )
-            ctx.mailbox.touch_folder(folder)
-            msg = response_message("UpdateFolderResponseMessage")
-            out = sub(sub(msg, m("Folders")), t(folder.kind))
-            sub(out, t("FolderId"), Id=folder.id, ChangeKey=folder.change_key)
-        except EwsError as exc:
-            msg = response_message("UpdateFolderResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("UpdateFolder", messages)
+    def answer(change: Element, msg: Element) -> None:
+        ident = change[0]
+        folder = resolve_folder(ctx.mailbox, ident)
+        check_folder_change_key(folder, ident)
+        staged = Folder(
+            folder.id, folder.parent_id, folder.name, folder.folder_class, folder.kind,
+            ext=dict(folder.ext),
+        )  # fmt: skip
+        for update in children(change, "t:Updates"):
+            kind = local(update)
+            if kind == "SetFolderField":
+                _set_folder_field(staged, update)
+            elif kind == "DeleteFolderField":
+                _delete_folder_field(staged, update)
+            else:
+                raise EwsError("ErrorInvalidPropertySet", f"{kind} is not supported.")
+        folder.name, folder.folder_class, folder.ext = staged.name, staged.folder_class, staged.ext
+        ctx.mailbox.touch_folder(folder)
+        answer_folder_id(msg, folder)
+
+    return per_node("UpdateFolder", findall(req, "m:FolderChanges/t:FolderChange"), answer)
 
 
 def create_folder(ctx: Ctx, req: Element) -> Element:
-    messages = []
+    nodes = children(req, "m:Folders")
     try:
         parent = resolve_folder(ctx.mailbox, find(req, "m:ParentFolderId"))
     except EwsError as exc:
-        count = max(1, len(children(req, "m:Folders")))
-        return wrap_messages(
-            "CreateFolder", [response_message("CreateFolderResponseMessage", exc)] * count
-        )
-    for node in children(req, "m:Folders"):
-        try:
-            name = find(node, "t:DisplayName")
-            if name is None or not name.text:
-                raise EwsError("ErrorInvalidFolderId", "A folder needs a DisplayName.")
-            cls_node = find(node, "t:FolderClass")
-            default_cls = {"CalendarFolder": "IPF.Appointment", "ContactsFolder": "IPF.Contact",
-                           "TasksFolder": "IPF.Task"}.get(local(node), "IPF.Note")  # fmt: skip
-            folder_class = cls_node.text if cls_node is not None and cls_node.text else default_cls
-            kind = (
-                local(node)
-                if local(node) != "Folder"
-                else KIND_BY_CLASS.get(folder_class, "Folder")
-            )
-            folder = ctx.mailbox.add_folder(parent, name.text, folder_class, kind)
-            for prop in findall(node, "t:ExtendedProperty"):
-                folder.ext[folder_ext_key(prop)] = normalise(copy(prop))
-            msg = response_message("CreateFolderResponseMessage")
-            out = sub(sub(msg, m("Folders")), t(folder.kind))
-            sub(out, t("FolderId"), Id=folder.id, ChangeKey=folder.change_key)
-        except EwsError as exc:
-            msg = response_message("CreateFolderResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("CreateFolder", messages)
+        return fail_all("CreateFolder", exc, len(nodes))
+
+    def answer(node: Element, msg: Element) -> None:
+        name = find(node, "t:DisplayName")
+        if name is None or not name.text:
+            raise EwsError("ErrorInvalidFolderId", "A folder needs a DisplayName.")
+        cls_node = find(node, "t:FolderClass")
+        default_cls = {"CalendarFolder": "IPF.Appointment", "ContactsFolder": "IPF.Contact",
+                       "TasksFolder": "IPF.Task"}.get(local(node), "IPF.Note")  # fmt: skip
+        folder_class = cls_node.text if cls_node is not None and cls_node.text else default_cls
+        kind = local(node) if local(node) != "Folder" else KIND_BY_CLASS.get(folder_class, "Folder")
+        folder = ctx.mailbox.add_folder(parent, name.text, folder_class, kind)
+        for prop in findall(node, "t:ExtendedProperty"):
+            folder.ext[folder_ext_key(prop)] = normalise(copy(prop))
+        answer_folder_id(msg, folder)
+
+    return per_node("CreateFolder", nodes, answer)
 
 
 def delete_folder(ctx: Ctx, req: Element) -> Element:
-    messages = []
-    for node in children(req, "m:FolderIds"):
-        try:
-            folder = resolve_folder(ctx.mailbox, node)
-            if folder.distinguished:
-                raise EwsError(
-                    "ErrorDeleteDistinguishedFolder", "Distinguished folders cannot be deleted."
-                )
-            ctx.mailbox.remove_folder(folder)
-            msg = response_message("DeleteFolderResponseMessage")
-        except EwsError as exc:
-            msg = response_message("DeleteFolderResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("DeleteFolder", messages)
+    def answer(node: Element, msg: Element) -> None:
+        folder = resolve_folder(ctx.mailbox, node)
+        if folder.distinguished:
+            raise EwsError(
+                "ErrorDeleteDistinguishedFolder", "Distinguished folders cannot be deleted."
+            )
+        ctx.mailbox.remove_folder(folder)
+
+    return per_node("DeleteFolder", children(req, "m:FolderIds"), answer)
 
 
 def sync_folder_hierarchy(ctx: Ctx, req: Element) -> Element:
@@ -251,44 +220,33 @@ def empty_folder(ctx: Ctx, req: Element) -> Element:
     """EmptyFolder: every item goes (and subfolders when DeleteSubFolders is true)."""
     mbx = ctx.mailbox
     subfolders = req.get("DeleteSubFolders", "false") in ("true", "1")
-    messages = []
-    for node in children(req, "m:FolderIds"):
-        try:
-            folder = resolve_folder(mbx, node)
-            for item_id in list(folder.items):
-                mbx.remove_item(mbx.items[item_id])
-            if subfolders:
-                for child in mbx.children(folder):
-                    mbx.remove_folder(child)
-            msg = response_message("EmptyFolderResponseMessage")
-        except EwsError as exc:
-            msg = response_message("EmptyFolderResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("EmptyFolder", messages)
+
+    def answer(node: Element, msg: Element) -> None:
+        folder = resolve_folder(mbx, node)
+        for item_id in list(folder.items):
+            mbx.remove_item(mbx.items[item_id])
+        if subfolders:
+            for child in mbx.children(folder):
+                mbx.remove_folder(child)
+
+    return per_node("EmptyFolder", children(req, "m:FolderIds"), answer)
 
 
 def move_folder(ctx: Ctx, req: Element) -> Element:
     """MoveFolder: the folder keeps its id (folders, unlike items, do in Exchange)."""
     mbx = ctx.mailbox
-    messages = []
+    nodes = children(req, "m:FolderIds")
     try:
         target = resolve_folder(mbx, find(req, "m:ToFolderId"))
     except EwsError as exc:
-        count = max(1, len(children(req, "m:FolderIds")))
-        return wrap_messages(
-            "MoveFolder", [response_message("MoveFolderResponseMessage", exc)] * count
-        )
-    for node in children(req, "m:FolderIds"):
-        try:
-            folder = resolve_folder(mbx, node)
-            if folder.distinguished or folder is target or target in mbx.descendants(folder):
-                raise EwsError("ErrorMoveCopyFailed", "The folder cannot be moved there.")
-            folder.parent_id = target.id
-            mbx.touch_folder(folder)
-            msg = response_message("MoveFolderResponseMessage")
-            out = sub(sub(msg, m("Folders")), t(folder.kind))
-            sub(out, t("FolderId"), Id=folder.id, ChangeKey=folder.change_key)
-        except EwsError as exc:
-            msg = response_message("MoveFolderResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("MoveFolder", messages)
+        return fail_all("MoveFolder", exc, len(nodes))
+
+    def answer(node: Element, msg: Element) -> None:
+        folder = resolve_folder(mbx, node)
+        if folder.distinguished or folder is target or target in mbx.descendants(folder):
+            raise EwsError("ErrorMoveCopyFailed", "The folder cannot be moved there.")
+        folder.parent_id = target.id
+        mbx.touch_folder(folder)
+        answer_folder_id(msg, folder)
+
+    return per_node("MoveFolder", nodes, answer)

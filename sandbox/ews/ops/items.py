@@ -21,7 +21,7 @@ from sandbox.ews.items import (
     render_item,
     uri_name,
 )
-from sandbox.ews.ops.common import resolve_folder, resolve_item
+from sandbox.ews.ops.common import fail_all, per_node, resolve_folder, resolve_item
 from sandbox.ews.store import Folder, Item, Mailbox, change_key_version, iso, new_id, now
 from sandbox.ews.xml import (
     Element,
@@ -33,11 +33,9 @@ from sandbox.ews.xml import (
     findall,
     local,
     m,
-    response_message,
     sub,
     t,
     text,
-    wrap_messages,
 )
 
 if TYPE_CHECKING:
@@ -63,16 +61,12 @@ def _id_only(item: Item) -> Element:
 
 def get_item(ctx: Ctx, req: Element) -> Element:
     shape = Shape.parse(find(req, "m:ItemShape"))
-    messages = []
-    for node in children(req, "m:ItemIds"):
-        try:
-            item = resolve_item(ctx.mailbox, node)
-            msg = response_message("GetItemResponseMessage")
-            sub(msg, m("Items")).append(render_item(ctx.mailbox, item, shape))
-        except EwsError as exc:
-            msg = response_message("GetItemResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("GetItem", messages)
+
+    def answer(node: Element, msg: Element) -> None:
+        item = resolve_item(ctx.mailbox, node)
+        sub(msg, m("Items")).append(render_item(ctx.mailbox, item, shape))
+
+    return per_node("GetItem", children(req, "m:ItemIds"), answer)
 
 
 # -- CreateItem and sending -------------------------------------------------------------------
@@ -241,40 +235,44 @@ def deliver(mbx: Mailbox, mime: bytes, folder: str = "inbox", copy_from: Item | 
     return item.id
 
 
+def _check_recipients(item: Item) -> None:
+    """A message goes out only with at least one recipient (ErrorInvalidRecipients otherwise)."""
+    if not any(addresses(item, n) for n in ("ToRecipients", "CcRecipients", "BccRecipients")):
+        raise EwsError("ErrorInvalidRecipients", "At least one recipient isn't valid.")
+
+
+def _sent_folder(mbx: Mailbox, saved_node: Element | None) -> Folder:
+    """Where a sent message's copy goes: m:SavedItemFolderId when given, else Sent Items."""
+    return resolve_folder(mbx, saved_node) if saved_node is not None else mbx.dist("sentitems")
+
+
 def create_item(ctx: Ctx, req: Element) -> Element:
     mbx = ctx.mailbox
     disposition = req.get("MessageDisposition", "SaveOnly")
     saved_node = find(req, "m:SavedItemFolderId")
-    messages = []
-    for node in children(req, "m:Items"):
-        try:
-            item = build_item(mbx, node)
-            if saved_node is not None:
-                folder = resolve_folder(mbx, saved_node)
-            else:
-                default = DEFAULT_FOLDER.get(item.kind, "drafts")
-                if item.kind == "Message" and disposition == "SendAndSaveCopy":
-                    default = "sentitems"
-                folder = mbx.dist(default)
-            msg = response_message("CreateItemResponseMessage")
-            items = sub(msg, m("Items"))
-            if item.kind == "Message" and disposition in ("SendOnly", "SendAndSaveCopy"):
-                if not any(
-                    addresses(item, n) for n in ("ToRecipients", "CcRecipients", "BccRecipients")
-                ):
-                    raise EwsError("ErrorInvalidRecipients", "At least one recipient isn't valid.")
-                save_to = folder if disposition == "SendAndSaveCopy" else None
-                send_message(ctx.server, mbx, item, save_to)
-            else:
-                if item.kind == "Message":
-                    item.fields.setdefault("IsDraft", el(t("IsDraft"), "true"))
-                    item.fields.setdefault("IsRead", el(t("IsRead"), "true"))
-                mbx.add_item(folder, item)
-                items.append(_id_only(item))
-        except EwsError as exc:
-            msg = response_message("CreateItemResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("CreateItem", messages)
+
+    def answer(node: Element, msg: Element) -> None:
+        item = build_item(mbx, node)
+        if saved_node is not None:
+            folder = resolve_folder(mbx, saved_node)
+        else:
+            default = DEFAULT_FOLDER.get(item.kind, "drafts")
+            if item.kind == "Message" and disposition == "SendAndSaveCopy":
+                default = "sentitems"
+            folder = mbx.dist(default)
+        items = sub(msg, m("Items"))
+        if item.kind == "Message" and disposition in ("SendOnly", "SendAndSaveCopy"):
+            _check_recipients(item)
+            save_to = folder if disposition == "SendAndSaveCopy" else None
+            send_message(ctx.server, mbx, item, save_to)
+        else:
+            if item.kind == "Message":
+                item.fields.setdefault("IsDraft", el(t("IsDraft"), "true"))
+                item.fields.setdefault("IsRead", el(t("IsRead"), "true"))
+            mbx.add_item(folder, item)
+            items.append(_id_only(item))
+
+    return per_node("CreateItem", children(req, "m:Items"), answer)
 
 
 # -- UpdateItem ------------------------------------------------------------------------------
@@ -409,43 +407,35 @@ def update_item(ctx: Ctx, req: Element) -> Element:
     mbx = ctx.mailbox
     resolution = req.get("ConflictResolution", "AutoResolve")
     disposition = req.get("MessageDisposition")
-    messages = []
-    for change in findall(req, "m:ItemChanges/t:ItemChange"):
-        try:
-            id_node = change[0]
-            item = resolve_item(mbx, id_node)
-            updates = find(change, "t:Updates")
-            fields, changed = apply_updates(item, updates if updates is not None else el("x"))
-            check_conflict(item, id_node, changed, resolution)
-            if item.kind == "CalendarItem":
-                from sandbox.ews.recurrence import after_update
 
-                after_update(mbx, item, fields, changed)
-            item.fields = fields
-            if item.master_id is not None:
-                # An exception of a series: it changes with its master, not in the folder log.
-                item.version += 1
-                item.changed[item.version] = changed
-                item.modified = now()
-            else:
-                mbx.touch_item(item, changed, read_only=changed == {"IsRead"})
-            msg = response_message("UpdateItemResponseMessage")
-            items = sub(msg, m("Items"))
-            if item.kind == "Message" and disposition in ("SendOnly", "SendAndSaveCopy"):
-                saved = find(req, "m:SavedItemFolderId")
-                save_to = None
-                if disposition == "SendAndSaveCopy":
-                    save_to = (
-                        resolve_folder(mbx, saved) if saved is not None else mbx.dist("sentitems")
-                    )
-                send_message(ctx.server, mbx, item, save_to)
-            else:
-                items.append(_id_only(item))
-            sub(sub(msg, m("ConflictResults")), t("Count"), "0")
-        except EwsError as exc:
-            msg = response_message("UpdateItemResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("UpdateItem", messages)
+    def answer(change: Element, msg: Element) -> None:
+        id_node = change[0]
+        item = resolve_item(mbx, id_node)
+        updates = find(change, "t:Updates")
+        fields, changed = apply_updates(item, updates if updates is not None else el("x"))
+        check_conflict(item, id_node, changed, resolution)
+        if item.kind == "CalendarItem":
+            from sandbox.ews.recurrence import after_update
+
+            after_update(mbx, item, fields, changed)
+        item.fields = fields
+        if item.master_id is not None:
+            # An exception of a series: it changes with its master, not in the folder log.
+            item.version += 1
+            item.changed[item.version] = changed
+            item.modified = now()
+        else:
+            mbx.touch_item(item, changed, read_only=changed == {"IsRead"})
+        items = sub(msg, m("Items"))
+        if item.kind == "Message" and disposition in ("SendOnly", "SendAndSaveCopy"):
+            saved = find(req, "m:SavedItemFolderId")
+            save_to = _sent_folder(mbx, saved) if disposition == "SendAndSaveCopy" else None
+            send_message(ctx.server, mbx, item, save_to)
+        else:
+            items.append(_id_only(item))
+        sub(sub(msg, m("ConflictResults")), t("Count"), "0")
+
+    return per_node("UpdateItem", findall(req, "m:ItemChanges/t:ItemChange"), answer)
 
 
 # -- DeleteItem, MoveItem, CopyItem, SendItem -------------------------------------------------
@@ -454,60 +444,52 @@ def update_item(ctx: Ctx, req: Element) -> Element:
 def delete_item(ctx: Ctx, req: Element) -> Element:
     mbx = ctx.mailbox
     delete_type = req.get("DeleteType", "HardDelete")
-    messages = []
-    for node in children(req, "m:ItemIds"):
-        try:
-            if local(node) == "OccurrenceItemId":
-                from sandbox.ews.recurrence import delete_occurrence
 
-                delete_occurrence(mbx, node)
+    def answer(node: Element, msg: Element) -> None:
+        if local(node) == "OccurrenceItemId":
+            from sandbox.ews.recurrence import delete_occurrence
+
+            delete_occurrence(mbx, node)
+        else:
+            item = resolve_item(mbx, node)
+            trash = mbx.dist("deleteditems")
+            if item.master_id is not None:
+                from sandbox.ews.recurrence import delete_occurrence_item
+
+                delete_occurrence_item(mbx, item)
+            elif delete_type == "MoveToDeletedItems" and item.folder_id != trash.id:
+                mbx.move_item(item, trash)
             else:
-                item = resolve_item(mbx, node)
-                trash = mbx.dist("deleteditems")
-                if item.master_id is not None:
-                    from sandbox.ews.recurrence import delete_occurrence_item
+                mbx.remove_item(item)
 
-                    delete_occurrence_item(mbx, item)
-                elif delete_type == "MoveToDeletedItems" and item.folder_id != trash.id:
-                    mbx.move_item(item, trash)
-                else:
-                    mbx.remove_item(item)
-            msg = response_message("DeleteItemResponseMessage")
-        except EwsError as exc:
-            msg = response_message("DeleteItemResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("DeleteItem", messages)
+    return per_node("DeleteItem", children(req, "m:ItemIds"), answer)
 
 
 def _move_or_copy(ctx: Ctx, req: Element, op: str) -> Element:
     mbx = ctx.mailbox
-    messages = []
+    nodes = children(req, "m:ItemIds")
     try:
         target = resolve_folder(mbx, find(req, "m:ToFolderId"))
     except EwsError as exc:
-        count = max(1, len(children(req, "m:ItemIds")))
-        return wrap_messages(op, [response_message(f"{op}ResponseMessage", exc)] * count)
-    for node in children(req, "m:ItemIds"):
-        try:
-            item = resolve_item(mbx, node)
-            if op == "MoveItem":
-                moved = mbx.move_item(item, target)
-            else:
-                moved = Item(
-                    id=new_id(b"I"),
-                    kind=item.kind,
-                    folder_id="",
-                    fields={k: copy(v) for k, v in item.fields.items()},
-                    attachments=list(item.attachments),
-                    mime=item.mime,
-                )
-                mbx.add_item(target, moved)
-            msg = response_message(f"{op}ResponseMessage")
-            sub(msg, m("Items")).append(_id_only(moved))
-        except EwsError as exc:
-            msg = response_message(f"{op}ResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages(op, messages)
+        return fail_all(op, exc, len(nodes))
+
+    def answer(node: Element, msg: Element) -> None:
+        item = resolve_item(mbx, node)
+        if op == "MoveItem":
+            moved = mbx.move_item(item, target)
+        else:
+            moved = Item(
+                id=new_id(b"I"),
+                kind=item.kind,
+                folder_id="",
+                fields={k: copy(v) for k, v in item.fields.items()},
+                attachments=list(item.attachments),
+                mime=item.mime,
+            )
+            mbx.add_item(target, moved)
+        sub(msg, m("Items")).append(_id_only(moved))
+
+    return per_node(op, nodes, answer)
 
 
 def move_item(ctx: Ctx, req: Element) -> Element:
@@ -522,28 +504,19 @@ def send_item(ctx: Ctx, req: Element) -> Element:
     mbx = ctx.mailbox
     save = req.get("SaveItemToFolder", "true") == "true"
     saved_node = find(req, "m:SavedItemFolderId")
-    messages = []
-    for node in children(req, "m:ItemIds"):
-        try:
-            item = resolve_item(mbx, node)
-            change_key = node.get("ChangeKey")
-            if change_key and change_key_version(change_key) != item.version:
-                raise EwsError(
-                    "ErrorStaleObject",
-                    "The change key passed in the request does not match the current change key.",
-                )
-            if item.kind != "Message":
-                raise EwsError("ErrorInvalidItemForOperationSendItem", "Only messages can be sent.")
-            save_to = None
-            if save:
-                save_to = resolve_folder(mbx, saved_node) if saved_node is not None else mbx.dist("sentitems")  # fmt: skip
-            if not any(
-                addresses(item, n) for n in ("ToRecipients", "CcRecipients", "BccRecipients")
-            ):
-                raise EwsError("ErrorInvalidRecipients", "At least one recipient isn't valid.")
-            send_message(ctx.server, mbx, item, save_to)
-            msg = response_message("SendItemResponseMessage")
-        except EwsError as exc:
-            msg = response_message("SendItemResponseMessage", exc)
-        messages.append(msg)
-    return wrap_messages("SendItem", messages)
+
+    def answer(node: Element, msg: Element) -> None:
+        item = resolve_item(mbx, node)
+        change_key = node.get("ChangeKey")
+        if change_key and change_key_version(change_key) != item.version:
+            raise EwsError(
+                "ErrorStaleObject",
+                "The change key passed in the request does not match the current change key.",
+            )
+        if item.kind != "Message":
+            raise EwsError("ErrorInvalidItemForOperationSendItem", "Only messages can be sent.")
+        save_to = _sent_folder(mbx, saved_node) if save else None
+        _check_recipients(item)
+        send_message(ctx.server, mbx, item, save_to)
+
+    return per_node("SendItem", children(req, "m:ItemIds"), answer)
