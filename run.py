@@ -168,6 +168,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "to_mailbox": k.to_mailbox,
                 "errors": k.errors,
                 "conflicts": k.conflicts,
+                "in_sync": k.in_sync,
             }
             for k in kind_statuses(database, settings.get("kinds") or [])
         ],

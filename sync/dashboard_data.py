@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select
+
 from sync.runs import recent_runs
 from sync.store.db import Database
-from sync.store.models import Run
+from sync.store.models import Link, Run
 
 MESSAGING_KINDS: tuple[tuple[str, str], ...] = (
     ("contacts", "Contacts"),
@@ -25,6 +27,8 @@ MESSAGING_KINDS: tuple[tuple[str, str], ...] = (
     ("outgoing", "Outgoing email"),
 )
 OFFLINE_KIND = ("offline", "Offline data")
+LINK_KINDS: dict[str, str] = {"recurringappointments": "appointments"}
+"""Engine kinds shown on another kind's card (a recurring series is an appointment to the user)."""
 ACTIONS = ("created", "updated", "deleted", "tracked", "sent")
 
 
@@ -43,10 +47,27 @@ class KindStatus:
     errors: int = 0
     conflicts: int = 0
     message: str | None = None
+    in_sync: int = 0
+    """Records linked on both sides now (not what the last run did: what stays in step)."""
 
 
 def _nonzero(counts: Mapping[str, Any] | None) -> dict[str, int]:
     return {action: int(n) for action, n in (counts or {}).items() if n}
+
+
+def linked_counts(database: Database) -> dict[str, int]:
+    """How many CRM records each dashboard kind keeps linked to a mailbox item."""
+    query = (
+        select(Link.kind, func.count())
+        .where(Link.state != "retired", Link.mailbox_id.is_not(None))
+        .group_by(Link.kind)
+    )
+    totals: dict[str, int] = {}
+    with database.session() as session:
+        for kind, n in session.execute(query):
+            shown = LINK_KINDS.get(kind, kind)
+            totals[shown] = totals.get(shown, 0) + int(n)
+    return totals
 
 
 def kind_statuses(
@@ -55,10 +76,12 @@ def kind_statuses(
     """Each kind's state from the newest run that did something about it."""
     runs = recent_runs(database, limit=history)
     enabled = set(enabled)
+    linked = linked_counts(database)
     statuses = []
     for kind, label in (*MESSAGING_KINDS, OFFLINE_KIND):
         job = "offline" if kind == "offline" else "messaging"
         status = KindStatus(kind, label, "never" if kind in enabled else "off")
+        status.in_sync = linked.get(kind, 0)
         for run in runs:
             if run.job != job:
                 continue

@@ -38,6 +38,7 @@ def _status_context() -> dict[str, Any]:
         "chart": history_chart(runs),
         "messaging_enabled": get_setting(database, "messaging_enabled") is not False,
         "messaging_disabled_reason": get_setting(database, "messaging_disabled_reason"),
+        "messaging_holder": get_setting(database, "messaging_holder"),
     }
 
 

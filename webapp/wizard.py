@@ -483,6 +483,9 @@ def choices_counts() -> str:
 
 def done_view(profile: Profile) -> Any:
     if request.method == "POST":
+        sched = state.scheduler()
+        if sched is not None:  # the first sync starts now, not one interval later
+            sched.sync_now(MESSAGING)
         return go("dashboard.index")
     return page(
         "done",

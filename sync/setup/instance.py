@@ -71,7 +71,9 @@ def decide(profile: Profile, store: ClaimStore, take_over: bool | None) -> Claim
             "take_over",
         )
     if state.status == OTHER and take_over is False:
-        profile.set_messaging(False, str(not_synchronizing_reason(state.holder_name)))
+        profile.set_messaging(
+            False, str(not_synchronizing_reason(state.holder_name)), state.holder_name
+        )
         profile.set(keys.INSTANCE_DECIDED, True)
         return state
     if state.status != MINE:
@@ -112,7 +114,7 @@ def ensure_still_synchronizing(profile: Profile, store: ClaimStore) -> bool:
             state = ClaimState(OTHER, taken.current)
     name = state.holder_name or "?"
     message = N_("Another computer (%(name)s) is now the synchronizing computer.", name=name)
-    profile.set_messaging(False, str(not_synchronizing_reason(name)))
+    profile.set_messaging(False, str(not_synchronizing_reason(name)), name)
     raise_alert(
         profile.database,
         LOST_ALERT,

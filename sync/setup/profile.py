@@ -31,6 +31,7 @@ INSTANCE_NAME = "instance_name"
 INSTANCE_DECIDED = "instance_decided"
 MESSAGING_ENABLED = "messaging_enabled"
 MESSAGING_DISABLED_REASON = "messaging_disabled_reason"
+MESSAGING_HOLDER = "messaging_holder"  # the synchronizing computer's name, while not this one
 CHOICES_SAVED = "choices_saved"
 CRM_USER = "crm_user"
 
@@ -111,9 +112,11 @@ class Profile:
     def messaging_enabled(self) -> bool:
         return bool(self.get(MESSAGING_ENABLED, True))
 
-    def set_messaging(self, enabled: bool, reason: str = "") -> None:
+    def set_messaging(self, enabled: bool, reason: str = "", holder: str = "") -> None:
+        """`reason` (English) is for logs and `status --json`; pages say it from `holder`."""
         self.set(MESSAGING_ENABLED, enabled)
         self.set(MESSAGING_DISABLED_REASON, "" if enabled else reason)
+        self.set(MESSAGING_HOLDER, "" if enabled else holder)
 
     # -- where the wizard is --------------------------------------------------------------
     def step_done(self, step: str) -> bool:
