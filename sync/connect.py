@@ -108,7 +108,7 @@ class ProfileConnector:
         assert org is not None and config is not None
         crm, client = self._crm_side(org.url, org.api_url, str(user.get("id", "")), info)
         try:
-            mailbox = self._mailbox_side(config, info)
+            mailbox = self._mailbox_side(config, info, org.id)
         except Exception:
             client.close()
             raise
@@ -149,7 +149,9 @@ class ProfileConnector:
         )
         return DataverseSide(client, owner_id=owner_id or None), client
 
-    def _mailbox_side(self, config: MailboxConfig, info: Mapping[str, Any] | None) -> Side:
+    def _mailbox_side(
+        self, config: MailboxConfig, info: Mapping[str, Any] | None, org_id: str
+    ) -> Side:
         secrets = self.profile.mailbox_secrets()
         sandbox = info if (self.profile.get("auth") or {}).get("provider") == "sandbox" else None
         if config.type == "exchange":
@@ -166,7 +168,9 @@ class ProfileConnector:
                 upn = self.profile.signed_in_upn
                 auth = OAuthToken(provider.token_callable([ews_scope(endpoint)], upn))
             ca_file = str(sandbox["ews_ca_file"]) if sandbox else None
-            return open_side(endpoint, config.email, auth, ca_file=ca_file)
+            side = open_side(endpoint, config.email, auth, ca_file=ca_file)
+            side.marks_scope = org_id  # untracked marks belong to the synchronizing organization
+            return side
         from sync.mailbox.pop3_side import Pop3Side
         from sync.setup.pop3_account import pop3_account
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,3 +280,16 @@ class MemoryMailbox(MemorySide):
     """A mailbox: ids are made by the server; our items carry the CRM id as their key."""
 
     name = "mailbox"
+
+    def __init__(self, page_size: int = 100) -> None:
+        super().__init__(page_size)
+        self.untracked: dict[str, set[str]] = {}
+        """The untracked marks kept "in the mailbox" (they outlive a local database)."""
+
+    def load_untracked(self, kind: str) -> set[str]:
+        self.calls["load_untracked"] += 1
+        return set(self.untracked.get(kind, ()))
+
+    def save_untracked(self, kind: str, crm_ids: Collection[str]) -> None:
+        self.calls["save_untracked"] += 1
+        self.untracked[kind] = set(crm_ids)

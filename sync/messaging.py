@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.engine import sync_kind
+from sync.engine import begin_run, sync_kind
 from sync.engine.apply import KindResult
 from sync.engine.options import EngineSettings
 from sync.kinds.base import Kind
@@ -74,6 +74,7 @@ class MessagingJob:
         counts: dict[str, Any] = {}
         problems: list[str] = []
         kinds = list(connection.kinds)
+        begin_run(connection.crm, connection.mailbox)
         for index, kind in enumerate(kinds):
 
             def progress(

@@ -11,7 +11,7 @@ others; errors of the whole call (the token expired, the sign-in is gone) are ra
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -186,6 +186,33 @@ class Side(Protocol):
 
     def write(self, kind: str, ops: Sequence[WriteOp]) -> list[Result]:
         """Apply `ops` (batched as the protocol allows); one result per op, in order."""
+        ...
+
+
+@runtime_checkable
+class RunScoped(Protocol):
+    """A side that keeps something for the length of one run (e.g. a read two kinds share)."""
+
+    def begin_run(self) -> None:
+        """A new run starts: nothing kept for the previous one may answer it."""
+        ...
+
+
+@runtime_checkable
+class UntrackMarks(Protocol):
+    """A mailbox that keeps, beside its items, which CRM records the user untracked there.
+
+    Untracking is deleting a synced copy in the mailbox: the CRM record stays and is not sent
+    back. Kept in the mailbox (not only in the local database), a fresh install sees it too
+    and does not bring the deleted copies back.
+    """
+
+    def load_untracked(self, kind: str) -> set[str]:
+        """The CRM ids marked untracked for `kind` (empty when nothing is recorded)."""
+        ...
+
+    def save_untracked(self, kind: str, crm_ids: Collection[str]) -> None:
+        """Replace the marks of `kind` by `crm_ids`."""
         ...
 
 

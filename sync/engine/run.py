@@ -15,9 +15,9 @@ import logging
 from sync.engine.apply import KindResult, Progress, apply_actions
 from sync.engine.options import EngineSettings
 from sync.engine.plan import ChangeSet, crm_key_for, keys_to_read, plan
-from sync.engine.state import DELETING, PENDING_CRM, LinkRow, LinkStore
+from sync.engine.state import DELETING, PENDING_CRM, UNTRACKED, Batch, LinkRow, LinkStore
 from sync.kinds.base import Kind
-from sync.sides import Deleted, Side, TokenExpired, Upsert
+from sync.sides import Deleted, RunScoped, Side, SideError, TokenExpired, UntrackMarks, Upsert
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ FILTER_SIDE = "filter"
 """Pseudo-side under which the fingerprint of the filters in force is kept with the tokens."""
 TOUCHED_SIDE = "touched"
 """Pseudo-side holding (JSON) the CRM ids another kind saw changed through their child rows."""
+MARKS_SIDE = "untracked-marks"
+"""Pseudo-side: the fingerprint of the untracked marks the mailbox holds (None: not read yet)."""
 
 
 def read_all(side: Side, kind: str, token: str | None) -> tuple[ChangeSet, str | None]:
@@ -47,6 +49,14 @@ def _read(side: Side, kind: str, token: str | None) -> tuple[ChangeSet, str | No
         if page.token is not None:
             new_token = page.token
     return changes, new_token
+
+
+def begin_run(*sides: Side) -> None:
+    """Call before the kinds of one run: a side may keep a read for the run's other kinds, and
+    never beyond it (a quiet run right after another must still ask the server)."""
+    for side in sides:
+        if isinstance(side, RunScoped):
+            side.begin_run()
 
 
 def filters_fingerprint(kind: Kind, settings: EngineSettings) -> str:
@@ -78,6 +88,7 @@ def sync_kind(
     mailbox_token = store.get_token(kind.name, "mailbox")
     if progress:
         progress(0, 0, "read")
+    _import_marks(kind, mailbox, store, settings)
     crm_changes, crm_new = read_all(crm, kind.crm_kind, crm_token)
     mailbox_changes, mailbox_new = read_all(mailbox, kind.mailbox_kind, mailbox_token)
     if kind.crm_reads_by_id and crm_changes.upserts:
@@ -147,7 +158,42 @@ def sync_kind(
         tokens[TOUCHED_SIDE] = None
     store.save_tokens(kind.name, tokens)
     store.resolve_alert("side-emptied", kind.name)
+    _export_marks(kind, mailbox, store)
     return result
+
+
+def _marks_fingerprint(crm_ids: set[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(crm_ids)).encode()).hexdigest()[:32]
+
+
+def _import_marks(kind: Kind, mailbox: Side, store: LinkStore, settings: EngineSettings) -> None:
+    """On an install's first run of a kind, the records the user untracked in this mailbox
+    (maybe from another install) become untracked links, so their copies do not come back."""
+    if not isinstance(mailbox, UntrackMarks) or store.get_token(kind.name, MARKS_SIDE):
+        return
+    marked = mailbox.load_untracked(kind.name)
+    known = {lk.crm_id for lk in store.find_links(kind.name, marked, ())}
+    new = [LinkRow(crm_id, None, state=UNTRACKED) for crm_id in sorted(marked - known)]
+    if new:
+        store.commit_batch(kind.name, Batch(upserts=new), settings.now())
+    store.save_tokens(kind.name, {MARKS_SIDE: _marks_fingerprint(marked)})
+
+
+def _export_marks(kind: Kind, mailbox: Side, store: LinkStore) -> None:
+    """Write the untracked marks to the mailbox when they changed. Last and forgiving: a failed
+    write is tried again next run (the fingerprint is saved only after it)."""
+    if not isinstance(mailbox, UntrackMarks):
+        return
+    untracked = store.untracked_ids(kind.name)
+    fingerprint = _marks_fingerprint(untracked)
+    if fingerprint == store.get_token(kind.name, MARKS_SIDE):
+        return
+    try:
+        mailbox.save_untracked(kind.name, untracked)
+    except SideError as failed:
+        log.warning("could not record untracked %s in the mailbox: %s", kind.name, failed)
+        return
+    store.save_tokens(kind.name, {MARKS_SIDE: fingerprint})
 
 
 def _touch_parents(kind: Kind, store: LinkStore, changes: ChangeSet) -> None:

@@ -109,6 +109,10 @@ class LinkStore(Protocol):
         """Links still syncing (untracked ones not counted)."""
         ...
 
+    def untracked_ids(self, kind: str) -> set[str]:
+        """CRM ids of the untracked links."""
+        ...
+
     def get_token(self, kind: str, side: str) -> str | None: ...
 
     def save_tokens(self, kind: str, tokens: Mapping[str, str | None]) -> None: ...
@@ -166,6 +170,9 @@ class MemoryLinkStore:
 
     def count_links(self, kind: str) -> int:
         return sum(lk.state != UNTRACKED for lk in self.links.get(kind, {}).values())
+
+    def untracked_ids(self, kind: str) -> set[str]:
+        return {lk.crm_id for lk in self.links.get(kind, {}).values() if lk.state == UNTRACKED}
 
     def get_token(self, kind: str, side: str) -> str | None:
         return self.tokens.get((kind, side))

@@ -89,7 +89,7 @@ def _parse(raw: Any) -> Claim | None:
         return None
 
 
-def _claim_folder(conn: EwsConnection, create: bool = True) -> Any:
+def hidden_folder(conn: EwsConnection, create: bool = True) -> Any:
     """The claim folder, fresh from the server (with its current ChangeKey); made if missing
     (or None when `create` is false)."""
 
@@ -110,7 +110,7 @@ def _claim_folder(conn: EwsConnection, create: bool = True) -> Any:
             if not found:
                 raise
             return found[0]
-        return _refresh(folder)
+        return refresh_folder(folder)
 
     return conn.call(get, idempotent=not create)  # only a read may be sent again
 
@@ -118,10 +118,10 @@ def _claim_folder(conn: EwsConnection, create: bool = True) -> Any:
 def _children_named(root: Any, name: str) -> list[Any]:
     """Direct children of `root` called `name` (FindFolder, Shallow), re-read with GetFolder."""
     found = FolderCollection(account=root.account, folders=[root]).find_folders(depth=SHALLOW)
-    return [_refresh(f) for f in found if not isinstance(f, Exception) and f.name == name]
+    return [refresh_folder(f) for f in found if not isinstance(f, Exception) and f.name == name]
 
 
-def _refresh(folder: Any) -> Any:
+def refresh_folder(folder: Any) -> Any:
     """GetFolder with our properties (FindFolder does not return extended properties)."""
     fresh = list(FolderCollection(account=folder.account, folders=[folder]).get_folders())
     if fresh and not isinstance(fresh[0], Exception):
@@ -131,14 +131,14 @@ def _refresh(folder: Any) -> Any:
 
 def read_claim(conn: EwsConnection) -> Claim | None:
     """The claim recorded in the mailbox, or None (reading never creates the folder)."""
-    return _parse(getattr(_claim_folder(conn, create=False), CLAIM_FIELD, None))
+    return _parse(getattr(hidden_folder(conn, create=False), CLAIM_FIELD, None))
 
 
 def take_claim(conn: EwsConnection, claim: Claim, expected: Claim | None) -> Claim:
     """Record `claim`, provided the claim in the mailbox is still `expected` (as read before).
 
     Raises ClaimTaken(current) when it changed meanwhile, by value or by ChangeKey race."""
-    folder = _claim_folder(conn)
+    folder = hidden_folder(conn)
     current = _parse(getattr(folder, CLAIM_FIELD, None))
     if current != expected:
         raise ClaimTaken(current)

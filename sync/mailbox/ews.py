@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from exchangelib import ItemId, Message
@@ -33,7 +33,7 @@ from exchangelib.services import SyncFolderItems
 from exchangelib.services.common import EWSAccountService
 
 from sync.mailbox import ews_convert as convert
-from sync.mailbox import ews_recurrence
+from sync.mailbox import ews_marks, ews_recurrence
 from sync.mailbox.ews_connection import (
     BasicAuth,
     EwsConnection,
@@ -141,6 +141,8 @@ class EwsSide:
     """
 
     name = "mailbox"
+    marks_scope = ""
+    """Whose untracked marks this side reads and writes: the synchronizing organization's id."""
 
     def __init__(
         self,
@@ -326,6 +328,15 @@ class EwsSide:
         key = convert.item_key(item)
         self._keys.remember(item.id, key)
         return Upsert(id=item.id, version=item.changekey, fields=fields, key=key)
+
+    def begin_run(self) -> None:
+        self._reuse.forget()
+
+    def load_untracked(self, kind: str) -> set[str]:
+        return ews_marks.read_marks(self.connection, self.marks_scope, kind)
+
+    def save_untracked(self, kind: str, crm_ids: Collection[str]) -> None:
+        ews_marks.write_marks(self.connection, self.marks_scope, kind, crm_ids)
 
     def find_by_key(self, kind: str, keys: Sequence[str]) -> dict[str, Upsert]:
         """Items of `kind` carrying these CRM ids (FindItem on the key property, then GetItem)."""

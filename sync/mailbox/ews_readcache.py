@@ -9,7 +9,9 @@ kind for a short while and serves them once to the next read with the same kind 
 Serving an earlier answer is safe because pages and sync state belong together: the changes
 made after it come with the next read from the state it carries. What must not happen is a
 reader getting a list that misses *our own* writes (a full read that lacks items we just made
-would look like deletions), so every write through the side drops what is kept. Full reads
+would look like deletions), so every write through the side drops what is kept; nor a run
+getting the previous run's answer (a quiet run right after another must see the user's edits),
+so the side drops what is kept when a run begins (`EwsSide.begin_run`). Full reads
 (no state) are never kept: their callers take the list as the folder's present content, and it
 could miss what another client changed meanwhile; they are also the large ones.
 """

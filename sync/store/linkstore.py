@@ -109,6 +109,13 @@ class SqlLinkStore:
             )
             return int(session.scalar(query) or 0)
 
+    def untracked_ids(self, kind: str) -> set[str]:
+        with self.database.session() as session:
+            query = select(Link.crm_id).where(
+                Link.org == self.org, Link.kind == kind, Link.state == UNTRACKED
+            )
+            return set(session.scalars(query))
+
     def get_token(self, kind: str, side: str) -> str | None:
         with self.database.session() as session:
             row = session.get(SyncToken, (self.org, kind, side))

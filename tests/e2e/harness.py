@@ -23,7 +23,7 @@ from sandbox.identity import TokenRegistry, stable_id, user_by_upn
 from sandbox.requestlog import LoggedRequest, RequestLog
 from sync.crm.client import DataverseClient, RetryPolicy
 from sync.crm.side import DataverseSide
-from sync.engine import EngineSettings, KindResult, sync_kind
+from sync.engine import EngineSettings, KindResult, begin_run, sync_kind
 from sync.engine.filters import in_filter
 from sync.engine.state import UNTRACKED, LinkRow
 from sync.kinds import KINDS, Kind
@@ -140,6 +140,7 @@ class Agent:
         self.store = SqlLinkStore(self.database, ORG_ID)
 
     def sync(self, kinds: Iterable[str] = KIND_NAMES) -> dict[str, KindResult]:
+        begin_run(self.crm, self.mailbox)
         return {
             name: sync_kind(KINDS[name], self.crm, self.mailbox, self.store, self.settings)
             for name in kinds

@@ -360,17 +360,16 @@ def test_fresh_install_creates_nothing_new(world: World) -> None:
     results = fresh.sync()
 
     assert all(r.errors == 0 and r.stopped is None for r in results.values()), results
-    assert all(r.crm.created == 0 for r in results.values()), results
+    assert all(r.crm.created == r.mailbox.created == 0 for r in results.values()), results
     for name in KIND_NAMES:
-        # The mailbox copies the user deleted come back: "untracked" lived in the old database.
-        assert results[name].mailbox.created == len(world.untracked[name]), (name, results[name])
         assert results[name].relinked == len(linked[name]), (name, results[name])
-        relinked = {lk.crm_id for lk in fresh.links(name)}
-        assert linked[name] <= relinked
+        relinked = {lk.crm_id for lk in fresh.links(name) if lk.state != UNTRACKED}
+        assert relinked == linked[name]
+        # What the user untracked stays untracked: the marks are kept in the mailbox.
+        untracked = {lk.crm_id for lk in fresh.links(name) if lk.state == UNTRACKED}
+        assert world.untracked[name] <= untracked, name
     snaps = snapshots(fresh)
-    after = counts(snaps)
-    for name in KIND_NAMES:
-        assert after[name] == (before[name][0], before[name][1] + len(world.untracked[name]))
+    assert counts(snaps) == before
     assert_in_step(fresh, snaps)
     world.agent = fresh
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sync.engine import ChangeSet, EngineSettings, plan, reverse_conflict
 from sync.engine.plan import (
@@ -16,6 +17,7 @@ from sync.engine.plan import (
 from sync.engine.state import UNTRACKED, LinkRow, MemoryLinkStore
 from sync.kinds.contacts import CONTACTS
 from sync.mailbox.fields import TRACKED_CATEGORY
+from sync.memory import MemoryMailbox
 from sync.sides import Throttled, Unavailable, Upsert
 from tests.engine.engine_world import ME, NOW, World
 
@@ -181,6 +183,50 @@ def test_fresh_install_relinks_everything_and_creates_nothing(world: World) -> N
     assert result.relinked == 5
     assert world.crm_rows() == before_crm and world.items() == before_items
     assert world.sync().changed == 0
+
+
+def test_fresh_install_keeps_untracked_copies_out_of_the_mailbox(world: World) -> None:
+    kept, untracked = (world.crm.put("contacts", {"lastname": n}).id for n in ("Kept", "Gone"))
+    world.sync()
+    world.mailbox.remove("contacts", world.item_for(untracked))
+    assert world.sync().untracked == 1
+    assert world.mailbox.untracked == {"contacts": {untracked}}  # recorded in the mailbox
+
+    world.store = MemoryLinkStore()  # a new install: only the mailbox remembers
+    result = world.sync()
+    assert result.mailbox.created == 0 and result.crm.created == 0 and result.relinked == 1
+    assert sorted(f["surname"] for f in world.items().values()) == ["Kept"]
+    assert world.store.untracked_ids("contacts") == {untracked}
+    assert kept not in world.store.untracked_ids("contacts")
+
+    # the CRM record deleted: its mark goes too
+    world.crm.remove("contacts", untracked)
+    world.sync()
+    assert world.mailbox.untracked == {"contacts": set()}
+
+
+def test_marks_the_mailbox_refused_are_written_by_a_later_run(world: World) -> None:
+    crm_id = world.crm.put("contacts", {"lastname": "Gone"}).id
+    world.sync()
+    world.mailbox.remove("contacts", world.item_for(crm_id))
+    refuse = True
+
+    def save_untracked(kind: str, crm_ids: Any) -> None:
+        if refuse:
+            raise Unavailable("server busy")
+        MemoryMailbox.save_untracked(world.mailbox, kind, crm_ids)
+
+    world.mailbox.save_untracked = save_untracked  # type: ignore[method-assign]
+    assert world.sync().untracked == 1  # the run itself succeeds
+    assert world.mailbox.untracked == {}
+    world.sync()
+    assert world.mailbox.untracked == {}
+    refuse = False
+    world.sync()
+    assert world.mailbox.untracked == {"contacts": {crm_id}}
+    world.mailbox.calls.clear()
+    world.sync()
+    assert world.mailbox.calls["save_untracked"] == 0  # written once, not every run
 
 
 def test_expired_token_means_a_full_read_without_duplicates(world: World) -> None:

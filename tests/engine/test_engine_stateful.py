@@ -177,6 +177,11 @@ class SyncMachine(RuleBasedStateMachine):
     def change_filter(self, user_filter: bool) -> None:
         self.filters = USER_FILTER if user_filter else None
 
+    @rule()
+    def reinstall(self) -> None:
+        """A fresh install: an empty local database against the same CRM and mailbox."""
+        self.store = CrashingStore(self.make_store())
+
     @rule(side=st.sampled_from(["crm", "mailbox"]))
     def expire_token(self, side: str) -> None:
         (self.crm if side == "crm" else self.mailbox).expire_tokens(KIND)

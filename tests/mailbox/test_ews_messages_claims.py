@@ -126,15 +126,15 @@ def test_claim_taken_since_read_is_refused(ews: Any) -> None:
 
 def test_two_computers_racing_one_wins(ews: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     one, two = connect(ews, ALICE), connect(ews, ALICE)
-    claims._claim_folder(one)  # the folder exists
+    claims.hidden_folder(one)  # the folder exists
     # both computers read the folder (same ChangeKey) before either writes
-    folders = {id(one): claims._claim_folder(one), id(two): claims._claim_folder(two)}
-    real = claims._claim_folder
+    folders = {id(one): claims.hidden_folder(one), id(two): claims.hidden_folder(two)}
+    real = claims.hidden_folder
 
     def first_read_then_real(conn: EwsConnection, create: bool = True) -> Any:
         return folders.pop(id(conn), None) or real(conn, create)
 
-    monkeypatch.setattr(claims, "_claim_folder", first_read_then_real)
+    monkeypatch.setattr(claims, "hidden_folder", first_read_then_real)
     barrier = threading.Barrier(2)
     outcome: dict[str, Any] = {}
 

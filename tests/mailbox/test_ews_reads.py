@@ -173,6 +173,22 @@ def test_a_write_in_between_makes_the_next_reader_read_again(ews: Any) -> None:
     assert [c.fields["location"] for c in changes if c.id == made.id] == ["Room 9"]
 
 
+def test_a_new_run_never_gets_the_last_runs_read(ews: Any) -> None:
+    side = side_for(ews, DAVE)
+    side.write("contacts", [CreateOp("run-1", {"surname": "Before"})])
+    _, token = read_all(side, "contacts", None)
+    list(side.read_changes("contacts", token))  # the last read of a run (kept)
+    other = side_for(ews, DAVE)  # the user, in Outlook, between two runs
+    other.write("contacts", [CreateOp("run-2", {"surname": "Between"})])
+    ews.log.clear()
+
+    side.begin_run()
+    changes, _ = read_all(side, "contacts", token)
+
+    assert len(ops_logged(ews, "SyncFolderItems")) == 1
+    assert [c.fields["surname"] for c in changes if isinstance(c, Upsert)] == ["Between"]
+
+
 def test_full_reads_are_never_shared(ews: Any) -> None:
     side = side_for(ews, DAVE)
     read_all(side, "appointments", None)
