@@ -384,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from sync.redaction import protect_all_handlers
+
+    protect_all_handlers()  # no token or password in any log line, whatever the level
     if not args.verbose:
         # migrations and HTTP clients speak at INFO on every start: keep the terminal for us
         for noisy in ("alembic", "httpx", "exchangelib", "werkzeug"):

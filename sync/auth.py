@@ -22,6 +22,7 @@ import requests
 from msal_extensions import FilePersistence, PersistedTokenCache, build_encrypted_persistence
 from requests.adapters import HTTPAdapter
 
+from sync.redaction import remember_secret
 from sync.sides import AuthError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,9 @@ class TokenProvider:
                 + (f" ({detail})" if detail else ""),
                 code=(result or {}).get("error", "no_token"),
             )
-        return str(result["access_token"])
+        token = str(result["access_token"])
+        remember_secret(token)  # whatever prints it later (a library at DEBUG) prints a mask
+        return token
 
     def token_callable(
         self, scopes: Sequence[str], username: str | None = None

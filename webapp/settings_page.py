@@ -15,10 +15,10 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from flask_babel import refresh
 from werkzeug.wrappers import Response
 
+from sync.redaction import RedactingFilter, protect_all_handlers
 from sync.runs import open_alerts, recent_runs
 from sync.setup import choices as choices_step
 from sync.setup import profile as keys
-from sync.setup.vault import RedactingFilter
 from webapp import i18n
 from webapp.wizard import STEP_TITLES, current_profile
 
@@ -65,9 +65,7 @@ def log_handler() -> RingBufferHandler:
         if _handler is None:
             _handler = RingBufferHandler()
             logging.getLogger().addHandler(_handler)
-            for existing in logging.getLogger().handlers:  # stderr too: no secret in any log
-                if not any(isinstance(f, RedactingFilter) for f in existing.filters):
-                    existing.addFilter(RedactingFilter())
+            protect_all_handlers()  # stderr too: no secret in any log
         return _handler
 
 

@@ -8,17 +8,15 @@ logging filter masks every stored value should one ever reach a log line.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from pathlib import Path
 
+from sync.redaction import remember_secret
+
 FILE_NAME = "secrets.json"
-MASK = "********"
 
 _lock = threading.Lock()
-_known_values: set[str] = set()
-"""Every secret value read or written in this process, for the logging filter."""
 
 
 class Vault:
@@ -31,7 +29,8 @@ class Vault:
         if not self.path.exists():
             return {}
         values: dict[str, str] = json.loads(self.path.read_text() or "{}")
-        _known_values.update(v for v in values.values() if v)
+        for value in values.values():
+            remember_secret(value)
         return values
 
     def get(self, name: str) -> str | None:
@@ -46,7 +45,7 @@ class Vault:
                 values.pop(name, None)
             else:
                 values[name] = value
-                _known_values.add(value)
+                remember_secret(value)
             tmp = self.path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
@@ -57,23 +56,3 @@ class Vault:
     def names(self) -> list[str]:
         with _lock:
             return sorted(self._load())
-
-
-def redact(text: str) -> str:
-    """`text` with every known secret value replaced by a mask."""
-    for value in sorted(_known_values, key=len, reverse=True):
-        if len(value) >= 4 and value in text:
-            text = text.replace(value, MASK)
-    return text
-
-
-class RedactingFilter(logging.Filter):
-    """Masks known secrets in a record's final message (attach it to every handler)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if _known_values:
-            message = record.getMessage()
-            masked = redact(message)
-            if masked != message:
-                record.msg, record.args = masked, None
-        return True

@@ -12,10 +12,12 @@ The test reaches the sandbox as a script would: the CRM over HTTP with Alice's b
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +37,8 @@ from conftest import (
     wait_for_progress_or_run,
 )
 from playwright.sync_api import Browser, Locator, Page, expect
+
+from sync.auth import TOKEN_CACHE_FILE
 
 ALICE = "alice@contoso.example"
 SHOTS = "new-user"
@@ -69,7 +73,8 @@ def alice(
 ) -> Iterator[Alice]:
     """A new user: the link, the sign-in and the whole wizard, up to the dashboard."""
     contact = make_contact(shared_sandbox)
-    app = start_app(tmp_path_factory.mktemp("alice"), sandbox_json=shared_sandbox.json_file)
+    # -v: debug logging from every library, the most a log could give away
+    app = start_app(tmp_path_factory.mktemp("alice"), "-v", sandbox_json=shared_sandbox.json_file)
     page = open_page(browser)
     try:
         page.goto(app.base_url + "/")
@@ -198,3 +203,35 @@ def test_a_conflict_is_recorded_and_reversed_into_the_crm(
     screenshot(page, f"{SHOTS}-18-alerts")
     page.goto(alice.app.base_url + "/")  # back on the dashboard for whatever comes next
     expect(page.get_by_test_id("sync-now")).to_be_visible()
+
+
+def token_cache_secrets(data_dir: Path) -> list[str]:
+    """Every token in the app's msal cache (plaintext here: the test machine has no keyring)."""
+    cache = json.loads((data_dir / TOKEN_CACHE_FILE).read_text())
+    return [
+        entry["secret"]
+        for section in ("AccessToken", "RefreshToken", "IdToken")
+        for entry in cache.get(section, {}).values()
+    ]
+
+
+def test_no_token_or_password_in_the_logs_after_sign_in_and_sync(
+    alice: Alice, shared_sandbox: SandboxProcess
+) -> None:
+    page = alice.page
+    if synced_runs(page).count() == 0:  # run alone: one full sync first
+        sync_now_and_wait(page)
+    secrets = {
+        "Alice's password": shared_sandbox.password(ALICE),
+        "the secret key": (alice.app.data_dir / "secret_key").read_text().strip(),
+    }
+    tokens = token_cache_secrets(alice.app.data_dir)
+    assert len(tokens) >= 3, "the sign-in left no tokens: nothing would be checked"
+    secrets |= {f"token #{i}": token for i, token in enumerate(tokens)}
+    page.goto(alice.app.base_url + "/log")
+    logs = {"the printed log (stdout, stderr)": "".join(alice.app.output),
+            "the log page": page.content()}  # fmt: skip
+    assert len(logs["the printed log (stdout, stderr)"].splitlines()) > 50  # -v: a full log
+    for where, text in logs.items():
+        for what, value in secrets.items():
+            assert value not in text, f"{what} appears in {where}"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.redaction import MASK, RedactingFilter
 from sync.runs import open_alerts
 from sync.setup import choices, instance, mailbox, organizations
 from sync.setup import profile as keys
@@ -16,7 +17,7 @@ from sync.setup.memory import MemoryClaims, MemoryDirectory, MemoryTester, Memor
 from sync.setup.messages import SetupError
 from sync.setup.ports import ClaimInfo, MailboxConfig
 from sync.setup.profile import Profile
-from sync.setup.vault import MASK, RedactingFilter, Vault
+from sync.setup.vault import Vault
 from sync.store.db import Database, open_database
 from sync.store.models import Link, SyncToken
 

@@ -10,10 +10,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from sync.redaction import MASK
 from sync.settings import get_setting, set_setting
 from sync.setup.ports import MailboxConfig
 from sync.setup.profile import Profile
-from sync.setup.vault import MASK
 from tests.helpers import csrf_token_from, page_text, signed_in
 from webapp import create_app
 
