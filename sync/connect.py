@@ -17,7 +17,6 @@ from sync.conflicts import ReverseError
 from sync.crm.client import DataverseClient
 from sync.crm.parties import PartyResolver
 from sync.engine.options import EngineSettings
-from sync.engine.state import ConflictRow
 from sync.kinds import CONTACTS, KINDS, TASKS
 from sync.kinds.appointments import Resolver, appointments_kind, recurring_kind
 from sync.kinds.base import Direction, Kind
@@ -31,7 +30,7 @@ from sync.setup.profile import (
 )
 from sync.sides import Side
 from sync.store.db import Database
-from sync.store.linkstore import SqlLinkStore
+from sync.store.linkstore import SqlLinkStore, conflict_row
 from sync.store.models import ConflictRecord, SyncFilter
 
 CONFIRM_EMPTIED = "confirm_emptied"
@@ -195,18 +194,8 @@ class ConflictReverser:
         except NotReady as reason:
             raise ReverseError(str(reason)) from None
         try:
-            row = ConflictRow(
-                crm_id=record.crm_id,
-                mailbox_id=record.mailbox_id,
-                field=record.field,
-                crm_value=record.crm_value,
-                mailbox_value=record.mailbox_value,
-                winner=record.winner,
-                reason=record.reason,
-                title=record.title,
-                id=record.id,
-            )
             store = SqlLinkStore(self.database, connection.org_id)
+            row = conflict_row(record)
             error = reverse_conflict(kind, row, connection.crm, connection.mailbox, store)
         finally:
             connection.close()

@@ -48,7 +48,8 @@ def _row(link: Link) -> LinkRow:
     )
 
 
-def _conflict(record: ConflictRecord) -> ConflictRow:
+def conflict_row(record: ConflictRecord) -> ConflictRow:
+    """A stored conflict as the engine sees it."""
     return ConflictRow(
         crm_id=record.crm_id,
         mailbox_id=record.mailbox_id,
@@ -255,7 +256,7 @@ class SqlLinkStore:
                 .where(ConflictRecord.org == self.org, ConflictRecord.kind == kind)
                 .order_by(ConflictRecord.id)
             )
-            return [_conflict(record) for record in session.scalars(query)]
+            return [conflict_row(record) for record in session.scalars(query)]
 
     def mark_reversed(self, conflict_id: int) -> None:
         with self.database.session() as session:
