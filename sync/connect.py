@@ -24,7 +24,6 @@ from sync.messaging import Connection, MessagingJob, NotReady
 from sync.service import MESSAGING, SyncService
 from sync.setup.ports import MailboxConfig
 from sync.setup.profile import (
-    MAILBOX_PASSWORD,
     MESSAGING_DISABLED_REASON,
     Profile,
 )
@@ -154,20 +153,14 @@ class ProfileConnector:
         secrets = self.profile.mailbox_secrets()
         sandbox = info if (self.profile.get("auth") or {}).get("provider") == "sandbox" else None
         if config.type == "exchange":
-            from sync.auth import ews_scope
             from sync.mailbox.ews import open_side
-            from sync.mailbox.ews_connection import BasicAuth, OAuthToken
+            from sync.setup.adapters import ews_endpoint, mailbox_auth
 
-            endpoint = config.ews_url or (str(sandbox["ews_url"]) if sandbox else "")
-            auth: BasicAuth | OAuthToken
-            if config.auth == "basic":
-                auth = BasicAuth(config.username, secrets.get(MAILBOX_PASSWORD, ""))
-            else:
-                provider = self._provider(info)
-                upn = self.profile.signed_in_upn
-                auth = OAuthToken(provider.token_callable([ews_scope(endpoint)], upn))
+            upn = self.profile.signed_in_upn
+            auth_for = mailbox_auth(config, secrets, lambda: self._provider(info), upn)
             ca_file = str(sandbox["ews_ca_file"]) if sandbox else None
-            side = open_side(endpoint, config.email, auth, ca_file=ca_file)
+            endpoint = ews_endpoint(config, auth_for, ca_file, sandbox)
+            side = open_side(endpoint, config.email, auth_for(endpoint), ca_file=ca_file)
             side.marks_scope = org_id  # untracked marks belong to the synchronizing organization
             return side
         from sync.mailbox.pop3_side import Pop3Side

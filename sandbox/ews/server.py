@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
 
+from sandbox.ews import autodiscover
 from sandbox.ews.ops import OPERATIONS
 from sandbox.ews.store import Mailbox
 from sandbox.ews.xml import SOAP, Element, EwsError, SoapFault, envelope, fault, local, t
@@ -102,6 +103,8 @@ class EwsServer:
         self._recent: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
         self._mailboxes: dict[str, Mailbox] = {}
+        self.autodiscover_redirects: dict[str, str] = {}
+        """Autodiscover answers redirectAddr for these addresses (lower case) to the value."""
         self.subscriptions: dict[str, Any] = {}
         self._pending = threading.local()
         for user in USERS:
@@ -395,6 +398,9 @@ def _make_handler(server: EwsServer) -> type[BaseHTTPRequestHandler]:
             if parts.path == "/admin/deliver":
                 self._admin_deliver(user, parts.query, body, started)
                 return
+            if parts.path.lower() == autodiscover.PATH:
+                self._autodiscover(user, body, started)
+                return
             if parts.path.lower() != EWS_PATH.lower():
                 self._send(404, b"not found", "text/plain")
                 return
@@ -412,6 +418,25 @@ def _make_handler(server: EwsServer) -> type[BaseHTTPRequestHandler]:
             ctype = "text/plain" if status == 503 else "text/xml; charset=utf-8"
             retry_after = detail.rpartition("retry_after=")[2] if status == 503 else "1"
             self._send(status, payload, ctype, retry_after)
+
+        def _autodiscover(self, user: User | None, body: bytes, started: float) -> None:
+            if user is None:
+                server.log.record("ews", None, "POST", "autodiscover", 401, "", started)
+                self._send(401, b"", "text/plain")
+                return
+            address = autodiscover.requested_address(body)
+            if address is None:
+                answer = autodiscover.error("600", "Invalid Request")
+            elif address in server.autodiscover_redirects:
+                answer = autodiscover.redirect_address(server.autodiscover_redirects[address])
+            else:
+                try:
+                    mbx = server.mailbox(address)
+                    answer = autodiscover.settings(mbx.display_name, server.url)
+                except KeyError:
+                    answer = autodiscover.error("500", "The e-mail address cannot be found.")
+            server.log.record("ews", user.upn, "POST", "autodiscover", 200, address or "", started)
+            self._send(200, answer)
 
         def _admin_deliver(
             self, user: User | None, query: str, body: bytes, started: float

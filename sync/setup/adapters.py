@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sync.setup.messages import N_, SetupError
 from sync.setup.ports import (
@@ -23,7 +25,7 @@ from sync.setup.ports import (
     SetupPorts,
 )
 from sync.setup.profile import MAILBOX_PASSWORD, Profile
-from sync.sides import Duplicate, Invalid, NotFound
+from sync.sides import Duplicate, NotFound
 
 GLOBAL_DISCOVERY = "https://globaldisco.crm.dynamics.com/api/discovery/v2.0/Instances"
 CLAIMS_TABLE = "mbs_syncclaims"
@@ -208,6 +210,42 @@ def _from_ews(raw: Any) -> ClaimInfo | None:
     )
 
 
+def mailbox_auth(
+    config: MailboxConfig, secrets: Mapping[str, str], provider: Callable[[], Any], upn: str | None
+) -> Callable[[str], Any]:
+    """The Exchange credentials for a service URL: the stored password, or a bearer token from
+    the sign-in whose audience is that server (`provider` is asked only then)."""
+    from sync.auth import ews_scope
+    from sync.mailbox.ews_connection import BasicAuth, OAuthToken
+
+    def auth_for(url: str) -> BasicAuth | OAuthToken:
+        if config.auth == "basic":
+            return BasicAuth(config.username, secrets.get(MAILBOX_PASSWORD, ""))
+        return OAuthToken(provider().token_callable([ews_scope(url)], upn))
+
+    return auth_for
+
+
+def ews_endpoint(
+    config: MailboxConfig,
+    auth_for: Callable[[str], Any],
+    ca_file: str | None,
+    sandbox: Mapping[str, Any] | None,
+) -> str:
+    """The EWS address typed in the wizard, else the one autodiscover found at the last test,
+    else autodiscover now. The sandbox's domains are in no DNS: its own Autodiscover service
+    (beside its EWS) is asked instead of the domain's."""
+    if config.ews_url or config.found_ews_url:
+        return config.ews_url or config.found_ews_url
+    from sync.mailbox.autodiscover import candidate_urls, discover
+
+    if not sandbox:
+        return discover(config.email, auth_for, ca_file, candidate_urls)
+    ews = urlsplit(str(sandbox["ews_url"]))
+    service = f"{ews.scheme}://{ews.netloc}/autodiscover/autodiscover.xml"
+    return discover(config.email, auth_for, ca_file, lambda _email: [service])
+
+
 class AdapterTester:
     """Opens the configured mailbox once, like Dynamics' "Test & Enable"."""
 
@@ -217,14 +255,15 @@ class AdapterTester:
         self.ews_connection = ews_connection
         self.ca_file = ca_file
 
-    def test(self, config: MailboxConfig, secrets: Mapping[str, str]) -> None:
+    def test(self, config: MailboxConfig, secrets: Mapping[str, str]) -> str | None:
         if config.type == "exchange":
-            connection = self.ews_connection(config, secrets)
+            # a new test finds the address again (the server may have moved)
+            connection = self.ews_connection(replace(config, found_ews_url=""), secrets)
             try:
                 connection.verify()
             finally:
                 connection.close()
-            return
+            return str(connection.endpoint)
         from sync.mailbox.pop3 import Pop3Session
         from sync.mailbox.smtp import SmtpSender
         from sync.setup.pop3_account import pop3_account
@@ -234,11 +273,12 @@ class AdapterTester:
             session.stat()
         with SmtpSender(smtp).session():
             pass
+        return None
 
 
 def default_ports(profile: Profile, sandbox_info: Mapping[str, Any] | None = None) -> SetupPorts:
     """Ports on the real adapters, with tokens from the stored sign-in."""
-    from sync.auth import dataverse_scope, discovery_scope, ews_scope, provider_from_config
+    from sync.auth import dataverse_scope, discovery_scope, provider_from_config
     from sync.crm.client import DataverseClient
     from sync.crm.discovery import discover_instances
 
@@ -271,20 +311,11 @@ def default_ports(profile: Profile, sandbox_info: Mapping[str, Any] | None = Non
             ]
 
     def ews_connection(config: MailboxConfig, secrets: Mapping[str, str]) -> Any:
-        from sync.mailbox.ews_connection import BasicAuth, EwsConnection, OAuthToken
+        from sync.mailbox.ews_connection import EwsConnection
 
-        endpoint = config.ews_url or (str(sandbox["ews_url"]) if sandbox else "")
-        if not endpoint:
-            raise Invalid(
-                "Autodiscover is not available yet: type the EWS address "
-                "(https://<server>/EWS/Exchange.asmx)."
-            )
-        auth_value: Any = (
-            BasicAuth(config.username, secrets.get(MAILBOX_PASSWORD, ""))
-            if config.auth == "basic"
-            else OAuthToken(provider.token_callable([ews_scope(endpoint)], upn))
-        )
-        return EwsConnection(endpoint, config.email, auth_value, ca_file=ews_ca)
+        auth_for = mailbox_auth(config, secrets, lambda: provider, upn)
+        endpoint = ews_endpoint(config, auth_for, ews_ca, sandbox)
+        return EwsConnection(endpoint, config.email, auth_for(endpoint), ca_file=ews_ca)
 
     def claims(org: OrgInfo, config: MailboxConfig, user: CrmUser) -> Any:
         if config.type == "exchange":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sync.runs import raise_alert, resolve_alerts
 from sync.setup import profile as keys
@@ -253,10 +253,11 @@ def set_to_this_client(
 
 def check_connection(
     tester: MailboxTester, config: MailboxConfig, secrets: Mapping[str, str]
-) -> None:
-    """Open the mailbox once; failures become SetupErrors that say what to do."""
+) -> str | None:
+    """Open the mailbox once; failures become SetupErrors that say what to do. Returns the
+    EWS address used (what autodiscover found when none was typed)."""
     try:
-        tester.test(config, secrets)
+        return tester.test(config, secrets)
     except AuthError:
         raise SetupError(
             N_(
@@ -293,7 +294,9 @@ def save_mailbox(
     """Check the address, test the connection, then store: the step is done only on success."""
     record = check_mailbox_owner(directory, user, config.email)
     merged = {**profile.mailbox_secrets(), **{k: v for k, v in secrets.items() if v}}
-    check_connection(tester, config, merged)
+    used = check_connection(tester, config, merged)
+    if config.type == "exchange" and not config.ews_url:
+        config = replace(config, found_ews_url=used or "")  # not discovered again every run
     previous = profile.mailbox()
     profile.save_mailbox(config, dict(secrets))
     profile.set(keys.MAILBOX_TESTED, True)

@@ -102,16 +102,22 @@ class MemoryTester:
     def __init__(self, world: MemoryWorld) -> None:
         self.world = world
 
-    def test(self, config: MailboxConfig, secrets: Mapping[str, str]) -> None:
+    def test(self, config: MailboxConfig, secrets: Mapping[str, str]) -> str | None:
         self.world.tests.append(config.email)
         host = config.ews_url or config.pop3_host
         if host and any(h in host for h in self.world.unreachable_hosts):
             raise Unavailable("connection refused")
         expected = self.world.passwords.get(config.email.lower())
+        used = (
+            (config.ews_url or "https://mail.example.com/EWS/Exchange.asmx")
+            if (config.type == "exchange")
+            else None
+        )
         if config.type == "exchange" and config.auth == "oauth":
-            return  # the signed-in token: accepted
+            return used  # the signed-in token: accepted
         if expected is None or secrets.get("mailbox_password") != expected:
             raise AuthError("wrong password")
+        return used
 
 
 class MemoryClaims:

@@ -55,6 +55,8 @@ class MailboxConfig:
     email: str
     ews_url: str = ""
     """Empty: found by autodiscover from `email`."""
+    found_ews_url: str = ""
+    """What autodiscover found when the connection was tested (used while `ews_url` is empty)."""
     auth: str = "oauth"  # exchange: "oauth" | "basic"
     username: str = ""
     pop3_host: str = ""
@@ -112,8 +114,9 @@ class CrmDirectory(Protocol):
 
 
 class MailboxTester(Protocol):
-    def test(self, config: MailboxConfig, secrets: Mapping[str, str]) -> None:
-        """Open the mailbox once; raises sync.sides.AuthError / Unavailable / Invalid."""
+    def test(self, config: MailboxConfig, secrets: Mapping[str, str]) -> str | None:
+        """Open the mailbox once; raises sync.sides.AuthError / Unavailable / Invalid.
+        Returns the EWS address it used (autodiscover's find), None for POP3."""
         ...
 
 

@@ -129,6 +129,11 @@ def test_wizard_end_to_end_on_the_sandbox(
             profile = Profile(app.extensions["mailbox_sync.database"], data_dir)
             assert profile.is_complete()
             assert messaging_allowed(profile, sandbox.describe())
+            # no EWS address typed: the sandbox's Autodiscover service found it, once
+            config = profile.mailbox()
+            assert config is not None and config.ews_url == ""
+            assert config.found_ews_url == sandbox.ews.url
+        assert "(found by autodiscover)" in page_text(web.get("/settings"))
         # the messaging job now syncs the chosen contacts into the sandbox mailbox
         wanted = _my_active_contacts(sandbox, ALICE)
         run = _run_messaging(app)
