@@ -1,5 +1,5 @@
-"""Round trips that change data they should not, found end to end (strict xfail: each turns
-into a failure, to be unmarked, once the component is fixed). See the e2e report."""
+"""Round trips that once changed data they should not (found end to end, then fixed): a task's
+due time, a meeting's organizer, and a second sync that must write nothing."""
 
 from __future__ import annotations
 
