@@ -338,13 +338,18 @@ def plan(
 
 def keys_to_read(kind: Kind, links: list[LinkRow], crm: ChangeSet, mailbox: ChangeSet) -> list[str]:
     """CRM ids the plan needs in full that the changes did not bring: the records behind our
-    unlinked mailbox items (a crash after a create, a reinstall)."""
+    unlinked mailbox items (a crash after a create, a reinstall). Items the kind does not take
+    (the other calendar kind's) are left out: the plan ignores them, and their keys are ids of
+    another entity set."""
     linked = {lk.mailbox_id for lk in links if lk.mailbox_id}
     known = set(crm.upserts) | crm.deleted
     return sorted(
         {
             item.key
             for item in mailbox.upserts.values()
-            if item.key and item.id not in linked and item.key not in known
+            if item.key
+            and item.id not in linked
+            and item.key not in known
+            and kind.mailbox_accepts(item.fields)
         }
     )

@@ -62,6 +62,19 @@ def agent_at(address: dict[str, Any]) -> Agent:
     )
 
 
+def peak_rss_mib() -> float:
+    """This process's own peak resident memory. VmHWM, not ru_maxrss: a child forked from a
+    large parent (the sandbox's process) inherits the parent's ru_maxrss on Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def main(argv: list[str]) -> int:
     address = json.loads(Path(argv[0]).read_text())
     kinds = argv[1:] or list(KIND_NAMES)
@@ -75,7 +88,7 @@ def main(argv: list[str]) -> int:
                 "results": {name: r.as_dict() for name, r in results.items()},
                 "wall_seconds": round(time.perf_counter() - started, 3),
                 "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-                "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+                "peak_rss_mib": peak_rss_mib(),
             }
         ),
         flush=True,

@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from sync.engine import EngineSettings, MemoryLinkStore, reverse_conflict, sync_kind
+from sync.engine import ChangeSet, EngineSettings, MemoryLinkStore, reverse_conflict, sync_kind
+from sync.engine.plan import keys_to_read
 from sync.kinds import exceptions
 from sync.kinds.appointments import APPOINTMENTS, RECURRING_APPOINTMENTS
 from sync.kinds.contacts import CONTACTS
 from sync.memory import Crash, MemoryCrm, MemoryMailbox
-from sync.sides import CreateOp, DeleteOp, UpdateOp
+from sync.sides import CreateOp, DeleteOp, UpdateOp, Upsert
 from tests.engine.engine_world import ME, NOW
 from tests.engine.test_engine_kinds import MASTER_ROW
 
@@ -152,3 +153,17 @@ def test_reversing_an_exceptions_conflict_writes_the_exception_rows() -> None:
     assert (row.fields["originalstartdate"], row.fields["_seriesid_value"]) == (
         MOVED["original_start"], master.id)  # fmt: skip
     assert not crm.records("recurringappointmentmasters")[master.id].fields["deletedexceptionslist"]
+
+
+def test_a_calendar_kind_reads_no_crm_rows_for_the_other_kinds_items() -> None:
+    """Both calendar kinds see every calendar item; each looks up only the keys it takes."""
+    single = Upsert("m1", "v1", {"subject": "Single"}, key="crm-appointment")
+    series = Upsert(
+        "m2", "v1", {"subject": "Series", "recurrence": {"type": "daily"}}, key="crm-series"
+    )
+    mailbox = ChangeSet(full=True)
+    mailbox.add(single)
+    mailbox.add(series)
+    crm = ChangeSet(full=False)
+    assert keys_to_read(APPOINTMENTS, [], crm, mailbox) == ["crm-appointment"]
+    assert keys_to_read(RECURRING_APPOINTMENTS, [], crm, mailbox) == ["crm-series"]
