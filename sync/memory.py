@@ -22,6 +22,7 @@ from sync.sides import (
     Deleted,
     DeleteOp,
     Duplicate,
+    KnownVersions,
     NotFound,
     Page,
     Result,
@@ -125,7 +126,9 @@ class MemorySide:
 
     # --- the Side interface -------------------------------------------------------------------
 
-    def read_changes(self, kind: str, token: str | None) -> Iterator[Page]:
+    def read_changes(
+        self, kind: str, token: str | None, known: KnownVersions | None = None
+    ) -> Iterator[Page]:
         self.calls["read_changes"] += 1
         table = self.table(kind)
         end = len(table.log)
@@ -138,6 +141,10 @@ class MemorySide:
             for record_id in dict.fromkeys(table.log[start:end]):
                 record = table.records.get(record_id)
                 changes.append(self._upsert(record) if record else Deleted(record_id))
+            if known is not None:
+                versions = {c.id: c.version for c in changes if isinstance(c, Upsert) and c.version}
+                same = set(known(versions))
+                changes = [c for c in changes if isinstance(c, Deleted) or c.id not in same]
         final = f"{kind}:{table.epoch}:{end}"
         if not changes:
             yield Page([], final, last=True)

@@ -11,7 +11,7 @@ others; errors of the whole call (the token expired, the sign-in is gone) are ra
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -161,6 +161,9 @@ class TokenExpired(SideError):
 
 Result = Written | SideError
 
+KnownVersions = Callable[[Mapping[str, str]], Collection[str]]
+"""known({id: version}) → the ids the caller already holds at exactly that version."""
+
 
 # --- the interface -----------------------------------------------------------------------------
 
@@ -172,8 +175,14 @@ class Side(Protocol):
     name: str
     """"crm" or "mailbox", for messages and the request counts."""
 
-    def read_changes(self, kind: str, token: str | None) -> Iterator[Page]:
-        """Stream pages of changes since `token`; None reads everything. Raises TokenExpired."""
+    def read_changes(
+        self, kind: str, token: str | None, known: KnownVersions | None = None
+    ) -> Iterator[Page]:
+        """Stream pages of changes since `token`; None reads everything. Raises TokenExpired.
+
+        `known`: on an incremental read a side may leave out the records the caller already
+        holds at the version the change reports (our own writes coming back), sparing their
+        full read. Never on a full read, where a missing record means a deleted one."""
         ...
 
     def read(self, kind: str, ids: Sequence[str]) -> dict[str, Upsert]:

@@ -20,6 +20,7 @@ from sync.sides import (
     Deleted,
     DeleteOp,
     Duplicate,
+    KnownVersions,
     NotFound,
     Page,
     Result,
@@ -82,7 +83,9 @@ class DataverseSide:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def read_changes(self, kind: str, token: str | None) -> Iterator[Page]:
+    def read_changes(
+        self, kind: str, token: str | None, known: KnownVersions | None = None
+    ) -> Iterator[Page]:
         """Pages of changes by change tracking; `token` is a delta link (None: read all).
         Parties are not in these rows (no `$expand` with change tracking): `read` has them."""
         spec = self.spec(kind)

@@ -11,13 +11,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 
 from sync.engine.apply import KindResult, Progress, apply_actions
 from sync.engine.options import EngineSettings
 from sync.engine.plan import ChangeSet, crm_key_for, keys_to_read, plan
 from sync.engine.state import DELETING, PENDING_CRM, UNTRACKED, Batch, LinkRow, LinkStore
 from sync.kinds.base import Kind
-from sync.sides import Deleted, RunScoped, Side, SideError, TokenExpired, UntrackMarks, Upsert
+from sync.sides import (
+    Deleted,
+    KnownVersions,
+    RunScoped,
+    Side,
+    SideError,
+    TokenExpired,
+    UntrackMarks,
+    Upsert,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +39,26 @@ MARKS_SIDE = "untracked-marks"
 """Pseudo-side: the fingerprint of the untracked marks the mailbox holds (None: not read yet)."""
 
 
-def read_all(side: Side, kind: str, token: str | None) -> tuple[ChangeSet, str | None]:
-    """Every change since `token` (a full read when None or refused), and the token to save."""
+def read_all(
+    side: Side, kind: str, token: str | None, known: KnownVersions | None = None
+) -> tuple[ChangeSet, str | None]:
+    """Every change since `token` (a full read when None or refused), and the token to save.
+    `known`: the records held at the reported version may be left out (see Side.read_changes)."""
     try:
-        return _read(side, kind, token)
+        return _read(side, kind, token, known)
     except TokenExpired:
         if token is None:
             raise
         log.info("%s refused the %s token: reading everything again", side.name, kind)
-        return _read(side, kind, None)
+        return _read(side, kind, None, known)
 
 
-def _read(side: Side, kind: str, token: str | None) -> tuple[ChangeSet, str | None]:
+def _read(
+    side: Side, kind: str, token: str | None, known: KnownVersions | None
+) -> tuple[ChangeSet, str | None]:
     changes = ChangeSet(full=token is None)
     new_token = token
-    for page in side.read_changes(kind, token):
+    for page in side.read_changes(kind, token, known):
         for change in page.changes:
             changes.add(change)
         if page.token is not None:
@@ -90,7 +105,13 @@ def sync_kind(
         progress(0, 0, "read")
     _import_marks(kind, mailbox, store, settings)
     crm_changes, crm_new = read_all(crm, kind.crm_kind, crm_token)
-    mailbox_changes, mailbox_new = read_all(mailbox, kind.mailbox_kind, mailbox_token)
+
+    # Our own writes come back in the mailbox's changes: a settled link already holds them at
+    # that ChangeKey, so the side need not read them in full (the run after a large one).
+    def held(versions: Mapping[str, str]) -> set[str]:
+        return store.mailbox_items_held(kind.name, versions)
+
+    mailbox_changes, mailbox_new = read_all(mailbox, kind.mailbox_kind, mailbox_token, held)
     if kind.crm_reads_by_id and crm_changes.upserts:
         _reread(crm, kind.crm_kind, crm_changes, settings.batch_size)
     if kind.crm_parent is not None and kind.parent_kind:

@@ -101,6 +101,10 @@ class LinkStore(Protocol):
         """Links whose CRM id or mailbox id is among those given."""
         ...
 
+    def mailbox_items_held(self, kind: str, versions: Mapping[str, str]) -> set[str]:
+        """Of these mailbox item ids, those a settled link holds at exactly that version."""
+        ...
+
     def unsettled_links(self, kind: str) -> list[LinkRow]:
         """Links waiting for a create or a delete to be confirmed."""
         ...
@@ -164,6 +168,15 @@ class MemoryLinkStore:
             for link in self.links.get(kind, {}).values()
             if link.crm_id in crm_set or (link.mailbox_id and link.mailbox_id in mailbox_set)
         ]
+
+    def mailbox_items_held(self, kind: str, versions: Mapping[str, str]) -> set[str]:
+        links = self.links.get(kind, {}).values()
+        return {
+            item_id
+            for lk in links
+            if lk.state == SYNCED and (item_id := lk.mailbox_id) is not None
+            and item_id in versions and versions[item_id] == lk.mailbox_version
+        }  # fmt: skip
 
     def unsettled_links(self, kind: str) -> list[LinkRow]:
         return [lk for lk in self.links.get(kind, {}).values() if lk.state in UNSETTLED]

@@ -49,6 +49,7 @@ from sync.sides import (
     CreateOp,
     Deleted,
     DeleteOp,
+    KnownVersions,
     NotFound,
     Page,
     Result,
@@ -88,7 +89,7 @@ _UPSERT_TYPES = (SyncFolderItems.CREATE, SyncFolderItems.UPDATE)
 
 
 class _SyncFolderItems(SyncFolderItems):
-    """SyncFolderItems (IdOnly) that yields `(change type, item class or None, item id)`.
+    """SyncFolderItems (IdOnly) yielding `(change type, item class or None, id, change key)`.
 
     Two departures from exchangelib's service: an error answer is reported by its ResponseCode
     (exchangelib reads SyncState first, and an ErrorInvalidSyncStateData answer without one would
@@ -100,16 +101,18 @@ class _SyncFolderItems(SyncFolderItems):
             return EWSAccountService._get_element_container(self, message, name)
         return super()._get_element_container(message, name)
 
-    def _elem_to_obj(self, elem: Any) -> tuple[str, type | None, str | None]:
+    def _elem_to_obj(self, elem: Any) -> tuple[str, type | None, str | None, str | None]:
         change_type = self.change_types_map[elem.tag]
         if change_type == self.READ_FLAG_CHANGE:
-            return change_type, None, None
+            return change_type, None, None, None
         if change_type == self.DELETE:
-            return change_type, None, elem.find(ItemId.response_tag()).get(ItemId.ID_ATTR)
+            return change_type, None, elem.find(ItemId.response_tag()).get(ItemId.ID_ATTR), None
         item = elem[0]
-        item_id = item.find(ItemId.response_tag())
+        found = item.find(ItemId.response_tag())
         cls = BaseFolder.item_model_from_tag(item.tag)
-        return change_type, cls, item_id.get(ItemId.ID_ATTR) if item_id is not None else None
+        if found is None:
+            return change_type, cls, None, None
+        return change_type, cls, found.get(ItemId.ID_ATTR), found.get(ItemId.CHANGEKEY_ATTR)
 
 
 class _KeyMemory:
@@ -204,7 +207,9 @@ class EwsSide:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def read_changes(self, kind: str, token: str | None) -> Iterator[Page]:
+    def read_changes(
+        self, kind: str, token: str | None, known: KnownVersions | None = None
+    ) -> Iterator[Page]:
         """Pages of changes since the sync state `token` (None: everything). Raises TokenExpired.
 
         A second read of the same kind from the same (not None) state soon after, with no write
@@ -215,7 +220,7 @@ class EwsSide:
             return
         pages: list[Page] | None = [] if token is not None else None  # full reads: not kept
         count = 0
-        for page in self._read_pages(kind, token):
+        for page in self._read_pages(kind, token, known if token is not None else None):
             if pages is not None:
                 count += len(page.changes)
                 if count <= self._reuse.max_changes:
@@ -226,7 +231,9 @@ class EwsSide:
                 self._reuse.keep(kind, token, pages)
             yield page
 
-    def _read_pages(self, kind: str, token: str | None) -> Iterator[Page]:
+    def _read_pages(
+        self, kind: str, token: str | None, known: KnownVersions | None
+    ) -> Iterator[Page]:
         base = convert.base_kind(kind)
         folder = self.folder(kind)
         item_cls = convert.ITEM_CLASSES[base]
@@ -254,15 +261,22 @@ class EwsSide:
             # The same state may be sent again: a retry after a dropped answer is harmless.
             raw = self.connection.call(sync_page, idempotent=True)
             order: OrderedDict[str, str | None] = OrderedDict()  # id → "upsert" | None (deleted)
-            for change_type, cls, item_id in raw:
+            versions: dict[str, str] = {}
+            for change_type, cls, item_id, change_key in raw:
                 if not item_id:
                     continue  # ReadFlagChange: the read flag is not synced
                 if change_type == SyncFolderItems.DELETE:
                     order.pop(item_id, None)
                     order[item_id] = None
+                    versions.pop(item_id, None)
                 elif change_type in _UPSERT_TYPES and cls and issubclass(cls, item_cls):
                     order.pop(item_id, None)
                     order[item_id] = "upsert"
+                    if change_key:
+                        versions[item_id] = change_key
+            unchanged = set(known(versions)) if known is not None and versions else set()
+            for item_id in unchanged:
+                del order[item_id]  # held at this change key already: no GetItem for it
             wanted = [i for i, what in order.items() if what]
             fetched = self._fetch(kind, wanted)
             changes: list[Upsert | Deleted] = []

@@ -23,6 +23,7 @@ from sync.sides import (
     AuthError,
     CreateOp,
     Invalid,
+    KnownVersions,
     Page,
     Result,
     SideError,
@@ -67,7 +68,9 @@ class Pop3Side:
         # A POP3 message never changes, so its UIDL is its id and there is no version.
         return Upsert(id=message.uidl, version=None, fields=fields, key=key)
 
-    def read_changes(self, kind: str, token: str | None) -> Iterator[Page]:
+    def read_changes(
+        self, kind: str, token: str | None, known: KnownVersions | None = None
+    ) -> Iterator[Page]:
         """New messages since `token` (None: all), `page_size` per page, in arrival order."""
         _check_kind(kind)
         state = Pop3State.from_token(token)

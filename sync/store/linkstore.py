@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select
 
 from sync.engine.state import (
     ALERT_AFTER,
+    SYNCED,
     UNSETTLED,
     UNTRACKED,
     Batch,
@@ -93,6 +94,20 @@ class SqlLinkStore:
                     for link in session.scalars(query):
                         found.setdefault(link.crm_id, _row(link))
         return list(found.values())
+
+    def mailbox_items_held(self, kind: str, versions: Mapping[str, str]) -> set[str]:
+        ids = sorted(versions)
+        held: set[str] = set()
+        with self.database.session() as session:
+            for start in range(0, len(ids), CHUNK):
+                query = select(Link.mailbox_id, Link.mailbox_version).where(
+                    Link.org == self.org,
+                    Link.kind == kind,
+                    Link.state == SYNCED,
+                    Link.mailbox_id.in_(ids[start : start + CHUNK]),
+                )
+                held.update(i for i, v in session.execute(query) if i and v == versions[i])
+        return held
 
     def unsettled_links(self, kind: str) -> list[LinkRow]:
         with self.database.session() as session:

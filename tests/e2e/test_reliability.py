@@ -17,7 +17,7 @@ import pytest
 
 from sandbox.faults import Fault
 from sync.mailbox.ews import EwsConnection, EwsSide, OAuthToken
-from sync.sides import Page, Result, Side, Upsert, WriteOp
+from sync.sides import KnownVersions, Page, Result, Side, Upsert, WriteOp
 from tests.e2e.harness import (
     Agent,
     SandboxPair,
@@ -119,8 +119,10 @@ class CrashingSide:
         self.written = 0
         self.crashed = False
 
-    def read_changes(self, kind: str, token: str | None) -> Iterator[Page]:
-        return self.inner.read_changes(kind, token)
+    def read_changes(
+        self, kind: str, token: str | None, known: KnownVersions | None = None
+    ) -> Iterator[Page]:
+        return self.inner.read_changes(kind, token, known)
 
     def read(self, kind: str, ids: Sequence[str]) -> dict[str, Upsert]:
         return self.inner.read(kind, ids)

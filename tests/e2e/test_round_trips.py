@@ -13,7 +13,9 @@ from tests.e2e.harness import (
     SandboxPair,
     make_agent,
     moment,
+    seed_contacts,
     tomorrow_at,
+    user_update_items,
 )
 
 
@@ -61,3 +63,27 @@ def test_the_sync_after_the_initial_one_writes_nothing(fresh_pair: SandboxPair) 
     assert agent.sync(["tasks"])["tasks"].mailbox.created == 1
     second = agent.sync(["tasks"])["tasks"]
     assert second.crm.updated == 0
+
+
+def test_our_own_writes_coming_back_are_not_read_again(fresh_pair: SandboxPair) -> None:
+    """The run after a large one: SyncFolderItems reports every item we made, each at the
+    ChangeKey its link holds, so none is fetched again; a user's edit still is."""
+    made = seed_contacts(fresh_pair, 40)
+    agent = make_agent(fresh_pair)
+    assert agent.sync(["contacts"])["contacts"].mailbox.created == 40
+    fresh_pair.log.clear()
+
+    echo = agent.sync(["contacts"])["contacts"]
+
+    assert echo.changed == 0
+    ews = [e.target for e in fresh_pair.log if e.service == "ews"]
+    assert ews == ["SyncFolderItems"], ews  # the 40 creates reported, none read in full
+
+    [edited] = [lk.mailbox_id for lk in agent.links("contacts") if lk.crm_id == made[0]]
+    assert edited is not None
+    user_update_items(fresh_pair.mailbox_side(), "contacts", {edited: {"job_title": "Edited"}})
+    fresh_pair.log.clear()
+    result = agent.sync(["contacts"])["contacts"]
+    assert result.crm.updated == 1
+    assert agent.crm.read("contacts", [made[0]])[made[0]].fields["jobtitle"] == "Edited"
+    assert [e.target for e in fresh_pair.log if e.service == "ews"].count("GetItem") == 1

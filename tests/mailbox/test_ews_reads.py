@@ -14,7 +14,17 @@ from sandbox.faults import Fault, FaultProfile
 from sync.mailbox.ews import KEY_CHUNK, EwsSide
 from sync.mailbox.ews_connection import side_error
 from sync.mailbox.ews_readcache import ReadReuse
-from sync.sides import CreateOp, Invalid, Page, Unavailable, UpdateOp, Upsert, Written
+from sync.sides import (
+    CreateOp,
+    Deleted,
+    DeleteOp,
+    Invalid,
+    Page,
+    Unavailable,
+    UpdateOp,
+    Upsert,
+    Written,
+)
 from tests.mailbox.ews_helpers import BOB, CAROL, DAVE, connect, read_all
 
 QUICK = (0.01, 0.01)
@@ -187,6 +197,35 @@ def test_a_new_run_never_gets_the_last_runs_read(ews: Any) -> None:
 
     assert len(ops_logged(ews, "SyncFolderItems")) == 1
     assert [c.fields["surname"] for c in changes if isinstance(c, Upsert)] == ["Between"]
+
+
+def test_items_the_caller_holds_at_that_change_key_are_not_fetched(ews: Any) -> None:
+    side = side_for(ews, CAROL)
+    made = side.write("tasks", [CreateOp(f"held-{i}", {"subject": f"T{i}"}) for i in range(3)])
+    ids = [r.id for r in made if isinstance(r, Written)]
+    _, token = read_all(side, "tasks", None)
+    side.write("tasks", [UpdateOp(ids[0], None, {"subject": "Changed"})])
+    side.write("tasks", [DeleteOp(ids[1], None)])
+    side.begin_run()
+    asked: list[dict[str, str]] = []
+
+    def holds_all(versions: Any) -> set[str]:
+        asked.append(dict(versions))
+        return set(versions)
+
+    ews.log.clear()
+    pages = list(side.read_changes("tasks", token, holds_all))
+    assert [c for p in pages for c in p.changes] == [Deleted(ids[1])]  # deletes always come
+    assert list(asked[0]) == [ids[0]] and ops_logged(ews, "GetItem") == []
+
+    side.begin_run()
+    ews.log.clear()
+    changes, _ = read_all(side, "tasks", token)  # nothing known: the update is read in full
+    assert [c.fields["subject"] for c in changes if isinstance(c, Upsert)] == ["Changed"]
+    assert len(ops_logged(ews, "GetItem")) == 1
+    ews.log.clear()
+    list(side.read_changes("tasks", None, holds_all))  # a full read: nothing is left out
+    assert len(ops_logged(ews, "GetItem")) == 1
 
 
 def test_full_reads_are_never_shared(ews: Any) -> None:
