@@ -153,14 +153,17 @@ class ProfileConnector:
         secrets = self.profile.mailbox_secrets()
         sandbox = info if (self.profile.get("auth") or {}).get("provider") == "sandbox" else None
         if config.type == "exchange":
-            from sync.mailbox.ews import open_side
+            from sync.mailbox.ews import EwsSide
+            from sync.mailbox.ews_connection import shared_connection
             from sync.setup.adapters import ews_endpoint, mailbox_auth
 
             upn = self.profile.signed_in_upn
             auth_for = mailbox_auth(config, secrets, lambda: self._provider(info), upn)
             ca_file = str(sandbox["ews_ca_file"]) if sandbox else None
             endpoint = ews_endpoint(config, auth_for, ca_file, sandbox)
-            side = open_side(endpoint, config.email, auth_for(endpoint), ca_file=ca_file)
+            # one connection for the process: folders are looked up once, not every run
+            connection = shared_connection(endpoint, config.email, auth_for(endpoint), ca_file)
+            side = EwsSide(connection)
             side.marks_scope = org_id  # untracked marks belong to the synchronizing organization
             return side
         from sync.mailbox.pop3_side import Pop3Side

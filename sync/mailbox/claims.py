@@ -17,7 +17,7 @@ from exchangelib import ExtendedProperty, Folder
 from exchangelib import errors as ews_errors
 from exchangelib.folders import SHALLOW, FolderCollection
 
-from sync.mailbox.ews_connection import CONFLICT_ERRORS, EwsConnection
+from sync.mailbox.ews_connection import CONFLICT_ERRORS, NOT_FOUND_ERRORS, EwsConnection
 from sync.mailbox.fields import IDEMPOTENCY_PROPERTY_SET
 
 CLAIM_FOLDER_NAME = "Mailbox Sync for Dynamics 365"
@@ -94,9 +94,15 @@ def hidden_folder(conn: EwsConnection, create: bool = True) -> Any:
     (or None when `create` is false)."""
 
     def get() -> Any:
+        if conn.hidden_folder_id:  # found before: one GetFolder by id
+            known = _by_id(conn, conn.hidden_folder_id)
+            if known is not None:
+                return known
+            conn.hidden_folder_id = None
         root = conn.account.msg_folder_root
         found = _children_named(root, CLAIM_FOLDER_NAME)
         if found:
+            conn.hidden_folder_id = found[0].id
             return found[0]
         if not create:
             return None
@@ -104,15 +110,26 @@ def hidden_folder(conn: EwsConnection, create: bool = True) -> Any:
         setattr(folder, HIDDEN_FIELD, True)
         try:
             folder.save()
+            made = refresh_folder(folder)
         except ews_errors.ErrorFolderExists:
             # Another computer made it at the same moment: use theirs.
             found = _children_named(root, CLAIM_FOLDER_NAME)
             if not found:
                 raise
-            return found[0]
-        return refresh_folder(folder)
+            made = found[0]
+        conn.hidden_folder_id = made.id
+        return made
 
     return conn.call(get, idempotent=not create)  # only a read may be sent again
+
+
+def _by_id(conn: EwsConnection, folder_id: str) -> Any | None:
+    """The folder with this id, fresh from the server, or None when it is gone."""
+    try:
+        fresh = refresh_folder(Folder(root=conn.account.root, id=folder_id))
+    except NOT_FOUND_ERRORS:
+        return None
+    return fresh if fresh.name == CLAIM_FOLDER_NAME else None
 
 
 def _children_named(root: Any, name: str) -> list[Any]:

@@ -678,17 +678,3 @@ def _needs_base(base: str, ops: Sequence[UpdateOp]) -> bool:
             names & {"given_name", "middle_name", "surname", "company_name"}
         )
     return False
-
-
-def open_side(
-    endpoint: str,
-    email: str,
-    auth: BasicAuth | OAuthToken,
-    ca_file: str | None = None,
-    folders: Mapping[str, Any] | None = None,
-    **options: Any,
-) -> EwsSide:
-    """Connection + side in one call (the factory the service layer uses)."""
-    max_wait = float(options.pop("max_wait", 300))
-    connection = EwsConnection(endpoint, email, auth, ca_file=ca_file, max_wait=max_wait)
-    return EwsSide(connection, folders, **options)

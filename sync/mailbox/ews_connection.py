@@ -11,6 +11,7 @@ create whose answer was lost).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import ssl
 import threading
@@ -121,6 +122,11 @@ class _ProvidedTokenCredentials(OAuth2AuthorizationCodeCredentials):
     def refresh(self, session: Any = None) -> None:
         with self.lock:
             self.access_token = self._token(self._provider)
+
+    def use_provider(self, provider: Callable[[], str]) -> None:
+        """Later refreshes ask `provider` (the current token stays until it is refused)."""
+        with self.lock:
+            self._provider = provider
 
 
 class _Policy(FaultTolerance):
@@ -254,6 +260,8 @@ class EwsConnection:
         )
         self._account: Account | None = None
         self._lock = threading.Lock()
+        self.hidden_folder_id: str | None = None
+        """The id of our hidden folder (sync.mailbox.claims), once found: later lookups by id."""
 
     @property
     def account(self) -> Account:
@@ -318,6 +326,12 @@ class EwsConnection:
         self.account.protocol.close()
         return True
 
+    def use_token_provider(self, provider: Callable[[], str]) -> None:
+        """Take bearer tokens from `provider` from now on (OAuth connections only)."""
+        if isinstance(self._credentials, _ProvidedTokenCredentials):
+            self.auth = OAuthToken(provider)
+            self._credentials.use_provider(provider)
+
     def verify(self) -> None:
         """One cheap call (GetFolder of the Inbox) to check endpoint, TLS and sign-in."""
         self.call(lambda: self.account.inbox.id, idempotent=True)
@@ -329,3 +343,33 @@ class EwsConnection:
 
     def __repr__(self) -> str:
         return f"EwsConnection({self.endpoint!r}, {self.email!r})"
+
+
+_shared: dict[tuple[str, ...], EwsConnection] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_connection(
+    endpoint: str, email: str, auth: BasicAuth | OAuthToken, ca_file: str | None = None
+) -> EwsConnection:
+    """One connection per mailbox, endpoint and credentials for the whole process.
+
+    Each messaging run (and its claim check) would otherwise make a new exchangelib Account and
+    look its folders up again: a GetFolder per folder per run. A changed password or another
+    sign-in method is another key, so a new connection."""
+    secret = auth.password if isinstance(auth, BasicAuth) else ""
+    key = (
+        endpoint,
+        email.lower(),
+        ca_file or "",
+        type(auth).__name__,
+        getattr(auth, "username", ""),
+        hashlib.sha256(secret.encode()).hexdigest(),
+    )
+    with _shared_lock:
+        found = _shared.get(key)
+        if found is None:
+            found = _shared[key] = EwsConnection(endpoint, email, auth, ca_file=ca_file)
+        elif isinstance(auth, OAuthToken):
+            found.use_token_provider(auth.token_provider)  # the newest sign-in's provider
+        return found

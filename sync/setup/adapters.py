@@ -310,16 +310,22 @@ def default_ports(profile: Profile, sandbox_info: Mapping[str, Any] | None = Non
                 for i in found
             ]
 
-    def ews_connection(config: MailboxConfig, secrets: Mapping[str, str]) -> Any:
-        from sync.mailbox.ews_connection import EwsConnection
+    def ews_connection(
+        config: MailboxConfig, secrets: Mapping[str, str], shared: bool = False
+    ) -> Any:
+        """A new connection (to test one), or the process's (`shared`: the claim checks of
+        every run go through the same one as the sync, folders looked up once)."""
+        from sync.mailbox.ews_connection import EwsConnection, shared_connection
 
         auth_for = mailbox_auth(config, secrets, lambda: provider, upn)
         endpoint = ews_endpoint(config, auth_for, ews_ca, sandbox)
+        if shared:
+            return shared_connection(endpoint, config.email, auth_for(endpoint), ews_ca)
         return EwsConnection(endpoint, config.email, auth_for(endpoint), ca_file=ews_ca)
 
     def claims(org: OrgInfo, config: MailboxConfig, user: CrmUser) -> Any:
         if config.type == "exchange":
-            return EwsClaims(ews_connection(config, profile.mailbox_secrets()))
+            return EwsClaims(ews_connection(config, profile.mailbox_secrets(), shared=True))
         return DataverseClaims(client_for(org), user.id)
 
     return SetupPorts(

@@ -156,3 +156,32 @@ def test_two_computers_racing_one_wins(ews: Any, monkeypatch: pytest.MonkeyPatch
     assert len(winners) == 1 and len(losers) == 1
     assert losers[0].current is not None and losers[0].current.same_owner(winners[0])
     assert claims.read_claim(connect(ews, ALICE)) == winners[0]
+
+
+def test_a_known_hidden_folder_is_read_by_its_id_and_found_again_when_remade(ews: Any) -> None:
+    conn, other = connect(ews, CAROL), connect(ews, CAROL)
+    claims.take_claim(conn, claim("A"), expected=None)
+    first_id = conn.hidden_folder_id
+    assert first_id
+    ews.log.clear()
+    assert claims.read_claim(conn) is not None
+    assert [e.target for e in ews.log] == ["GetFolder"]  # by id: no search
+
+    # someone deletes the folder and another computer makes it again (a new id)
+    claims.hidden_folder(other).delete()
+    claims.take_claim(other, claim("B"), expected=None)
+    current = claims.read_claim(conn)
+    assert current is not None and current.instance_id == "B"
+    assert conn.hidden_folder_id not in (None, first_id)
+
+
+def test_one_shared_connection_per_mailbox_and_credentials(ews: Any) -> None:
+    from sync.mailbox.ews_connection import BasicAuth, OAuthToken, shared_connection
+
+    one = shared_connection(ews.url, DAVE, BasicAuth(DAVE, "pw-1"), ews.ca_file)
+    assert shared_connection(ews.url, DAVE.upper(), BasicAuth(DAVE, "pw-1"), ews.ca_file) is one
+    assert shared_connection(ews.url, DAVE, BasicAuth(DAVE, "pw-2"), ews.ca_file) is not one
+    tokens = iter(["first", "second"])
+    by_token = shared_connection(ews.url, DAVE, OAuthToken(lambda: next(tokens)), ews.ca_file)
+    newer = shared_connection(ews.url, DAVE, OAuthToken(lambda: "newest"), ews.ca_file)
+    assert newer is by_token and by_token.auth.token_provider() == "newest"

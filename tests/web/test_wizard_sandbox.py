@@ -142,6 +142,13 @@ def test_wizard_end_to_end_on_the_sandbox(
         assert sandbox.ews.mailbox(ALICE).counts()["contacts"] >= wanted
         again = _run_messaging(app)
         assert again.outcome == "ok" and again.message == "Nothing changed."
+        # a quiet run of the app: one request per entity set and per folder, and the claim
+        # check (one GetFolder of the hidden folder by its id); folders are not looked up again
+        sandbox.log.clear()
+        assert _run_messaging(app).message == "Nothing changed."
+        assert sorted((e.service, e.target) for e in sandbox.log) == [
+            ("dataverse", "contacts"), ("ews", "GetFolder"), ("ews", "SyncFolderItems")
+        ]  # fmt: skip
     finally:
         app.extensions["mailbox_sync.database"].dispose()
 
