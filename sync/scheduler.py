@@ -32,13 +32,16 @@ class SyncScheduler:
         self.interval = interval
         self.offline_interval = offline_interval
         self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._asked: set[str] = set()
+        """Jobs whose next run the user asked for (Sync now): recorded with trigger "now"."""
+        self._asked_lock = threading.Lock()
 
     def start(self) -> None:
         if not _started.acquire(blocking=False):
             raise AlreadyStarted("a scheduler is already running in this process")
         for job, seconds in ((MESSAGING, self.interval), (OFFLINE, self.offline_interval)):
             self._scheduler.add_job(
-                self.service.run,
+                self._run,
                 "interval",
                 args=[job],
                 seconds=seconds,
@@ -52,8 +55,16 @@ class SyncScheduler:
             )
         self._scheduler.start()
 
+    def _run(self, job: str) -> None:
+        with self._asked_lock:
+            trigger = "now" if job in self._asked else "schedule"
+            self._asked.discard(job)
+        self.service.run(job, trigger)
+
     def sync_now(self, job: str = MESSAGING) -> None:
         """Run `job` as soon as possible: its next run time becomes now."""
+        with self._asked_lock:
+            self._asked.add(job)
         self._scheduler.modify_job(JOB_IDS[job], next_run_time=datetime.now(UTC))
 
     def next_run(self, job: str = MESSAGING) -> datetime | None:

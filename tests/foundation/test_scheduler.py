@@ -54,6 +54,8 @@ def test_sync_now_moves_the_next_run_to_now(data_dir: Path) -> None:
         _wait_for(
             lambda: len([r for r in recent_runs(database, job=MESSAGING) if r.finished_at]) == 2
         )
+        # the run the user asked for says so; the one at start was the schedule's
+        assert [r.trigger for r in recent_runs(database, job=MESSAGING)] == ["now", "schedule"]
     finally:
         scheduler.shutdown()
 
