@@ -73,6 +73,7 @@ def engine_settings(profile: Profile, me: str) -> EngineSettings:
         directions=directions,
         conflict_policy=str(profile.get("conflict_policy", "crm")),
         confirm_emptied=bool(profile.get(CONFIRM_EMPTIED, False)),
+        timezone=str(profile.get("timezone") or "UTC"),
     )
 
 

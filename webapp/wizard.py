@@ -8,7 +8,7 @@ htmx makes them update in place when it is there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
@@ -18,11 +18,12 @@ from sync.service import MESSAGING
 from sync.setup import choices as choices_step
 from sync.setup import instance as instance_step
 from sync.setup import mailbox as mailbox_step
-from sync.setup import organizations
+from sync.setup import organizations, user_filters
 from sync.setup import profile as keys
 from sync.setup.messages import N_, Msg, SetupError
 from sync.setup.ports import CrmDirectory, CrmUser, MailboxRecord, OrgInfo, SetupPorts
 from sync.setup.profile import STEPS, Profile
+from sync.setup.user_filters import UserFilter
 from sync.sides import AuthError, SideError
 from webapp import state
 from webapp.signin import sandbox_info
@@ -418,7 +419,24 @@ def _counts(profile: Profile, slugs: list[str]) -> tuple[dict[str, int], Msg | N
     return counts or {}, error
 
 
-def choices_view(profile: Profile) -> Any:
+def _user_filter_counts(profile: Profile, found: list[UserFilter]) -> dict[str, int]:
+    if not found:
+        return {}
+
+    def count_all() -> dict[str, int]:
+        directory, user = _crm(profile)
+        tz = str(profile.get("timezone") or "UTC")
+        return {f.slug: user_filters.count(directory, f, user.id, tz) for f in found}
+
+    counts, _error = guarded(count_all)  # the built-in counts already report a failure
+    return counts or {}
+
+
+def choices_view(
+    profile: Profile, new_filter: Mapping[str, Any] | None = None, filter_error: Msg | None = None
+) -> Any:
+    """The step's page; a POST of the step's own form saves it (not the add-filter form's,
+    which comes here with `new_filter` to show its error)."""
     stored = choices_step.current_choices(profile)
     error: Msg | None = None
     field = ""
@@ -429,7 +447,7 @@ def choices_view(profile: Profile) -> Any:
         "interval_seconds": stored.interval_seconds,
         **{f"direction_{k}": v for k, v in (stored.directions or {}).items()},
     }
-    if request.method == "POST":
+    if request.method == "POST" and new_filter is None:
         selected = request.form.getlist("filters")
         form = dict(request.form.items())
         try:
@@ -442,10 +460,21 @@ def choices_view(profile: Profile) -> Any:
         except SetupError as refused:
             error, field, status = refused.msg, refused.field, 422
     counts, count_error = _counts(profile, [f.slug for f in choices_step.BUILTIN_FILTERS])
+    own = user_filters.user_filters(profile)
+    counts.update(_user_filter_counts(profile, own))
+    if filter_error is not None:
+        status = 422
     return page(
         "choices",
         profile,
         status=200 if is_htmx() else status,
+        own_filters=own,
+        describe_filter=user_filters.describe,
+        filter_fields=user_filters.FIELDS,
+        filter_kinds=user_filters.KINDS,
+        filter_operators=user_filters.OPERATORS,
+        new_filter=new_filter or {},
+        filter_error=filter_error,
         filters=choices_step.BUILTIN_FILTERS,
         kind_labels=choices_step.KIND_LABELS,
         selected=selected,
@@ -459,6 +488,33 @@ def choices_view(profile: Profile) -> Any:
         directions=choices_step.DIRECTIONS,
         field_groups=choices_step.FIELD_GROUPS,
     )
+
+
+@bp.post("/choices/filters")
+def add_user_filter() -> Any:
+    """Add one of the user's own filters (enabled), then show the step again."""
+    profile = current_profile()
+    if not reachable(profile, "choices"):
+        return redirect(url_for("wizard.step", step=profile.current_step()))
+    form = dict(request.form.items())
+    rows = [
+        (form.get(f"field_{i}", ""), form.get(f"op_{i}", ""), form.get(f"value_{i}", ""))
+        for i in range(user_filters.MAX_CONDITIONS)
+    ]
+    kind, name = form.get("filter_kind", ""), form.get("filter_name", "")
+    try:
+        conditions = user_filters.parse_filter(kind, name, rows)
+    except SetupError as refused:
+        return choices_view(profile, new_filter=form, filter_error=refused.msg)
+    user_filters.add_filter(profile, kind, name, conditions)
+    return go("wizard.step", step="choices")
+
+
+@bp.post("/choices/filters/<int:filter_id>/delete")
+def delete_user_filter(filter_id: int) -> Any:
+    profile = current_profile()
+    user_filters.delete_filter(profile, filter_id)
+    return go("wizard.step", step="choices")
 
 
 @bp.post("/choices/counts")

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping
 
 from sync.engine.apply import KindResult, Progress, apply_actions
+from sync.engine.filters import resolve_value
 from sync.engine.options import EngineSettings
 from sync.engine.plan import ChangeSet, crm_key_for, keys_to_read, plan
 from sync.engine.state import DELETING, PENDING_CRM, UNTRACKED, Batch, LinkRow, LinkStore
@@ -75,7 +76,17 @@ def begin_run(*sides: Side) -> None:
 
 
 def filters_fingerprint(kind: Kind, settings: EngineSettings) -> str:
-    filters = settings.filters_for(kind.name, kind.default_filters)
+    """The filters in force, with "me" and "today±N days" resolved: when the day changes, a
+    filter like "due in the next 7 days" takes other rows although none of them changed, so
+    its fingerprint changes too and the run re-judges every row (once a day)."""
+    now = settings.now()
+    filters = [
+        [
+            {**c, "value": resolve_value(c.get("value"), settings.me, now, settings.timezone)}
+            for c in conditions
+        ]
+        for conditions in settings.filters_for(kind.name, kind.default_filters)
+    ]
     text = json.dumps([filters, settings.me], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

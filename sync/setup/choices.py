@@ -19,6 +19,7 @@ from sync.setup import profile as keys
 from sync.setup.messages import N_, Msg, SetupError
 from sync.setup.ports import CrmDirectory
 from sync.setup.profile import Profile
+from sync.setup.user_filters import USER_PREFIX, refresh_kinds, set_enabled, user_filters
 from sync.store.models import SyncFilter
 
 OFFLINE_PREFIX = "offline:"
@@ -177,7 +178,7 @@ def count_union(directory: CrmDirectory, slugs: Sequence[str], me: str) -> dict[
 
 def parse_choices(form: Mapping[str, Any], filters: Sequence[str]) -> Choices:
     """Validate the step's form (filters as a list of slugs); raises SetupError."""
-    unknown = [s for s in filters if s not in BY_SLUG]
+    unknown = [s for s in filters if s not in BY_SLUG and not s.startswith(USER_PREFIX)]
     if unknown:
         raise SetupError(N_("Unknown filter: %(name)s.", name=", ".join(unknown)), "filters")
     tracking = str(form.get("tracking") or "replies")
@@ -205,6 +206,7 @@ def current_choices(profile: Profile) -> Choices:
     enabled = tuple(r.name for r in rows if r.enabled and r.name in BY_SLUG)
     if not rows:
         enabled = tuple(f.slug for f in BUILTIN_FILTERS if f.default)
+    enabled += tuple(f.slug for f in user_filters(profile) if f.enabled)
     return Choices(
         filters=enabled,
         tracking=str(profile.get("tracking_option", "replies")),
@@ -226,8 +228,8 @@ def save_choices(profile: Profile, choices: Choices) -> None:
                 {"field": f, "op": op, "value": value} for f, op, value in definition.conditions
             ]
             row.enabled = definition.slug in choices.filters
-    kinds = sorted({BY_SLUG[s].kind for s in choices.filters if s in BY_SLUG})
-    profile.set("kinds", [k for k in kinds if not k.startswith(OFFLINE_PREFIX)])
+    set_enabled(profile, [s for s in choices.filters if s.startswith(USER_PREFIX)])
+    refresh_kinds(profile)
     profile.set("tracking_option", choices.tracking)
     profile.set("field_directions", dict(choices.directions or {}))
     profile.set("interval_seconds", choices.interval_seconds)

@@ -65,3 +65,27 @@ def test_default_filters() -> None:
 def test_unknown_operator_is_refused() -> None:
     with pytest.raises(ValueError):
         matches(ROW, [{"field": "statecode", "op": "like", "value": 1}], "", NOW)
+
+
+def test_a_relative_filter_takes_rows_as_the_days_pass_without_any_change() -> None:
+    """ "Due in the next 3 days": a task due in 5 days enters the filter two days later, though
+    nothing about it changed (the delta reports nothing); the day's new filter re-judges all."""
+    from datetime import timedelta
+
+    from sync.engine import MemoryLinkStore
+    from sync.memory import MemoryCrm, MemoryMailbox
+    from tests.engine.engine_world import World
+
+    world = World(MemoryCrm(me="me-id"), MemoryMailbox(), MemoryLinkStore(), kind=TASKS, now=NOW)
+    due_soon = [[{"field": "scheduledend", "op": "le", "value": "today+3 days"}]]
+    world.crm.put("tasks", {"subject": "Later", "statecode": 0, "_ownerid_value": "me-id",
+                            "scheduledend": "2026-11-30T09:00:00Z"})  # fmt: skip
+    assert world.sync(me="me-id", filters={"tasks": due_soon}).mailbox.created == 0
+    assert world.sync(me="me-id", filters={"tasks": due_soon}).changed == 0
+
+    world.now = NOW + timedelta(days=2)  # 27 November: "today+3 days" is 30 November 00:00
+    assert world.sync(me="me-id", filters={"tasks": due_soon}).mailbox.created == 0
+    world.now = NOW + timedelta(days=3)  # 28 November: the 1 December limit takes the task
+    assert world.sync(me="me-id", filters={"tasks": due_soon}).mailbox.created == 1
+    world.now = NOW + timedelta(days=6)  # 1 December: still in (due before the limit)
+    assert world.sync(me="me-id", filters={"tasks": due_soon}).changed == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,34 +86,41 @@ def client_of(app: Flask) -> tuple[FlaskClient, str]:
     return client, csrf_token_from(client.get("/settings").get_data(as_text=True))
 
 
+def up_to_the_choices(web: FlaskClient, token: str, upn: str, name: str, computer: str) -> None:
+    """The wizard's first three steps: contoso, the sandbox Exchange mailbox, this computer."""
+    page = page_text(web.get("/setup/organization"))
+    assert "Contoso Sandbox" in page
+    contoso = re.search(r'value="([0-9a-f-]{36})" id="sync-contoso"', page)
+    assert contoso is not None
+    answer = web.post(
+        "/setup/organization", data={"csrf_token": token, "synchronizing": contoso.group(1)}
+    )
+    assert answer.status_code == 303
+
+    page = page_text(web.get("/setup/mailbox"))
+    assert f"CRM user: {name}" in page
+    form = {"csrf_token": token, "type": "exchange", "email": upn, "auth": "oauth"}
+    tested = page_text(web.post("/setup/mailbox", data={**form, "action": "test"}))
+    assert "Connection works." in tested
+    assert web.post("/setup/mailbox", data={**form, "action": "save"}).status_code == 303
+
+    page = page_text(web.get("/setup/instance"))
+    assert 'data-state="none"' in page or 'data-state="mine"' in page
+    web.post(
+        "/setup/instance",
+        data={"csrf_token": token, "take_over": "yes", "instance_name": computer},
+    )
+
+
 def test_wizard_end_to_end_on_the_sandbox(
     sandbox: RunningSandbox, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(data_dir, sandbox, ALICE, monkeypatch)
     try:
         web, token = client_of(app)
-        page = page_text(web.get("/setup/organization"))
-        assert "Contoso Sandbox" in page and "Fabrikam Sandbox" in page
-        contoso = re.search(r'value="([0-9a-f-]{36})" id="sync-contoso"', page)
-        assert contoso is not None
-        answer = web.post(
-            "/setup/organization", data={"csrf_token": token, "synchronizing": contoso.group(1)}
-        )
-        assert answer.status_code == 303
-
-        page = page_text(web.get("/setup/mailbox"))
-        assert "CRM user: Alice Wong" in page and "Not this client" not in page
-        form = {"csrf_token": token, "type": "exchange", "email": ALICE, "auth": "oauth"}
-        tested = page_text(web.post("/setup/mailbox", data={**form, "action": "test"}))
-        assert "Connection works." in tested
-        assert web.post("/setup/mailbox", data={**form, "action": "save"}).status_code == 303
-
-        page = page_text(web.get("/setup/instance"))
-        assert 'data-state="none"' in page or 'data-state="mine"' in page
-        web.post(
-            "/setup/instance",
-            data={"csrf_token": token, "take_over": "yes", "instance_name": "desk-pc"},
-        )
+        assert "Fabrikam Sandbox" in page_text(web.get("/setup/organization"))  # Alice's 2 orgs
+        up_to_the_choices(web, token, ALICE, "Alice Wong", "desk-pc")
+        assert "Not this client" not in page_text(web.get("/setup/mailbox"))  # methods set
         page = page_text(web.get("/setup/choices"))
         assert re.search(r'data-testid="count-my-active-contacts">\s*\d+ records', page)
         assert "? records" not in page
@@ -208,5 +216,66 @@ def test_bobs_wizard_refuses_alices_mailbox(
         )
         assert refused.status_code == 422
         assert "already used by another CRM user, Alice Wong" in page_text(refused)
+    finally:
+        app.extensions["mailbox_sync.database"].dispose()
+
+
+def _due_soon_open_tasks(sandbox: RunningSandbox, upn: str, days: int) -> int:
+    users = sandbox.describe()["users"]
+    user_id = next(u for u in users if u["upn"] == upn)["systemuser_ids"]["contoso"]
+    limit = datetime.combine(date.today() + timedelta(days=days), time(0), tzinfo=UTC)
+    rows = sandbox.dataverse.table("contoso", "tasks").rows.values()
+    return sum(
+        1
+        for row in rows
+        if row.values.get("_ownerid_value") == user_id
+        and row.values.get("statecode") == 0
+        and row.values.get("scheduledend")
+        and datetime.fromisoformat(row.values["scheduledend"].replace("Z", "+00:00")) <= limit
+    )
+
+
+def test_a_filter_of_ones_own_counts_and_syncs_just_its_records(
+    sandbox: RunningSandbox, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(data_dir, sandbox, BOB, monkeypatch)
+    try:
+        web, token = client_of(app)
+        up_to_the_choices(web, token, BOB, "Bob Kelly", "bobs-pc")
+        new = {"csrf_token": token, "filter_kind": "tasks", "filter_name": "Due this week"}
+        refused = web.post("/setup/choices/filters", data={**new, "field_0": "scheduledend",
+                           "op_0": "le", "value_0": "next friday"})  # fmt: skip
+        assert refused.status_code == 422
+        assert "type a date like 2026-12-31, or today, today+7" in page_text(refused)
+
+        conditions = {
+            "field_0": "_ownerid_value", "op_0": "eq", "value_0": "me",
+            "field_1": "statecode", "op_1": "eq", "value_1": "Open",
+            "field_2": "scheduledend", "op_2": "le", "value_2": "today+7",
+        }  # fmt: skip
+        assert web.post("/setup/choices/filters", data={**new, **conditions}).status_code == 303
+        page = page_text(web.get("/setup/choices"))
+        found = re.search(r'data-testid="filter-(user-\d+)"', page)
+        assert found is not None
+        slug = found.group(1)
+        wanted = _due_soon_open_tasks(sandbox, BOB, 7)
+        assert wanted > 0
+        assert re.search(rf'data-testid="count-{slug}">\s*{wanted} records', page), wanted
+
+        # only this filter: tasks sync, and just the tasks it takes
+        done = web.post("/setup/choices", data={"csrf_token": token, "filters": [slug],
+                                                "interval_seconds": "300"})  # fmt: skip
+        assert done.status_code == 303
+        assert get_setting(app.extensions["mailbox_sync.database"], "kinds") == ["tasks"]
+        run = _run_messaging(app)
+        assert run.outcome == "ok", run.message
+        assert run.counts["tasks"]["mailbox"]["created"] == wanted
+        assert "contacts" not in run.counts
+
+        # deleted: nothing syncs any more (its tasks leave the mailbox on the next run)
+        web.post(f"/setup/choices/filters/{slug.removeprefix('user-')}/delete",
+                 data={"csrf_token": token})  # fmt: skip
+        assert f'data-testid="filter-{slug}"' not in page_text(web.get("/setup/choices"))
+        assert get_setting(app.extensions["mailbox_sync.database"], "kinds") == []
     finally:
         app.extensions["mailbox_sync.database"].dispose()

@@ -1,0 +1,301 @@
+"""The user's own sync filters: conditions on fields of a kind, beside the built-in filters.
+
+A filter is a name, a kind and up to a few conditions that must all hold ("owner is me",
+"status is open", "due before today+7 days"). It is stored as a `SyncFilter` row (builtin
+false) with the engine's condition dicts, so the engine applies it like the built-in ones; the
+wizard shows it with its live count (the same conditions as an OData `$filter`). Dates may be
+relative ("today", "today+7", "today-30"): the engine resolves them at each run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from sync.engine.filters import resolve_value
+from sync.setup.messages import N_, Msg, SetupError
+from sync.setup.ports import CrmDirectory
+from sync.setup.profile import Profile
+from sync.store.models import SyncFilter
+
+USER_PREFIX = "user-"
+"""How a user filter is named in the wizard's form (`user-<row id>`), beside built-in slugs."""
+MAX_CONDITIONS = 3
+MAX_NAME = 80
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """A field a user filter may test: its column, label, type and (for choices) options."""
+
+    column: str
+    label: Msg
+    type: str  # "user" | "option" | "text" | "date"
+    options: tuple[tuple[int, Msg], ...] = ()
+
+
+_OWNER = FieldDef("_ownerid_value", N_("Owner"), "user")
+FIELDS: dict[str, tuple[FieldDef, ...]] = {
+    "contacts": (
+        _OWNER,
+        FieldDef("statecode", N_("Status"), "option", ((0, N_("Active")), (1, N_("Inactive")))),
+        FieldDef("jobtitle", N_("Job title"), "text"),
+        FieldDef("department", N_("Department"), "text"),
+        FieldDef("address1_city", N_("City"), "text"),
+        FieldDef("lastname", N_("Last name"), "text"),
+        FieldDef("modifiedon", N_("Modified on"), "date"),
+    ),
+    "appointments": (
+        _OWNER,
+        FieldDef(
+            "statecode",
+            N_("Status"),
+            "option",
+            ((0, N_("Open")), (1, N_("Completed")), (2, N_("Canceled")), (3, N_("Scheduled"))),
+        ),
+        FieldDef("subject", N_("Subject"), "text"),
+        FieldDef("location", N_("Location"), "text"),
+        FieldDef("scheduledstart", N_("Start"), "date"),
+        FieldDef("scheduledend", N_("End"), "date"),
+    ),
+    "tasks": (
+        _OWNER,
+        FieldDef(
+            "statecode",
+            N_("Status"),
+            "option",
+            ((0, N_("Open")), (1, N_("Completed")), (2, N_("Canceled"))),
+        ),
+        FieldDef(
+            "prioritycode",
+            N_("Priority"),
+            "option",
+            ((0, N_("Low")), (1, N_("Normal")), (2, N_("High"))),
+        ),
+        FieldDef("subject", N_("Subject"), "text"),
+        FieldDef("scheduledend", N_("Due"), "date"),
+    ),
+}
+KINDS: dict[str, Msg] = {
+    "contacts": N_("Contacts"),
+    "appointments": N_("Appointments"),
+    "tasks": N_("Tasks"),
+}
+OPERATORS: dict[str, Msg] = {
+    "eq": N_("is"),
+    "ne": N_("is not"),
+    "contains": N_("contains"),
+    "lt": N_("is before"),
+    "le": N_("is on or before"),
+    "gt": N_("is after"),
+    "ge": N_("is on or after"),
+    "null": N_("is empty"),
+    "not_null": N_("is not empty"),
+}
+OPERATORS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "user": ("eq", "ne"),
+    "option": ("eq", "ne"),
+    "text": ("eq", "ne", "contains", "null", "not_null"),
+    "date": ("lt", "le", "gt", "ge", "null", "not_null"),
+}
+_RELATIVE = re.compile(r"^today(?:\s*([+-])\s*(\d{1,4}))?$", re.IGNORECASE)
+_GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    id: int
+    kind: str
+    name: str
+    conditions: tuple[Mapping[str, Any], ...]
+    enabled: bool
+
+    @property
+    def slug(self) -> str:
+        return f"{USER_PREFIX}{self.id}"
+
+
+def field_def(kind: str, column: str) -> FieldDef | None:
+    return next((f for f in FIELDS.get(kind, ()) if f.column == column), None)
+
+
+def _value(definition: FieldDef, op: str, raw: str) -> Any:
+    """The stored value of one condition, or a SetupError saying what to type."""
+    if op in ("null", "not_null"):
+        return None
+    text = raw.strip()
+    if definition.type == "user":
+        if text.lower() in ("", "me"):
+            return "me"
+        if _GUID.match(text):
+            return text.lower()
+        raise SetupError(N_("Owner: type me, or a user's id (a GUID)."), "value")
+    if definition.type == "option":
+        allowed = {value for value, _label in definition.options}
+        by_label = {str(label).casefold(): value for value, label in definition.options}
+        try:
+            number = int(text)
+        except ValueError:
+            number = by_label.get(text.casefold(), -1)
+        if number not in allowed:
+            raise SetupError(N_("%(field)s: choose one of the offered values.",
+                                field=definition.label), "value")  # fmt: skip
+        return number
+    if definition.type == "date":
+        match = _RELATIVE.match(text)
+        if match:
+            sign, days = match.group(1), match.group(2)
+            return "today" if not days else f"today{sign}{int(days)} days"
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise SetupError(
+                N_("%(field)s: type a date like 2026-12-31, or today, today+7, today-30.",
+                   field=definition.label),
+                "value",
+            ) from None  # fmt: skip
+        return datetime(day.year, day.month, day.day, tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not text:
+        raise SetupError(N_("%(field)s: type the text to compare with.", field=definition.label),
+                         "value")  # fmt: skip
+    return text[:200]
+
+
+def parse_filter(
+    kind: str, name: str, rows: Sequence[tuple[str, str, str]]
+) -> list[dict[str, Any]]:
+    """Validate a new filter (rows of field, operator, value; empty rows skipped)."""
+    if kind not in FIELDS:
+        raise SetupError(N_("Choose what the filter is for."), "kind")
+    if not name.strip() or len(name.strip()) > MAX_NAME:
+        raise SetupError(N_("Give the filter a name (up to 80 characters)."), "name")
+    conditions: list[dict[str, Any]] = []
+    for column, op, raw in rows:
+        if not column:
+            continue
+        definition = field_def(kind, column)
+        if definition is None:
+            raise SetupError(N_("Unknown field: %(name)s.", name=column), "field")
+        if op not in OPERATORS_BY_TYPE[definition.type]:
+            raise SetupError(N_("%(field)s cannot be compared that way.", field=definition.label),
+                             "op")  # fmt: skip
+        conditions.append({"field": column, "op": op, "value": _value(definition, op, raw)})
+    if not conditions:
+        raise SetupError(N_("Add at least one condition."), "field")
+    if len(conditions) > MAX_CONDITIONS:
+        raise SetupError(N_("A filter has at most three conditions."), "field")
+    return conditions
+
+
+def add_filter(
+    profile: Profile, kind: str, name: str, conditions: Sequence[Mapping[str, Any]]
+) -> UserFilter:
+    """Store a validated filter, enabled; the kind then syncs (see `synced_kinds`)."""
+    with profile.database.session() as session:
+        row = SyncFilter(
+            kind=kind,
+            name=name.strip(),
+            conditions=[dict(c) for c in conditions],
+            enabled=True,
+            builtin=False,
+        )
+        session.add(row)
+        session.flush()
+        made = _user_filter(row)
+    refresh_kinds(profile)
+    return made
+
+
+def user_filters(profile: Profile) -> list[UserFilter]:
+    with profile.database.session() as session:
+        query = select(SyncFilter).where(SyncFilter.builtin.is_(False)).order_by(SyncFilter.id)
+        return [_user_filter(r) for r in session.scalars(query) if r.kind in FIELDS]
+
+
+def delete_filter(profile: Profile, filter_id: int) -> bool:
+    with profile.database.session() as session:
+        row = session.get(SyncFilter, filter_id)
+        if row is None or row.builtin:
+            return False
+        session.delete(row)
+    refresh_kinds(profile)
+    return True
+
+
+def set_enabled(profile: Profile, enabled_slugs: Sequence[str]) -> None:
+    """Enable exactly the user filters named in `enabled_slugs` (the wizard's ticked boxes)."""
+    wanted = set(enabled_slugs)
+    with profile.database.session() as session:
+        for row in session.scalars(select(SyncFilter).where(SyncFilter.builtin.is_(False))):
+            row.enabled = f"{USER_PREFIX}{row.id}" in wanted
+
+
+def refresh_kinds(profile: Profile) -> None:
+    """The kinds that sync: those with an enabled filter, built-in or the user's."""
+    with profile.database.session() as session:
+        rows = session.scalars(select(SyncFilter).where(SyncFilter.enabled.is_(True)))
+        kinds = sorted({r.kind for r in rows if r.kind in FIELDS})
+    profile.set("kinds", kinds)
+
+
+def to_odata(conditions: Sequence[Mapping[str, Any]], me: str, now: datetime, tz: str) -> str:
+    """The conditions as one OData `$filter` (for the live count)."""
+    parts = []
+    for condition in conditions:
+        column, op = str(condition["field"]), str(condition["op"])
+        if not column.replace("_", "").isalnum() or op not in OPERATORS:
+            raise ValueError(f"bad condition {column!r} {op!r}")
+        value = resolve_value(condition.get("value"), me, now, tz)
+        if op == "null":
+            parts.append(f"{column} eq null")
+        elif op == "not_null":
+            parts.append(f"{column} ne null")
+        elif op == "contains":
+            parts.append(f"contains({column},{_literal(value)})")
+        else:
+            parts.append(f"{column} {op} {_literal(value)}")
+    return " and ".join(parts)
+
+
+def count(directory: CrmDirectory, found: UserFilter, me: str, tz: str = "UTC") -> int:
+    from sync.setup.choices import entity_set
+
+    odata = to_odata(found.conditions, me, datetime.now(UTC), tz)
+    return directory.count(entity_set(found.kind), odata)
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str) and (_GUID.match(value) or re.match(r"^\d{4}-\d\d-\d\dT", value)):
+        return value  # GUID and date-time literals are unquoted in OData
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _user_filter(row: SyncFilter) -> UserFilter:
+    return UserFilter(row.id, row.kind, row.name, tuple(row.conditions or ()), bool(row.enabled))
+
+
+def describe(found: UserFilter) -> list[tuple[Msg, Msg, Msg | str]]:
+    """(field label, operator label, value: an option's label or the text) per condition."""
+    out: list[tuple[Msg, Msg, Msg | str]] = []
+    for condition in found.conditions:
+        definition = field_def(found.kind, str(condition["field"]))
+        if definition is None:
+            continue
+        value = condition.get("value")
+        shown: Msg | str = "" if value is None else str(value)
+        for option, label in definition.options:
+            if option == value:
+                shown = label
+        out.append((definition.label, OPERATORS[str(condition["op"])], shown))
+    return out
