@@ -85,12 +85,35 @@ def alice(
         choose_organization(page, "contoso", SHOTS)
         exchange_mailbox_step(page, ALICE, SHOTS)
         instance_step(page, "desk-pc", None, SHOTS)
+        add_own_filter(page)
         choices_and_finish(page, SHOTS)
         expect(page.get_by_test_id("messaging-disabled")).to_have_count(0)
         yield Alice(app, page, contact)
     finally:
         page.context.close()
         app.stop()
+
+
+def add_own_filter(page: Page) -> None:
+    """On the "What to sync" step: a filter of one's own, refused once, then added."""
+    form = page.get_by_test_id("add-filter")
+    form.get_by_test_id("filter-kind").select_option("tasks")
+    form.get_by_test_id("filter-name").fill("Due this week")
+    form.get_by_test_id("field-0").select_option("_ownerid_value")
+    form.get_by_test_id("op-0").select_option("eq")
+    form.get_by_test_id("value-0").fill("me")
+    form.get_by_test_id("field-1").select_option("scheduledend")
+    form.get_by_test_id("op-1").select_option("le")
+    form.get_by_test_id("value-1").fill("next week")
+    form.get_by_test_id("add-filter-submit").click()
+    expect(page.get_by_test_id("filter-error")).to_contain_text("type a date like 2026-12-31")
+    page.get_by_test_id("add-filter").get_by_test_id("value-1").fill("today+7")
+    page.get_by_test_id("add-filter").get_by_test_id("add-filter-submit").click()
+    own = page.locator("[data-testid^=filter-user-]")
+    expect(own).to_have_count(1)
+    expect(own.locator("input")).to_be_checked()
+    expect(own.locator(".count")).to_have_text(re.compile(r"^\d+ records$"))
+    screenshot(page, f"{SHOTS}-08a-own-filter")
 
 
 def crm_job_title(sandbox: SandboxProcess, contact_id: str) -> str | None:
