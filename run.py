@@ -274,6 +274,7 @@ def cmd_configure(args: argparse.Namespace) -> int:
         set_methods=args.set_methods,
         take_over={"yes": True, "no": False}.get(args.take_over or ""),
         filters=[f for f in args.filters.split(",") if f] if args.filters is not None else None,
+        own_filters=args.add_filter,
         tracking=args.tracking,
         interval_seconds=args.interval,
     )
@@ -368,6 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conf.add_argument("--instance-name", help="the name other computers show for this one")
     conf.add_argument("--filters", help="comma-separated filter ids, e.g. my-active-contacts")
+    conf.add_argument(
+        "--add-filter",
+        action="append",
+        default=[],
+        metavar="KIND:NAME:CONDITIONS",
+        help="a filter of one's own (repeatable), e.g. "
+        "'tasks:Due this week:_ownerid_value eq me;scheduledend le today+7'",
+    )
     conf.add_argument("--tracking", default="replies", help="none | replies | records | all")
     conf.add_argument("--interval", type=int, default=300, help="seconds between syncs")
     conf.add_argument("--sandbox-json", help="file with `run.py sandbox --json` output")

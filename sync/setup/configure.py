@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sync.setup import choices as choices_step
-from sync.setup import instance, mailbox, organizations
+from sync.setup import instance, mailbox, organizations, user_filters
 from sync.setup.messages import N_, SetupError
 from sync.setup.ports import CrmUser, SetupPorts
 from sync.setup.profile import Profile
@@ -27,6 +27,8 @@ class ConfigureOptions:
     """Consent to set the CRM mailbox record's methods to this client."""
     take_over: bool | None = None
     filters: Sequence[str] | None = None
+    own_filters: Sequence[str] = ()
+    """Filters of one's own, as `user_filters.parse_spec` reads them; added and ticked."""
     tracking: str = "replies"
     interval_seconds: int = 300
     directions: dict[str, str] = field(default_factory=dict)
@@ -67,11 +69,14 @@ def configure(profile: Profile, ports: SetupPorts, options: ConfigureOptions) ->
     else:
         done.append(str(instance.not_synchronizing_reason(state.holder_name)))
 
+    specs = [user_filters.parse_spec(spec) for spec in options.own_filters]  # all valid first
     picked = (
         list(options.filters)
         if options.filters is not None
         else list(choices_step.current_choices(profile).filters)
     )
+    for kind, name, conditions in specs:
+        picked.append(user_filters.replace_filter(profile, kind, name, conditions).slug)
     form = {
         "tracking": options.tracking,
         "interval_seconds": str(options.interval_seconds),

@@ -192,6 +192,37 @@ def parse_filter(
     return conditions
 
 
+def parse_spec(spec: str) -> tuple[str, str, list[dict[str, Any]]]:
+    """`KIND:NAME:FIELD OP [VALUE][;FIELD OP [VALUE]…]` (the command line's form of a filter),
+    e.g. `tasks:Due this week:_ownerid_value eq me;scheduledend le today+7`."""
+    parts = spec.split(":", 2)
+    if len(parts) != 3:
+        raise SetupError(
+            N_("Write a filter as KIND:NAME:FIELD OP VALUE;FIELD OP VALUE (got %(spec)s).",
+               spec=spec),
+            "filters",
+        )  # fmt: skip
+    kind, name, text = (p.strip() for p in parts)
+    rows = []
+    for condition in text.split(";"):
+        words = condition.strip().split(None, 2)
+        if len(words) < 2:
+            raise SetupError(N_("A condition is FIELD OP VALUE (got %(spec)s).", spec=condition),
+                             "filters")  # fmt: skip
+        rows.append((words[0], words[1], words[2] if len(words) == 3 else ""))
+    return kind, name, parse_filter(kind, name, rows)
+
+
+def replace_filter(
+    profile: Profile, kind: str, name: str, conditions: Sequence[Mapping[str, Any]]
+) -> UserFilter:
+    """Add the filter, replacing one of the same kind and name (a script run again)."""
+    for old in user_filters(profile):
+        if (old.kind, old.name) == (kind, name.strip()):
+            delete_filter(profile, old.id)
+    return add_filter(profile, kind, name, conditions)
+
+
 def add_filter(
     profile: Profile, kind: str, name: str, conditions: Sequence[Mapping[str, Any]]
 ) -> UserFilter:

@@ -9,7 +9,7 @@ import pytest
 import run
 from sync.runs import open_alerts
 from sync.settings import get_setting, set_setting
-from sync.setup import adapters
+from sync.setup import adapters, user_filters
 from sync.setup.memory import MemoryWorld, demo_world, memory_ports
 from sync.setup.ports import ClaimInfo
 from sync.setup.profile import Profile
@@ -125,6 +125,11 @@ def test_configure_pop3_takes_the_password_from_the_environment(
             "Enter the password.",
         ),
         ([*EXCHANGE, "--filters", "everything"], "Unknown filter: everything."),
+        ([*EXCHANGE, "--add-filter", "tasks:Soon"], "Write a filter as KIND:NAME:FIELD OP"),
+        (
+            [*EXCHANGE, "--add-filter", "tasks:Soon:scheduledend le someday"],
+            "Due: type a date like 2026-12-31, or today, today+7, today-30.",
+        ),
         ([*EXCHANGE, "--interval", "5"], "Choose one of the offered intervals."),
     ],
 )
@@ -172,5 +177,26 @@ def test_take_over_must_be_answered_when_another_computer_holds_the_claim(
     try:
         assert get_setting(database, "messaging_enabled") is True
         assert open_alerts(database) == []
+    finally:
+        database.dispose()
+
+
+def test_configure_adds_filters_of_ones_own_and_a_rerun_replaces_them(
+    data_dir: Path, world: MemoryWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sign_in(data_dir)
+    own = "tasks:Due this week:_ownerid_value eq me;scheduledend le today+7"
+    for _again in range(2):
+        code = configure(data_dir, *EXCHANGE, "--filters", "my-active-contacts",
+                         "--add-filter", own)  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+    database = open_database(data_dir)
+    try:
+        profile = Profile(database, data_dir)
+        [made] = user_filters.user_filters(profile)
+        assert (made.kind, made.name, made.enabled) == ("tasks", "Due this week", True)
+        assert made.conditions[1] == {"field": "scheduledend", "op": "le",
+                                      "value": "today+7 days"}  # fmt: skip
+        assert get_setting(database, "kinds") == ["contacts", "tasks"]
     finally:
         database.dispose()
