@@ -25,6 +25,9 @@ class EngineSettings:
     conflict_policy: str = "crm"
     """Who wins a field changed on both sides when its direction does not decide: crm | mailbox."""
     batch_size: int = 100
+    """Actions applied (written, then committed locally) together."""
+    read_batch: int = 1000
+    """Records read by id in one call (Dataverse: the operations of one $batch)."""
     emptied_threshold: int = 5
     """A full read listing nothing while more links than this exist stops the run."""
     confirm_emptied: bool = False

@@ -124,12 +124,12 @@ def sync_kind(
 
     mailbox_changes, mailbox_new = read_all(mailbox, kind.mailbox_kind, mailbox_token, held)
     if kind.crm_reads_by_id and crm_changes.upserts:
-        _reread(crm, kind.crm_kind, crm_changes, settings.batch_size)
+        _reread(crm, kind.crm_kind, crm_changes, settings.read_batch)
     if kind.crm_parent is not None and kind.parent_kind:
         _touch_parents(kind, store, crm_changes)
     touched = json.loads(store.get_token(kind.name, TOUCHED_SIDE) or "[]")
     if touched:
-        _read_touched(crm, kind.crm_kind, touched, crm_changes, settings.batch_size)
+        _read_touched(crm, kind.crm_kind, touched, crm_changes, settings.read_batch)
     parked = {p.crm_id: p for p in store.parked_items(kind.name)}
     links = _relevant_links(kind, store, crm_changes, mailbox_changes, set(parked))
 
