@@ -57,12 +57,16 @@ class _Table:
     records: dict[str, Record] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     epoch: int = 0
+    born: dict[str, int] = field(default_factory=dict)
+    """Where in the log each record first appeared."""
 
 
 class MemorySide:
     """The common behaviour of both in-memory sides."""
 
     name = "memory"
+    forgets_short_lived = False
+    """Like Exchange's SyncFolderItems: a record made and deleted after a token is not reported."""
 
     def __init__(self, page_size: int = 100) -> None:
         self.page_size = page_size
@@ -84,7 +88,9 @@ class MemorySide:
         return f"v{next(self._versions)}"
 
     def _touch(self, kind: str, record_id: str) -> None:
-        self.table(kind).log.append(record_id)
+        table = self.table(kind)
+        table.born.setdefault(record_id, len(table.log))
+        table.log.append(record_id)
 
     def put(
         self,
@@ -140,6 +146,8 @@ class MemorySide:
             changes = []
             for record_id in dict.fromkeys(table.log[start:end]):
                 record = table.records.get(record_id)
+                if record is None and self.forgets_short_lived and table.born[record_id] >= start:
+                    continue
                 changes.append(self._upsert(record) if record else Deleted(record_id))
             if known is not None:
                 versions = {c.id: c.version for c in changes if isinstance(c, Upsert) and c.version}
@@ -287,6 +295,7 @@ class MemoryMailbox(MemorySide):
     """A mailbox: ids are made by the server; our items carry the CRM id as their key."""
 
     name = "mailbox"
+    forgets_short_lived = True
 
     def __init__(self, page_size: int = 100) -> None:
         super().__init__(page_size)

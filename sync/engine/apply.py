@@ -75,9 +75,13 @@ class KindResult:
     stopped: str | None = None
     """Why the run stopped without applying (e.g. "side-emptied"), else None."""
     message: str | None = None
+    made_in_mailbox: list[str] = field(default_factory=list, repr=False, compare=False)
+    """Ids of the items this run created in the mailbox (checked by the next run)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        counts = asdict(self)
+        counts.pop("made_in_mailbox")
+        return counts
 
     @property
     def changed(self) -> int:
@@ -399,6 +403,8 @@ def _settle(
         fields, mailbox_id, version = _after(found, mailbox_written, sent.get(("mailbox", i)))
         if found is None:
             result.mailbox.created += 1
+            if mailbox_id:
+                result.made_in_mailbox.append(mailbox_id)
         else:
             result.relinked += 1
         batch.upserts.append(

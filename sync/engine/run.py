@@ -36,6 +36,11 @@ FILTER_SIDE = "filter"
 """Pseudo-side under which the fingerprint of the filters in force is kept with the tokens."""
 TOUCHED_SIDE = "touched"
 """Pseudo-side holding (JSON) the CRM ids another kind saw changed through their child rows."""
+MADE_SIDE = "made-in-mailbox"
+"""Pseudo-side: (JSON) the items the last run created in the mailbox. The mailbox token saved
+is the one read before those creates, and a change feed reports nothing for an item created and
+deleted after its position (Exchange's SyncFolderItems does not): the next run checks that each
+of them was reported, and reads the others by id, so a copy the user deleted at once is seen."""
 MARKS_SIDE = "untracked-marks"
 """Pseudo-side: the fingerprint of the untracked marks the mailbox holds (None: not read yet)."""
 
@@ -119,10 +124,16 @@ def sync_kind(
 
     # Our own writes come back in the mailbox's changes: a settled link already holds them at
     # that ChangeKey, so the side need not read them in full (the run after a large one).
+    reported: set[str] = set()
+
     def held(versions: Mapping[str, str]) -> set[str]:
+        reported.update(versions)
         return store.mailbox_items_held(kind.name, versions)
 
     mailbox_changes, mailbox_new = read_all(mailbox, kind.mailbox_kind, mailbox_token, held)
+    made_before = json.loads(store.get_token(kind.name, MADE_SIDE) or "[]")
+    if made_before and not mailbox_changes.full:
+        _check_made(mailbox, kind.mailbox_kind, made_before, reported, mailbox_changes)
     if kind.crm_reads_by_id and crm_changes.upserts:
         _reread(crm, kind.crm_kind, crm_changes, settings.read_batch)
     if kind.crm_parent is not None and kind.parent_kind:
@@ -186,6 +197,8 @@ def sync_kind(
     )
     apply_actions(kind, actions, crm, mailbox, store, settings, result, progress, listed)
     tokens = {"crm": crm_new, "mailbox": mailbox_new, FILTER_SIDE: filter_fp}
+    made = result.made_in_mailbox
+    tokens[MADE_SIDE] = json.dumps(made) if made else None
     if touched:
         tokens[TOUCHED_SIDE] = None
     store.save_tokens(kind.name, tokens)
@@ -226,6 +239,21 @@ def _export_marks(kind: Kind, mailbox: Side, store: LinkStore) -> None:
         log.warning("could not record untracked %s in the mailbox: %s", kind.name, failed)
         return
     store.save_tokens(kind.name, {MARKS_SIDE: fingerprint})
+
+
+def _check_made(
+    side: Side, kind: str, made: list[str], reported: set[str], changes: ChangeSet
+) -> None:
+    """Items the last run made that the change feed did not mention are read by id; those
+    missing were deleted (by the user, straight after) and become deletions."""
+    seen = reported | set(changes.upserts) | changes.deleted
+    unseen = [item_id for item_id in made if item_id not in seen]
+    if not unseen:
+        return
+    found = side.read(kind, unseen)
+    for item_id in unseen:
+        if item_id not in found:
+            changes.add(Deleted(item_id))
 
 
 def _touch_parents(kind: Kind, store: LinkStore, changes: ChangeSet) -> None:
