@@ -76,11 +76,11 @@ class KindResult:
     """Why the run stopped without applying (e.g. "side-emptied"), else None."""
     message: str | None = None
     made_in_mailbox: list[str] = field(default_factory=list, repr=False, compare=False)
-    """Ids of the items this run created in the mailbox (checked by the next run)."""
+    """Items this run created in the mailbox: after its read, so the next run checks them."""
 
     def as_dict(self) -> dict[str, Any]:
         counts = asdict(self)
-        counts.pop("made_in_mailbox")
+        del counts["made_in_mailbox"]
         return counts
 
     @property
@@ -405,6 +405,8 @@ def _settle(
             result.mailbox.created += 1
             if mailbox_id:
                 result.made_in_mailbox.append(mailbox_id)
+        if mailbox_id:
+            batch.made.append(mailbox_id)
         else:
             result.relinked += 1
         batch.upserts.append(
@@ -425,6 +427,7 @@ def _settle(
             result.crm.created += 1
         else:
             result.relinked += 1
+        batch.made.append(action.mailbox_id)
         batch.upserts.append(
             _link(
                 kind,

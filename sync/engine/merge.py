@@ -45,6 +45,14 @@ def merge(
         direction = kind.direction(name, overrides)
         crm_changed = name not in crm_base or crm_base[name] != crm_value
         mailbox_changed = name not in mailbox_base or mailbox_base[name] != mailbox_value
+        fmap = kind.field(name)
+        if crm_changed and mailbox_changed and fmap.merge_both and direction is Direction.BOTH:
+            merged = fmap.merge_both(crm_base.get(name), crm_value, mailbox_value)
+            if merged != mailbox_value:
+                out.mailbox_patch[name] = merged
+            if merged != crm_value:
+                _to_crm(kind, out, name, crm_value, merged)
+            continue
         if crm_changed and mailbox_changed:
             if direction is Direction.NONE:
                 continue

@@ -17,7 +17,15 @@ from sync.engine.apply import KindResult, Progress, apply_actions
 from sync.engine.filters import resolve_value
 from sync.engine.options import EngineSettings
 from sync.engine.plan import ChangeSet, crm_key_for, keys_to_read, plan
-from sync.engine.state import DELETING, PENDING_CRM, UNTRACKED, Batch, LinkRow, LinkStore
+from sync.engine.state import (
+    DELETING,
+    MADE_SIDE,
+    PENDING_CRM,
+    UNTRACKED,
+    Batch,
+    LinkRow,
+    LinkStore,
+)
 from sync.kinds.base import Kind
 from sync.sides import (
     Deleted,
@@ -36,11 +44,6 @@ FILTER_SIDE = "filter"
 """Pseudo-side under which the fingerprint of the filters in force is kept with the tokens."""
 TOUCHED_SIDE = "touched"
 """Pseudo-side holding (JSON) the CRM ids another kind saw changed through their child rows."""
-MADE_SIDE = "made-in-mailbox"
-"""Pseudo-side: (JSON) the items the last run created in the mailbox. The mailbox token saved
-is the one read before those creates, and a change feed reports nothing for an item created and
-deleted after its position (Exchange's SyncFolderItems does not): the next run checks that each
-of them was reported, and reads the others by id, so a copy the user deleted at once is seen."""
 MARKS_SIDE = "untracked-marks"
 """Pseudo-side: the fingerprint of the untracked marks the mailbox holds (None: not read yet)."""
 
@@ -197,6 +200,8 @@ def sync_kind(
     )
     apply_actions(kind, actions, crm, mailbox, store, settings, result, progress, listed)
     tokens = {"crm": crm_new, "mailbox": mailbox_new, FILTER_SIDE: filter_fp}
+    # Those checked above are settled; of this run's, the items it linked from its read are
+    # before the position saved now, those it made after it: they stay for the next run.
     made = result.made_in_mailbox
     tokens[MADE_SIDE] = json.dumps(made) if made else None
     if touched:
@@ -244,8 +249,10 @@ def _export_marks(kind: Kind, mailbox: Side, store: LinkStore) -> None:
 def _check_made(
     side: Side, kind: str, made: list[str], reported: set[str], changes: ChangeSet
 ) -> None:
-    """Items the last run made that the change feed did not mention are read by id; those
-    missing were deleted (by the user, straight after) and become deletions."""
+    """The mailbox token a run saves is the one read before its creates, and a change feed
+    reports nothing for an item made and deleted after its position (Exchange's SyncFolderItems
+    does not). So the items earlier runs made that this read did not mention are read by id;
+    those missing were deleted (by the user, straight after) and become deletions."""
     seen = reported | set(changes.upserts) | changes.deleted
     unseen = [item_id for item_id in made if item_id not in seen]
     if not unseen:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +24,9 @@ DELETING = "deleting"
 UNTRACKED = "untracked"
 """The mailbox copy was deleted by the user: the CRM record stays and is not sent back."""
 UNSETTLED = (PENDING_CRM, DELETING)
+MADE_SIDE = "made-in-mailbox"
+"""Token row holding (JSON) the mailbox items linked after the saved mailbox position, which
+the next run checks (sync.engine.run: `_check_made`). Added to by each batch's commit."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,19 @@ class Batch:
     resolved: list[str] = field(default_factory=list)
     """crm ids whose parked errors are settled."""
     conflicts: list[ConflictRow] = field(default_factory=list)
+    made: list[str] = field(default_factory=list)
+    """Mailbox items newly linked by this batch (made by us, or the source of a CRM record),
+    added to the MADE_SIDE list in the same commit: if the run dies before its tokens are
+    saved, the next run reads from the old position, which may not mention them."""
 
     def __bool__(self) -> bool:
         return bool(
-            self.upserts or self.removals or self.failures or self.resolved or self.conflicts
+            self.upserts
+            or self.removals
+            or self.failures
+            or self.resolved
+            or self.conflicts
+            or self.made
         )
 
 
@@ -132,6 +145,12 @@ class LinkStore(Protocol):
     def alert(self, code: str, title: str, message: str = "", subject: str = "") -> None: ...
 
     def resolve_alert(self, code: str, subject: str = "") -> None: ...
+
+
+def add_made(stored: str | None, made: Sequence[str]) -> str:
+    """The MADE_SIDE list with `made` added."""
+    known = json.loads(stored or "[]")
+    return json.dumps(known + [m for m in made if m not in set(known)])
 
 
 def backoff(attempts: int, retry_after: float, base: float = 60.0, cap: float = 6 * 3600) -> float:
@@ -218,6 +237,10 @@ class MemoryLinkStore:
         rows = self.conflict_rows.setdefault(kind, [])
         for conflict in batch.conflicts:
             rows.append(_with_id(conflict, next(self._ids)))
+        if batch.made:
+            self.tokens[(kind, MADE_SIDE)] = add_made(
+                self.tokens.get((kind, MADE_SIDE)), batch.made
+            )
         self.commits += 1
 
     def parked_items(self, kind: str) -> list[ParkedItem]:

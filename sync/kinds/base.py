@@ -119,6 +119,9 @@ class FieldMap:
     into_crm: Callable[[Any, Any], Any] | None = None
     """(CRM value, mailbox value) → the value to write to the CRM when the mailbox's wins;
     for values the mailbox holds only in part (an organizer it cannot change)."""
+    merge_both: Callable[[Any, Any, Any], Any] | None = None
+    """(base, CRM value, mailbox value) → one value for both sides when both changed, for
+    values made of parts that change apart (a series' exceptions): no conflict to record."""
 
     def mailbox_wins(self, crm_value: Any, mailbox_value: Any) -> Any:
         return self.into_crm(crm_value, mailbox_value) if self.into_crm else mailbox_value

@@ -156,6 +156,35 @@ def child_ops(series_id: str, row: Fields, exceptions: Any) -> list[WriteOp]:
     return ops
 
 
+def merge_three(base: Any, crm: Any, mailbox: Any) -> Any:
+    """Both sides changed a series' exceptions: take each side's own changes, occurrence by
+    occurrence (a deletion on either side stands; a move changed on one side only is taken from
+    it, on both from the mailbox, whose calendar the user looks at). Converges when a run that
+    wrote half of them (the master, not yet its exception rows) is taken up again."""
+    old, ours, theirs = (_parts(v) for v in (base, crm, mailbox))
+    deleted = _merge_set(old[0], ours[0], theirs[0])
+    moved: dict[str, Any] = {}
+    for key in sorted(set(old[1]) | set(ours[1]) | set(theirs[1])):
+        was, now_crm, now_mailbox = old[1].get(key), ours[1].get(key), theirs[1].get(key)
+        pick = now_mailbox if now_mailbox != was else now_crm
+        if pick is not None and key not in deleted:
+            moved[key] = pick
+    return value(deleted, moved.values())
+
+
+def _parts(exceptions: Any) -> tuple[set[str], dict[str, Any]]:
+    found = exceptions or {}
+    return set(found.get("deleted") or []), {
+        m["original_start"]: m for m in found.get("modified") or []
+    }
+
+
+def _merge_set(base: set[str], crm: set[str], mailbox: set[str]) -> set[str]:
+    added = (crm - base) | (mailbox - base)
+    removed = (base - crm) | (base - mailbox)
+    return (base | added) - removed
+
+
 def exceptions_field() -> FieldMap:
     return FieldMap(
         name="exceptions",
@@ -165,6 +194,7 @@ def exceptions_field() -> FieldMap:
         to_mailbox=to_mailbox,
         from_mailbox=from_mailbox,
         crm_columns=("deletedexceptionslist",),
+        merge_both=merge_three,
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select
 
 from sync.engine.state import (
     ALERT_AFTER,
+    MADE_SIDE,
     SYNCED,
     UNSETTLED,
     UNTRACKED,
@@ -20,6 +21,7 @@ from sync.engine.state import (
     ConflictRow,
     LinkRow,
     ParkedItem,
+    add_made,
     backoff,
 )
 from sync.runs import raise_alert, resolve_alerts
@@ -150,6 +152,12 @@ class SqlLinkStore:
         alerts: list[tuple[str, str]] = []
         alerted: list[str] = []
         with self.database.session() as session:
+            if batch.made:  # in the same transaction as the links of those items
+                made = session.get(SyncToken, (self.org, kind, MADE_SIDE))
+                if made is None:
+                    made = SyncToken(org=self.org, kind=kind, side=MADE_SIDE, token=None)
+                    session.add(made)
+                made.token = add_made(made.token, batch.made)
             removed = set(batch.removals) - {row.crm_id for row in batch.upserts}
             if removed:
                 session.execute(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sync.engine import ChangeSet, EngineSettings, MemoryLinkStore, reverse_conflict, sync_kind
+from sync.engine import ChangeSet, EngineSettings, MemoryLinkStore, sync_kind
 from sync.engine.plan import keys_to_read
 from sync.kinds import exceptions
 from sync.kinds.appointments import APPOINTMENTS, RECURRING_APPOINTMENTS
@@ -135,24 +135,41 @@ def test_a_full_mailbox_read_spares_the_lookup_but_a_crash_still_creates_once() 
     assert mailbox.calls["find_by_key"] == 1  # an incremental read: the lookup is kept
 
 
-def test_reversing_an_exceptions_conflict_writes_the_exception_rows() -> None:
+def test_both_sides_changing_a_series_exceptions_merge_occurrence_by_occurrence() -> None:
+    """A move in the mailbox and a deletion in the CRM are two changes, not a conflict: each
+    reaches the other side (the move as an exception row)."""
     crm, mailbox, store = MemoryCrm(me=ME), MemoryMailbox(), MemoryLinkStore()
     master = crm.put("recurringappointmentmasters", MASTER_ROW)
     _sync_calendar(crm, mailbox, store)
     [item_id] = mailbox.records("appointments")
     mailbox.edit("appointments", item_id, {"modified_occurrences": [MOVED]})
     crm.edit("recurringappointmentmasters", master.id, {"deletedexceptionslist": NEW["start"]})
-    _sync_calendar(crm, mailbox, store)  # both changed the field: the CRM wins, recorded
-    [conflict] = store.conflicts("recurringappointments")
-    assert (conflict.field, conflict.winner) == ("exceptions", "crm")
-    assert not crm.records("appointments")
 
-    error = reverse_conflict(RECURRING_APPOINTMENTS, conflict, crm, mailbox, store)
-    assert error is None
+    _sync_calendar(crm, mailbox, store)
+
+    assert store.conflicts("recurringappointments") == []
     [row] = crm.records("appointments").values()
     assert (row.fields["originalstartdate"], row.fields["_seriesid_value"]) == (
         MOVED["original_start"], master.id)  # fmt: skip
-    assert not crm.records("recurringappointmentmasters")[master.id].fields["deletedexceptionslist"]
+    item = mailbox.records("appointments")[item_id].fields
+    assert item["deleted_occurrences"] == [NEW["start"]]
+    assert item["modified_occurrences"] == [MOVED]
+    assert _sync_calendar(crm, mailbox, store) == 0
+
+
+def test_exceptions_merge_keeps_each_sides_own_changes() -> None:
+    base = exceptions.value(["2026-10-21T07:00:00Z"], [MOVED])
+    crm = exceptions.value(["2026-10-21T07:00:00Z", NEW["start"]], [MOVED])  # one more deleted
+    moved_again = {**MOVED, "start": "2026-10-23T10:00:00Z", "end": "2026-10-23T10:15:00Z"}
+    mailbox = exceptions.value([], [moved_again])  # one restored, the move changed
+    assert exceptions.merge_three(base, crm, mailbox) == exceptions.value(
+        [NEW["start"]], [moved_again]
+    )
+    # an occurrence deleted on one side is no longer a moved one
+    deleted_there = exceptions.value([MOVED["original_start"]], [])
+    assert exceptions.merge_three(base, deleted_there, base) == exceptions.value(
+        [MOVED["original_start"]], []
+    )
 
 
 def test_a_calendar_kind_reads_no_crm_rows_for_the_other_kinds_items() -> None:

@@ -18,9 +18,9 @@ run must change nothing. Both sides are then compared record by record, by a mar
 is unique per seeded record (a contact's last name, an activity's subject): each once on each
 side, linked one to one, equal under the mapping, the users' edits kept.
 
-A product bug is pinned by a strict xfail test at the end: a series' exception rows lost when
-the agent dies between the master's write and theirs. The last test (no kill needed) keeps a
-bug found on the way fixed: a mailbox copy the user deleted right after the run that made it.
+The last two tests keep two bugs found this way fixed: a series' exception rows lost when the
+agent died between the master's write and theirs (now merged occurrence by occurrence), and a
+mailbox copy the user deleted right after the run that made it (no kill needed).
 """
 
 from __future__ import annotations
@@ -554,15 +554,6 @@ def move_and_delete_occurrences(world: World) -> None:
     world.edits.append(("recurringappointments", "Series 0", "exceptions", wanted))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A series' exceptions reach the CRM in two writes (the master's PATCH, then its "
-    "exception rows: sync/engine/apply.py _write_children). Killed in between, the next run "
-    "takes the half-written master for a CRM edit, calls it a conflict, the CRM wins "
-    "(sync/engine/merge.py) and the moved occurrence never reaches the CRM; the mailbox, "
-    "which cannot un-move it (sync/mailbox/ews_occurrences.py), keeps it, and the link is "
-    "settled on the two different values.",
-)
 def test_killed_between_a_series_and_its_exception_rows_keeps_the_moved_occurrence(
     world: World,
 ) -> None:
