@@ -123,6 +123,18 @@ def _open_database(args: argparse.Namespace) -> Any:
     return open_database(_data_dir(args), os.environ.get("MAILBOX_SYNC_DATABASE_URL"))
 
 
+SYNC_KINDS = ("contacts", "appointments", "tasks")
+
+
+def _progress_bar(done: int, total: int, phase: str | None) -> None:
+    """One line on the terminal, redrawn: the phase and a bar of the step's progress."""
+    width = 30
+    filled = int(width * done / total) if total else 0
+    counts = f" {done}/{total}" if total else ""
+    line = f"\r{(phase or 'sync')[:40]:<40} [{'#' * filled}{'.' * (width - filled)}]{counts}"
+    print(line, end="", file=sys.stderr, flush=True)
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from sync.connect import messaging_service
     from sync.runs import recent_runs
@@ -132,12 +144,21 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not args.once:
         print("`sync` runs one sync and exits: add --once (the server syncs on its own).")
         return 2
+    unknown = sorted(set(args.kind or ()) - set(SYNC_KINDS))
+    if unknown:
+        print(
+            f"Unknown kind: {', '.join(unknown)}. Kinds: {', '.join(SYNC_KINDS)}.", file=sys.stderr
+        )
+        return 2
     database = _open_database(args)
     data_dir = _data_dir(args)
     info_file = Path(args.sandbox_json) if args.sandbox_json else data_dir / "sandbox" / INFO_FILE
     info = read_info(info_file) if info_file.exists() else None
-    service = messaging_service(database, data_dir, lambda: info)
+    bar = _progress_bar if sys.stderr.isatty() else None
+    service = messaging_service(database, data_dir, lambda: info, args.kind, bar)
     run_id = service.run(MESSAGING, "cli")
+    if bar is not None:
+        print(file=sys.stderr)  # end the bar's line
     run = next(r for r in recent_runs(database, limit=5) if r.id == run_id)
     print(f"Run {run.id}: {run.outcome}" + (f" — {run.message}" if run.message else ""))
     return 1 if run.outcome == "failed" else 0

@@ -7,7 +7,7 @@ stored sign-in) and which CA files to trust (the sandbox's, only in sandbox mode
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from sync.kinds import CONTACTS, KINDS, TASKS
 from sync.kinds.appointments import Resolver, appointments_kind, recurring_kind
 from sync.kinds.base import Direction, Kind
 from sync.messaging import Connection, MessagingJob, NotReady
+from sync.runs import ProgressListener
 from sync.service import MESSAGING, SyncService
 from sync.setup.ports import MailboxConfig
 from sync.setup.profile import (
@@ -80,9 +81,13 @@ def engine_settings(profile: Profile, me: str) -> EngineSettings:
 class ProfileConnector:
     """The `Connector` of the app and `sync --once`: builds sides from what the wizard stored."""
 
-    def __init__(self, profile: Profile, sandbox_info: SandboxInfo) -> None:
+    def __init__(
+        self, profile: Profile, sandbox_info: SandboxInfo, only: Collection[str] | None = None
+    ) -> None:
         self.profile = profile
         self.sandbox_info = sandbox_info
+        self.only = set(only) if only else None
+        """`sync --once --kind K`: of the chosen kinds, only these."""
 
     def __call__(self) -> Connection:
         from sync.setup.adapters import messaging_allowed
@@ -113,6 +118,8 @@ class ProfileConnector:
             raise
         # POP3 mailboxes hold email only: contacts, appointments and tasks do not sync there
         chosen = set(profile.get("kinds", []) or []) if config.type == "exchange" else set()
+        if self.only is not None:
+            chosen &= self.only
         timezone = str(profile.get("timezone") or "UTC")
         kinds = kinds_to_sync(chosen, PartyResolver(client), timezone)
         settings = engine_settings(profile, str(user.get("id", "")))
@@ -201,10 +208,15 @@ class ConflictReverser:
 
 
 def messaging_service(
-    database: Database, data_dir: Path | str, sandbox_info: SandboxInfo
+    database: Database,
+    data_dir: Path | str,
+    sandbox_info: SandboxInfo,
+    only: Collection[str] | None = None,
+    listener: ProgressListener | None = None,
 ) -> SyncService:
-    """The service of the app and the command line: messaging over the stored profile."""
-    connector = ProfileConnector(Profile(database, data_dir), sandbox_info)
-    service = SyncService(database, {MESSAGING: MessagingJob(database, connector)})
+    """The service of the app and the command line: messaging over the stored profile
+    (`only`: these kinds of the chosen ones; `listener`: told the progress of each run)."""
+    connector = ProfileConnector(Profile(database, data_dir), sandbox_info, only)
+    service = SyncService(database, {MESSAGING: MessagingJob(database, connector)}, listener)
     service.reverser = ConflictReverser(database, connector)
     return service

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -11,12 +11,18 @@ from sync.store.base import utcnow
 from sync.store.db import Database
 from sync.store.models import Alert, Run
 
+ProgressListener = Callable[[int, int, str | None], None]
+"""Told each progress step of a run besides the store (the command line draws a bar)."""
+
 
 class RunRecorder:
     """Writes one run's start, progress and end; each call is its own short transaction."""
 
-    def __init__(self, database: Database, job: str, trigger: str) -> None:
+    def __init__(
+        self, database: Database, job: str, trigger: str, listener: ProgressListener | None = None
+    ) -> None:
         self.database = database
+        self.listener = listener
         with database.session() as session:
             run = Run(job=job, trigger=trigger, outcome="running", counts={})
             session.add(run)
@@ -24,6 +30,8 @@ class RunRecorder:
             self.run_id = run.id
 
     def progress(self, done: int, total: int, phase: str | None = None) -> None:
+        if self.listener is not None:
+            self.listener(done, total, phase)
         with self.database.session() as session:
             run = session.get(Run, self.run_id)
             if run is not None:

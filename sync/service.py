@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from sync.conflicts import ReverseError, Reverser, reverse_conflict
-from sync.runs import RunRecorder
+from sync.runs import ProgressListener, RunRecorder
 from sync.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,14 @@ def _offline_body(recorder: RunRecorder) -> tuple[str, str | None]:
 class SyncService:
     """Runs jobs and records them; one run of a job at a time (a second caller waits its turn)."""
 
-    def __init__(self, database: Database, bodies: dict[str, Job] | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        bodies: dict[str, Job] | None = None,
+        listener: ProgressListener | None = None,
+    ) -> None:
         self.database = database
+        self.listener = listener
         self.bodies: dict[str, Job] = {MESSAGING: _messaging_body, OFFLINE: _offline_body}
         self.bodies.update(bodies or {})
         self._locks = {job: threading.Lock() for job in self.bodies}
@@ -52,7 +58,7 @@ class SyncService:
     def run(self, job: str, trigger: str = "schedule") -> int:
         """Run `job` once and return the recorded run's id."""
         with self._locks[job]:
-            recorder = RunRecorder(self.database, job, trigger)
+            recorder = RunRecorder(self.database, job, trigger, self.listener)
             try:
                 outcome, message = self.bodies[job](recorder)
             except Exception as error:  # the run is recorded as failed, the scheduler goes on

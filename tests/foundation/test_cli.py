@@ -125,6 +125,16 @@ def test_sync_once_records_a_run_and_status_reports_it(data_dir: Path) -> None:
     assert [r["trigger"] for r in status["runs"]] == ["cli"]
 
 
+def test_sync_once_refuses_an_unknown_kind(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import run
+
+    code = run.main(["sync", "--once", "--kind", "notes", "--data-dir", str(data_dir)])
+    assert code == 2
+    assert "Unknown kind: notes. Kinds: contacts, appointments, tasks." in capsys.readouterr().err
+
+
 def test_sandbox_json_prints_urls_and_credentials_that_work_with_curl(data_dir: Path) -> None:
     process = _spawn("sandbox", "--json", data_dir=data_dir)
     try:

@@ -19,6 +19,8 @@ from flask.testing import FlaskClient
 
 import sync.auth
 from sandbox.launcher import RunningSandbox, start_sandbox
+from sync.connect import messaging_service
+from sync.runs import recent_runs
 from sync.settings import get_setting, set_setting
 from sync.setup.adapters import messaging_allowed
 from sync.setup.profile import Profile
@@ -271,6 +273,18 @@ def test_a_filter_of_ones_own_counts_and_syncs_just_its_records(
         assert run.outcome == "ok", run.message
         assert run.counts["tasks"]["mailbox"]["created"] == wanted
         assert "contacts" not in run.counts
+
+        # `sync --once --kind K`: only those of the chosen kinds, the progress told as it goes
+        steps: list[tuple[int, int, str | None]] = []
+        database = app.extensions["mailbox_sync.database"]
+        for only, synced in ((["contacts"], False), (["tasks"], True)):
+            service = messaging_service(database, data_dir, sandbox.describe, only,
+                                        lambda *step: steps.append(step))  # fmt: skip
+            run_id = service.run("messaging", "cli")
+            latest = next(r for r in recent_runs(database, limit=5) if r.id == run_id)
+            assert latest.outcome == "ok", latest.message
+            assert ("tasks" in (latest.counts or {})) is synced, (only, latest.counts)
+        assert any(phase and phase.startswith("tasks") for _d, _t, phase in steps), steps
 
         # deleted: nothing syncs any more (its tasks leave the mailbox on the next run)
         web.post(f"/setup/choices/filters/{slug.removeprefix('user-')}/delete",
