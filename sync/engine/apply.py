@@ -405,10 +405,10 @@ def _settle(
             result.mailbox.created += 1
             if mailbox_id:
                 result.made_in_mailbox.append(mailbox_id)
-        if mailbox_id:
-            batch.made.append(mailbox_id)
         else:
             result.relinked += 1
+        if mailbox_id:
+            batch.made.append(mailbox_id)
         batch.upserts.append(
             _link(
                 kind,

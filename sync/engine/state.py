@@ -149,8 +149,9 @@ class LinkStore(Protocol):
 
 def add_made(stored: str | None, made: Sequence[str]) -> str:
     """The MADE_SIDE list with `made` added."""
-    known = json.loads(stored or "[]")
-    return json.dumps(known + [m for m in made if m not in set(known)])
+    known: list[str] = json.loads(stored or "[]")
+    seen = set(known)
+    return json.dumps(known + [m for m in dict.fromkeys(made) if m not in seen])
 
 
 def backoff(attempts: int, retry_after: float, base: float = 60.0, cap: float = 6 * 3600) -> float:

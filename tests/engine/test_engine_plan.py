@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sync.engine import ChangeSet, EngineSettings, plan, reverse_conflict
+from sync.engine import ChangeSet, EngineSettings, KindResult, apply_actions, plan, reverse_conflict
 from sync.engine.plan import (
     CreateCrm,
     CreateMailbox,
@@ -183,6 +183,21 @@ def test_fresh_install_relinks_everything_and_creates_nothing(world: World) -> N
     assert result.relinked == 5
     assert world.crm_rows() == before_crm and world.items() == before_items
     assert world.sync().changed == 0
+
+
+def test_a_create_whose_item_exists_already_relinks_it_and_writes_nothing(world: World) -> None:
+    """A retried mailbox create (the first attempt's answer lost) finds the item by its key."""
+    crm_id = world.crm.put("contacts", {"lastname": "Once"}).id
+    item = world.mailbox.put("contacts", {"surname": "Once"}, key=crm_id)
+    values = CONTACTS.crm_values(world.crm.records("contacts")[crm_id].fields)
+    result = KindResult("contacts")
+
+    apply_actions(CONTACTS, [CreateMailbox(crm_id, "v1", values)], world.crm, world.mailbox,
+                  world.store, world.settings(), result)  # fmt: skip
+
+    assert (result.mailbox.created, result.relinked) == (0, 1)
+    assert list(world.items()) == [item.id] and world.item_for(crm_id) == item.id
+    assert result.made_in_mailbox == []  # not made by this run: nothing to check next time
 
 
 def test_fresh_install_keeps_untracked_copies_out_of_the_mailbox(world: World) -> None:
