@@ -120,9 +120,8 @@ class ProfileConnector:
         chosen = set(profile.get("kinds", []) or []) if config.type == "exchange" else set()
         if self.only is not None:
             chosen &= self.only
-        timezone = str(profile.get("timezone") or "UTC")
-        kinds = kinds_to_sync(chosen, PartyResolver(client), timezone)
         settings = engine_settings(profile, str(user.get("id", "")))
+        kinds = kinds_to_sync(chosen, PartyResolver(client), settings.timezone)
         if settings.confirm_emptied:
             profile.set(CONFIRM_EMPTIED, False)  # the user's confirmation covers one run
         return Connection(

@@ -11,6 +11,7 @@ found."). Authentication is the endpoint's (Basic or Bearer), checked by the ser
 from __future__ import annotations
 
 from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 REQUEST_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
 RESPONSE_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
@@ -40,9 +41,9 @@ def _document(inner: str) -> bytes:
 
 def settings(display_name: str, ews_url: str) -> bytes:
     return _document(
-        f"<User><DisplayName>{_escape(display_name)}</DisplayName></User>"
+        f"<User><DisplayName>{escape(display_name)}</DisplayName></User>"
         "<Account><AccountType>email</AccountType><Action>settings</Action>"
-        f"<Protocol><Type>EXPR</Type><EwsUrl>{_escape(ews_url)}</EwsUrl></Protocol>"
+        f"<Protocol><Type>EXPR</Type><EwsUrl>{escape(ews_url)}</EwsUrl></Protocol>"
         "</Account>"
     )
 
@@ -50,16 +51,12 @@ def settings(display_name: str, ews_url: str) -> bytes:
 def redirect_address(address: str) -> bytes:
     return _document(
         "<Account><AccountType>email</AccountType><Action>redirectAddr</Action>"
-        f"<RedirectAddr>{_escape(address)}</RedirectAddr></Account>"
+        f"<RedirectAddr>{escape(address)}</RedirectAddr></Account>"
     )
 
 
 def error(code: str, message: str) -> bytes:
     return _document(
         f'<Error Time="00:00:00" Id="1"><ErrorCode>{code}</ErrorCode>'
-        f"<Message>{_escape(message)}</Message><DebugData /></Error>"
+        f"<Message>{escape(message)}</Message><DebugData /></Error>"
     )
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,7 +1,8 @@
 """The sync engine: pure decisions (plan, merge) and their application over two sides.
 
 `sync_kind(kind, crm, mailbox, store, settings, progress=None) -> KindResult` syncs one kind
-both ways, after `begin_run(crm, mailbox)` once per run; everything else here is its parts, exposed for tests and the dashboard (conflicts).
+both ways, after `begin_run(crm, mailbox)` once per run; everything else here is its parts,
+exposed for tests and the dashboard (conflicts).
 """
 
 from sync.engine.apply import Counts, KindResult, apply_actions
@@ -28,9 +29,9 @@ __all__ = [
     "LinkStore",
     "MemoryLinkStore",
     "apply_actions",
+    "begin_run",
     "merge",
     "plan",
     "reverse_conflict",
-    "begin_run",
     "sync_kind",
 ]

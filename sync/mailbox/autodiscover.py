@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 import httpx
 
@@ -41,7 +42,7 @@ def candidate_urls(email: str) -> list[str]:
 def request_body(email: str) -> bytes:
     return (
         f'<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="{REQUEST_NS}"><Request>'
-        f"<EMailAddress>{_escape(email)}</EMailAddress>"
+        f"<EMailAddress>{escape(email)}</EMailAddress>"
         f"<AcceptableResponseSchema>{RESPONSE_NS}</AcceptableResponseSchema>"
         "</Request></Autodiscover>"
     ).encode()
@@ -150,7 +151,3 @@ def _authorization(auth: BasicAuth | OAuthToken) -> dict[str, str]:
         pair = f"{auth.username}:{auth.password}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
     return {"Authorization": "Bearer " + auth.token_provider()}
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -15,16 +15,16 @@ from typing import Any
 
 from sqlalchemy import select
 
+from sync.setup import odata
 from sync.setup import profile as keys
 from sync.setup.messages import N_, Msg, SetupError
+from sync.setup.odata import entity_set
 from sync.setup.ports import CrmDirectory
 from sync.setup.profile import Profile
 from sync.setup.user_filters import USER_PREFIX, refresh_kinds, set_enabled, user_filters
 from sync.store.models import SyncFilter
 
-OFFLINE_PREFIX = "offline:"
 ME = "me"
-OPERATORS = {"eq", "ne", "gt", "ge", "lt", "le"}
 
 TRACKING_OPTIONS: dict[str, Msg] = {
     "none": N_("Do not track email automatically"),
@@ -51,7 +51,6 @@ KIND_LABELS: dict[str, Msg] = {
     "offline:accounts": N_("Accounts (offline)"),
     "offline:leads": N_("Leads (offline)"),
 }
-ENTITY_SETS = {"contacts": "contacts", "appointments": "appointments", "tasks": "tasks"}
 
 
 @dataclass(frozen=True)
@@ -129,32 +128,9 @@ class Choices:
     interval_seconds: int = 300
 
 
-def entity_set(kind: str) -> str:
-    return (
-        kind.removeprefix(OFFLINE_PREFIX) if kind.startswith(OFFLINE_PREFIX) else ENTITY_SETS[kind]
-    )
-
-
-def _literal(value: Any, me: str) -> str:
-    if value == ME:
-        return me  # a GUID literal is unquoted in OData
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if value is None:
-        return "null"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def to_odata(conditions: Iterable[Sequence[Any]], me: str) -> str:
-    """The OData `$filter` for a filter's conditions (all must hold)."""
-    parts = []
-    for column, operator, value in conditions:
-        if operator not in OPERATORS or not column.replace("_", "").isalnum():
-            raise ValueError(f"bad condition {column!r} {operator!r}")
-        parts.append(f"{column} {operator} {_literal(value, me)}")
-    return " and ".join(parts)
+    """The OData `$filter` of a built-in filter's (column, operator, value) conditions."""
+    return odata.to_odata([{"field": c, "op": op, "value": v} for c, op, v in conditions], me)
 
 
 def count_for(directory: CrmDirectory, slug: str, me: str) -> int:

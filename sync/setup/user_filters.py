@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sync.engine.filters import resolve_value
 from sync.setup.messages import N_, Msg, SetupError
+from sync.setup.odata import entity_set, to_odata
 from sync.setup.ports import CrmDirectory
 from sync.setup.profile import Profile
 from sync.store.models import SyncFilter
@@ -274,42 +274,8 @@ def refresh_kinds(profile: Profile) -> None:
     profile.set("kinds", kinds)
 
 
-def to_odata(conditions: Sequence[Mapping[str, Any]], me: str, now: datetime, tz: str) -> str:
-    """The conditions as one OData `$filter` (for the live count)."""
-    parts = []
-    for condition in conditions:
-        column, op = str(condition["field"]), str(condition["op"])
-        if not column.replace("_", "").isalnum() or op not in OPERATORS:
-            raise ValueError(f"bad condition {column!r} {op!r}")
-        value = resolve_value(condition.get("value"), me, now, tz)
-        if op == "null":
-            parts.append(f"{column} eq null")
-        elif op == "not_null":
-            parts.append(f"{column} ne null")
-        elif op == "contains":
-            parts.append(f"contains({column},{_literal(value)})")
-        else:
-            parts.append(f"{column} {op} {_literal(value)}")
-    return " and ".join(parts)
-
-
 def count(directory: CrmDirectory, found: UserFilter, me: str, tz: str = "UTC") -> int:
-    from sync.setup.choices import entity_set
-
-    odata = to_odata(found.conditions, me, datetime.now(UTC), tz)
-    return directory.count(entity_set(found.kind), odata)
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str) and (_GUID.match(value) or re.match(r"^\d{4}-\d\d-\d\dT", value)):
-        return value  # GUID and date-time literals are unquoted in OData
-    return "'" + str(value).replace("'", "''") + "'"
+    return directory.count(entity_set(found.kind), to_odata(found.conditions, me, tz=tz))
 
 
 def _user_filter(row: SyncFilter) -> UserFilter:

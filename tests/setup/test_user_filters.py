@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.setup import choices, user_filters
+from sync.setup import choices, odata, user_filters
 from sync.setup.messages import SetupError
 from sync.setup.profile import Profile
 from sync.store.db import Database, open_database
@@ -59,18 +59,16 @@ def test_as_odata_for_the_live_count() -> None:
         [("_ownerid_value", "eq", "me"), ("jobtitle", "contains", "O'Buyer"),
          ("modifiedon", "ge", "today-30")],
     )  # fmt: skip
-    assert user_filters.to_odata(conditions, ME, NOW, "UTC") == (
+    assert odata.to_odata(conditions, ME, NOW, "UTC") == (
         f"_ownerid_value eq {ME} and contains(jobtitle,'O''Buyer') "
         "and modifiedon ge 2026-10-27T00:00:00Z"
     )
     # "today" is the user's: in Tokyo it is 27 November already, so today+1 is 28 November 00:00
     # JST, which is 27 November 15:00 UTC
     late = [{"field": "modifiedon", "op": "lt", "value": "today+1 days"}]
-    assert (
-        user_filters.to_odata(late, ME, NOW, "Asia/Tokyo") == "modifiedon lt 2026-11-27T15:00:00Z"
-    )
+    assert odata.to_odata(late, ME, NOW, "Asia/Tokyo") == "modifiedon lt 2026-11-27T15:00:00Z"
     empty = [{"field": "department", "op": "null", "value": None}]
-    assert user_filters.to_odata(empty, ME, NOW, "UTC") == "department eq null"
+    assert odata.to_odata(empty, ME, NOW, "UTC") == "department eq null"
 
 
 def test_stored_beside_the_built_ins_and_deciding_the_kinds(profile: Profile) -> None:
