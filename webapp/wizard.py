@@ -410,26 +410,20 @@ def instance_view(profile: Profile) -> Any:
 # --- choices -------------------------------------------------------------------------------
 
 
-def _counts(profile: Profile, slugs: list[str]) -> tuple[dict[str, int], Msg | None]:
-    def count_all() -> dict[str, int]:
-        directory, user = _crm(profile)
-        return {slug: choices_step.count_for(directory, slug, user.id) for slug in slugs}
-
-    counts, error = guarded(count_all)
-    return counts or {}, error
-
-
-def _user_filter_counts(profile: Profile, found: list[UserFilter]) -> dict[str, int]:
-    if not found:
-        return {}
+def _counts(
+    profile: Profile, slugs: list[str], own: list[UserFilter]
+) -> tuple[dict[str, int], Msg | None]:
+    """Live counts of the built-in filters (by slug) and the user's own, over one client."""
 
     def count_all() -> dict[str, int]:
         directory, user = _crm(profile)
         tz = str(profile.get("timezone") or "UTC")
-        return {f.slug: user_filters.count(directory, f, user.id, tz) for f in found}
+        counts = {slug: choices_step.count_for(directory, slug, user.id) for slug in slugs}
+        counts.update({f.slug: user_filters.count(directory, f, user.id, tz) for f in own})
+        return counts
 
-    counts, _error = guarded(count_all)  # the built-in counts already report a failure
-    return counts or {}
+    counts, error = guarded(count_all)
+    return counts or {}, error
 
 
 def choices_view(
@@ -459,9 +453,9 @@ def choices_view(
             return go("wizard.step", step="done")
         except SetupError as refused:
             error, field, status = refused.msg, refused.field, 422
-    counts, count_error = _counts(profile, [f.slug for f in choices_step.BUILTIN_FILTERS])
     own = user_filters.user_filters(profile)
-    counts.update(_user_filter_counts(profile, own))
+    slugs = [f.slug for f in choices_step.BUILTIN_FILTERS]
+    counts, count_error = _counts(profile, slugs, own)
     if filter_error is not None:
         status = 422
     return page(
