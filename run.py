@@ -123,9 +123,6 @@ def _open_database(args: argparse.Namespace) -> Any:
     return open_database(_data_dir(args), os.environ.get("MAILBOX_SYNC_DATABASE_URL"))
 
 
-SYNC_KINDS = ("contacts", "appointments", "tasks")
-
-
 def _progress_bar(done: int, total: int, phase: str | None) -> None:
     """One line on the terminal, redrawn: the phase and a bar of the step's progress."""
     width = 30
@@ -144,10 +141,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not args.once:
         print("`sync` runs one sync and exits: add --once (the server syncs on its own).")
         return 2
-    unknown = sorted(set(args.kind or ()) - set(SYNC_KINDS))
+    from sync.setup.odata import ENTITY_SETS
+
+    unknown = sorted(set(args.kind or ()) - set(ENTITY_SETS))
     if unknown:
         print(
-            f"Unknown kind: {', '.join(unknown)}. Kinds: {', '.join(SYNC_KINDS)}.", file=sys.stderr
+            f"Unknown kind: {', '.join(unknown)}. Kinds: {', '.join(ENTITY_SETS)}.", file=sys.stderr
         )
         return 2
     database = _open_database(args)

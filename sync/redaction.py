@@ -58,8 +58,9 @@ class RedactingFilter(logging.Filter):
             record.msg, record.args = masked, None
         if record.exc_info and record.exc_info[1] is not None:
             shown = str(record.exc_info[1])
-            if redact(shown) != shown:
-                record.msg = f"{record.msg} ({type(record.exc_info[1]).__name__}: {redact(shown)})"
+            hidden = redact(shown)
+            if hidden != shown:
+                record.msg = f"{record.msg} ({type(record.exc_info[1]).__name__}: {hidden})"
                 record.exc_info = None
                 record.exc_text = None
         return True
