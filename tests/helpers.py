@@ -4,6 +4,8 @@ so `from conftest import …` would pick whichever conftest was imported first).
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +32,14 @@ def signed_in(app: Any) -> Any:
 def page_text(response: Any) -> str:
     """A response's HTML with each run of white space as one space, for `in` checks on phrases."""
     return re.sub(r"\s+", " ", response.get_data(as_text=True))
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    """SIGTERM (a server shuts down cleanly), then SIGKILL after 20 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ROOT, csrf_token_from
+from tests.helpers import ROOT, csrf_token_from, stop_process
 
 
 def _spawn(*args: str, data_dir: Path) -> subprocess.Popen[str]:
@@ -46,15 +45,6 @@ def _read_until(process: subprocess.Popen[str], pattern: str, timeout: float = 6
     raise AssertionError(f"no line matching {pattern!r}; output:\n{''.join(seen)}")
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture
 def served(data_dir: Path) -> Iterator[str]:
     """`run.py serve --port 0`, as the README's run command starts it; yields the sign-in link."""
@@ -62,7 +52,7 @@ def served(data_dir: Path) -> Iterator[str]:
     try:
         yield _read_until(process, r"Open (http://127\.0\.0\.1:\d+/login\?token=\S+)").group(1)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def test_serve_binds_loopback_and_sync_now_records_a_run(served: str, data_dir: Path) -> None:
@@ -109,7 +99,7 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start(served: str, data
         assert second.wait(timeout=20) != 0
     finally:
         if second.poll() is None:
-            _stop(second)
+            stop_process(second)
 
 
 def test_sync_once_records_a_run_and_status_reports_it(data_dir: Path) -> None:
@@ -205,4 +195,4 @@ def test_sandbox_json_prints_urls_and_credentials_that_work_with_curl(data_dir: 
         )
         assert "NoError" in ews.stdout and "ServerVersionInfo" in ews.stdout
     finally:
-        _stop(process)
+        stop_process(process)
