@@ -27,12 +27,37 @@ from typing import IO, Any
 log = logging.getLogger("mailbox_sync")
 
 DEFAULT_PORT = 8765
+EXIT_FAILED = 1
+"""`sync --once`: the run failed (its message says why)."""
+EXIT_BAD_INPUT = 2
+"""A value given on the command line was refused (the message says which and why)."""
+EXIT_DATA_DIR = 3
+"""The data directory or its database cannot be used (damaged, not writable, made by a newer
+version): the message says which and what to do; nothing was written."""
+EXIT_BUSY = 4
+"""Another process is syncing (or configuring) the same data: nothing was done."""
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
     from sync.store.db import default_data_dir
 
     return Path(args.data_dir).expanduser().resolve() if args.data_dir else default_data_dir()
+
+
+class BadInput(Exception):
+    """A command-line value was refused: `main` prints why on one line and exits 2 (raised
+    before anything is written)."""
+
+
+def _close_interrupted(database: Any) -> None:
+    """At start-up: runs left "running" by a process that was killed end as interrupted, so
+    the dashboard stops showing (and polling for) a sync that is not going on."""
+    from sync.runs import close_interrupted_runs
+
+    closed = close_interrupted_runs(database)
+    if closed:
+        ids = ", ".join(f"#{run_id}" for run_id in closed)
+        log.info("Runs %s were left running by a process that ended: marked interrupted", ids)
 
 
 @contextlib.contextmanager
@@ -60,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sync.sandbox_profile import adopt_sandbox, read_info, write_info
     from sync.scheduler import SyncScheduler
     from sync.settings import get_setting
+    from sync.setup.addresses import is_loopback
     from webapp import create_app
     from webapp.access import new_login_token
 
@@ -68,6 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token = new_login_token()
         app = create_app({"DATA_DIR": str(data_dir), "LOGIN_TOKEN": token})
         database = app.extensions["mailbox_sync.database"]
+        _close_interrupted(database)
         if args.sandbox_json:
             info = read_info(args.sandbox_json)
             app.config["SANDBOX_INFO"] = info
@@ -90,7 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             offline_interval=float(get_setting(database, "offline_interval_seconds")),
         )
         app.extensions["mailbox_sync.scheduler"] = scheduler
-        if args.host not in ("127.0.0.1", "localhost", "::1"):
+        if not is_loopback(args.host):
             print(
                 f"WARNING: listening on {args.host}: anyone who can reach this address and "
                 "holds the link can use the app.",
@@ -117,10 +144,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_database(args: argparse.Namespace) -> Any:
+def _database_url(args: argparse.Namespace) -> str:
+    from sync.store.db import sqlite_url
+
+    return os.environ.get("MAILBOX_SYNC_DATABASE_URL") or sqlite_url(_data_dir(args))
+
+
+def _open_database(args: argparse.Namespace, read_only_ok: bool = False) -> Any:
+    """The database; raises DataDirError (exit 3) when it cannot be used. `read_only_ok`: a
+    read-only data directory is fine (for `status`, which only reads)."""
     from sync.store.db import open_database
 
-    return open_database(_data_dir(args), os.environ.get("MAILBOX_SYNC_DATABASE_URL"))
+    return open_database(_data_dir(args), _database_url(args), read_only_ok=read_only_ok)
 
 
 def _progress_bar(done: int, total: int, phase: str | None) -> None:
@@ -140,7 +175,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     if not args.once:
         print("`sync` runs one sync and exits: add --once (the server syncs on its own).")
-        return 2
+        return EXIT_BAD_INPUT
     from sync.setup.odata import ENTITY_SETS
 
     unknown = sorted(set(args.kind or ()) - set(ENTITY_SETS))
@@ -148,19 +183,29 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(
             f"Unknown kind: {', '.join(unknown)}. Kinds: {', '.join(ENTITY_SETS)}.", file=sys.stderr
         )
-        return 2
-    database = _open_database(args)
+        return EXIT_BAD_INPUT
     data_dir = _data_dir(args)
     info_file = Path(args.sandbox_json) if args.sandbox_json else data_dir / "sandbox" / INFO_FILE
-    info = read_info(info_file) if info_file.exists() else None
+    # a named file must be there; the sandbox's own one only when it has been started
+    info = read_info(info_file) if args.sandbox_json or info_file.exists() else None
+    database = _open_database(args)
+    _close_interrupted(database)
     bar = _progress_bar if sys.stderr.isatty() else None
     service = messaging_service(database, data_dir, lambda: info, args.kind, bar)
-    run_id = service.run(MESSAGING, "cli")
+    from sync.store.lock import Busy
+
+    try:
+        # held around the run (which takes it again): waiting here, not skipping there
+        with service.holding(MESSAGING, "sync --once", wait=args.wait):
+            run_id = service.run(MESSAGING, "cli")
+    except Busy as busy:
+        print(f"{busy} (waited {args.wait:g} s; see --wait)", file=sys.stderr)
+        return EXIT_BUSY
     if bar is not None:
         print(file=sys.stderr)  # end the bar's line
     run = next(r for r in recent_runs(database, limit=5) if r.id == run_id)
     print(f"Run {run.id}: {run.outcome}" + (f" — {run.message}" if run.message else ""))
-    return 1 if run.outcome == "failed" else 0
+    return EXIT_FAILED if run.outcome == "failed" else 0
 
 
 def _iso(value: Any) -> str | None:
@@ -169,10 +214,10 @@ def _iso(value: Any) -> str | None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from sync.dashboard_data import kind_statuses
-    from sync.runs import open_alerts, recent_runs
+    from sync.runs import INTERRUPTED, open_alerts, process_gone, recent_runs
     from sync.settings import all_settings
 
-    database = _open_database(args)
+    database = _open_database(args, read_only_ok=True)
     runs = recent_runs(database, limit=10)
     settings = all_settings(database)
     status = {
@@ -199,7 +244,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "trigger": r.trigger,
                 "started_at": _iso(r.started_at),
                 "finished_at": _iso(r.finished_at),
-                "outcome": r.outcome,
+                # as the next serve or sync will mark it (status leaves runs alone)
+                "outcome": INTERRUPTED if r.outcome == "running" and process_gone(r) else r.outcome,
                 "message": r.message,
                 "counts": r.counts,
             }
@@ -256,35 +302,44 @@ def _secret_from_env(name: str | None) -> str:
         return ""
     value = os.environ.get(name)
     if value is None:
-        raise SystemExit(f"The environment variable {name} is not set.")
+        raise BadInput(f"The environment variable {name} is not set: export it, then run again.")
     return value
 
 
 def cmd_configure(args: argparse.Namespace) -> int:
     from sync.setup.adapters import default_ports
     from sync.setup.configure import ConfigureOptions, configure
+    from sync.setup.instance import clean_instance_name
     from sync.setup.messages import SetupError
     from sync.setup.profile import INSTANCE_NAME, Profile
     from sync.sides import SideError
 
     data_dir = _data_dir(args)
+    # every value read and checked before anything is stored
+    try:
+        name = clean_instance_name(args.instance_name or "")
+    except SetupError as error:
+        raise BadInput(error.msg) from None
+    password = _secret_from_env(args.password_env)
+    smtp_password = _secret_from_env(args.smtp_password_env)
+    sandbox = _sandbox_info(args)
     profile = Profile(_open_database(args), data_dir)
-    if args.instance_name:
-        profile.set(INSTANCE_NAME, args.instance_name)
+    if name:
+        profile.set(INSTANCE_NAME, name)
     form = {
         "type": args.mailbox_type,
         "email": args.email or "",
         "ews_url": args.ews_url or "",
         "auth": args.auth,
         "username": args.username or "",
-        "password": _secret_from_env(args.password_env),
+        "password": password,
         "pop3_host": args.pop3_host or "",
         "pop3_port": str(args.pop3_port or ""),
         "pop3_security": args.pop3_security,
         "smtp_host": args.smtp_host or "",
         "smtp_port": str(args.smtp_port or ""),
         "smtp_security": args.smtp_security,
-        "smtp_password": _secret_from_env(args.smtp_password_env),
+        "smtp_password": smtp_password,
     }
     options = ConfigureOptions(
         org=args.org,
@@ -298,26 +353,46 @@ def cmd_configure(args: argparse.Namespace) -> int:
         tracking=args.tracking,
         interval_seconds=args.interval,
     )
+    from sync.store.lock import Busy, hold, lock_directory
+
+    lock_dir = lock_directory(profile.database.url)
     try:
-        ports = default_ports(profile, _sandbox_info(args))
-        for line in configure(profile, ports, options):
-            print(line)
+        with (
+            hold(lock_dir, "messaging", args.wait, "configure"),
+            hold(lock_dir, "offline", args.wait, "configure"),
+        ):
+            ports = default_ports(profile, sandbox)
+            for line in configure(profile, ports, options):
+                print(line)
+    except Busy as busy:
+        print(f"error: {busy}", file=sys.stderr)
+        return EXIT_BUSY
     except SetupError as error:
         print(f"error: {error.msg}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except SideError as error:
         print(f"error: {error.message or type(error).__name__}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     print("Setup complete.")
     return 0
 
 
 def _sandbox_info(args: argparse.Namespace) -> dict[str, Any] | None:
     """The sandbox's describe() JSON (`run.py sandbox --json` output saved to a file)."""
-    if not args.sandbox_json:
-        return None
-    info: dict[str, Any] = json.loads(Path(args.sandbox_json).read_text())
-    return info
+    from sync.sandbox_profile import read_info
+
+    return read_info(args.sandbox_json) if args.sandbox_json else None
+
+
+def _fault_spec(spec: str) -> str:
+    """argparse type of --faults: a bad spec is a usage error (exit 2), not a traceback."""
+    from sandbox.faults import Fault
+
+    try:
+        Fault.parse(spec)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,6 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--once", action="store_true")
     sync.add_argument("--kind", action="append", help="only this kind (repeatable)")
     sync.add_argument("--sandbox-json", help="the sandbox to use (`run.py sandbox --json` output)")
+    sync.add_argument(
+        "--wait",
+        type=float,
+        default=120,
+        metavar="SECONDS",
+        help="wait this long for another process's sync of the same data to end, then exit 4 "
+        "(default 120)",
+    )
     sync.set_defaults(func=cmd_sync)
 
     status = commands.add_parser("status", parents=[common], help="last runs and alerts")
@@ -358,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         action="append",
         default=[],
+        type=_fault_spec,
         help="fault profile, e.g. 429:every=5,delay=2 (repeatable)",
     )
     sandbox.set_defaults(func=cmd_sandbox)
@@ -400,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--tracking", default="replies", help="none | replies | records | all")
     conf.add_argument("--interval", type=int, default=300, help="seconds between syncs")
     conf.add_argument("--sandbox-json", help="file with `run.py sandbox --json` output")
+    conf.add_argument(
+        "--wait",
+        type=float,
+        default=120,
+        metavar="SECONDS",
+        help="wait this long for a running sync of the same data to end, then exit 4",
+    )
     conf.set_defaults(func=cmd_configure)
     return parser
 
@@ -422,7 +513,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(noisy).setLevel(logging.WARNING)
     if getattr(args, "port", None) is None and args.command == "serve":
         args.port = DEFAULT_PORT
-    result: int = args.func(args)
+    from sqlalchemy.exc import DBAPIError
+
+    from sync.sandbox_profile import SandboxInfoError, read_info
+    from sync.store.db import DataDirError, database_problem, ensure_data_dir
+
+    try:
+        if getattr(args, "sandbox_json", None):  # refused before anything is created
+            read_info(args.sandbox_json)
+        if args.command != "status":  # every other command writes there
+            ensure_data_dir(_data_dir(args))
+        result: int = args.func(args)
+    except (BadInput, SandboxInfoError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except DataDirError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DATA_DIR
+    except DBAPIError as error:  # found damaged (or unwritable) while working: no traceback
+        problem = database_problem(_database_url(args), error)
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_DATA_DIR
     return result
 
 

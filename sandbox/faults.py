@@ -9,11 +9,38 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 FaultKind = Literal["429", "503", "slow", "drop", "busy"]
 """429 / busy: throttling (HTTP 429 for Dataverse, ErrorServerBusy for EWS); 503: service
 unavailable; slow: answer after `delay` seconds; drop: close the connection without answering."""
+
+KINDS = ("429", "503", "slow", "drop", "busy")
+OPTIONS = ("every", "times", "probability", "delay", "match")
+MAX_DELAY = 3600.0
+"""An hour: longer is a typo, and a sandbox answering never looks like a hang."""
+
+
+class FaultSpecError(ValueError):
+    """A `--faults` spec that cannot be read; the text names the spec and the problem."""
+
+    def __init__(self, spec: str, problem: str) -> None:
+        super().__init__(f"bad fault spec {spec!r}: {problem}")
+
+
+N = TypeVar("N", int, float)
+
+
+def _number(spec: str, key: str, text: str, kind: type[N], low: N, high: N | None) -> N:
+    """`text` as an int or a finite float within [low, high]."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise FaultSpecError(spec, f"{key} must be a number, not {text!r}") from None
+    if value != value or value < low or (high is not None and value > high):  # NaN too
+        bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise FaultSpecError(spec, f"{key} must be {bounds}, not {text}")
+    return value
 
 
 @dataclass
@@ -33,21 +60,26 @@ class Fault:
 
     @classmethod
     def parse(cls, spec: str) -> Fault:
-        """`kind[:key=value,...]`, e.g. `429:every=5,delay=2` or `drop:probability=0.1`."""
+        """`kind[:key=value,...]`, e.g. `429:every=5,delay=2` or `drop:probability=0.1`;
+        raises FaultSpecError saying what is wrong, so a typo is not a traceback."""
         kind, _, rest = spec.partition(":")
-        if kind not in ("429", "503", "slow", "drop", "busy"):
-            raise ValueError(f"unknown fault kind {kind!r} (429, 503, slow, drop, busy)")
+        if kind not in KINDS:
+            raise FaultSpecError(spec, f"unknown fault kind {kind!r} ({', '.join(KINDS)})")
         fault = cls(kind=kind)  # type: ignore[arg-type]
         for part in filter(None, rest.split(",")):
-            key, _, value = part.partition("=")
+            key, equals, value = part.partition("=")
+            if key not in OPTIONS:
+                raise FaultSpecError(spec, f"unknown option {key!r} ({', '.join(OPTIONS)})")
+            if key != "match" and not equals:
+                raise FaultSpecError(spec, f"{key} needs a value ({key}=…)")
             if key in ("every", "times"):
-                setattr(fault, key, int(value))
-            elif key in ("probability", "delay"):
-                setattr(fault, key, float(value))
-            elif key == "match":
-                fault.match = value
+                setattr(fault, key, _number(spec, key, value, int, 0, None))
+            elif key == "probability":
+                fault.probability = _number(spec, key, value, float, 0.0, 1.0)
+            elif key == "delay":
+                fault.delay = _number(spec, key, value, float, 0.0, MAX_DELAY)
             else:
-                raise ValueError(f"unknown fault option {key!r}")
+                fault.match = value
         if not fault.every and not fault.probability:
             fault.every = 1
         return fault

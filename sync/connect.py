@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -32,6 +32,9 @@ from sync.sides import Side
 from sync.store.db import Database
 from sync.store.linkstore import SqlLinkStore, conflict_row
 from sync.store.models import ConflictRecord, SyncFilter
+
+if TYPE_CHECKING:
+    from sync.auth import TokenProvider
 
 CONFIRM_EMPTIED = "confirm_emptied"
 """Set by the alert's "it is intended" button; read (and cleared) by the next run."""
@@ -110,9 +113,11 @@ class ProfileConnector:
         config = profile.mailbox()
         user = profile.get("crm_user") or {}
         assert org is not None and config is not None
-        crm, client = self._crm_side(org.url, org.api_url, str(user.get("id", "")), info)
+        # One provider (one msal application) for both sides; their tokens refresh through it.
+        provider = self._provider(info)
+        crm, client = self._crm_side(org.url, org.api_url, str(user.get("id", "")), provider)
         try:
-            mailbox = self._mailbox_side(config, info, org.id)
+            mailbox = self._mailbox_side(config, info, org.id, provider)
         except Exception:
             client.close()
             raise
@@ -133,7 +138,7 @@ class ProfileConnector:
             close=client.close,
         )
 
-    def _provider(self, info: Mapping[str, Any] | None) -> Any:
+    def _provider(self, info: Mapping[str, Any] | None) -> TokenProvider:
         from sync.auth import provider_from_config
 
         auth = self.profile.get("auth")
@@ -142,20 +147,24 @@ class ProfileConnector:
         return provider_from_config(auth, self.profile.data_dir, info)
 
     def _crm_side(
-        self, org_url: str, api_url: str, owner_id: str, info: Mapping[str, Any] | None
+        self, org_url: str, api_url: str, owner_id: str, provider: TokenProvider
     ) -> tuple[Side, DataverseClient]:
         from sync.auth import dataverse_scope
         from sync.crm.side import DataverseSide
 
-        provider = self._provider(info)
         upn = self.profile.signed_in_upn
+        # a TokenSource: the client refreshes it once when Dataverse refuses the cached token
         client = DataverseClient(
             api_url, provider.token_callable([dataverse_scope(org_url)], upn), annotations="*"
         )
         return DataverseSide(client, owner_id=owner_id or None), client
 
     def _mailbox_side(
-        self, config: MailboxConfig, info: Mapping[str, Any] | None, org_id: str
+        self,
+        config: MailboxConfig,
+        info: Mapping[str, Any] | None,
+        org_id: str,
+        provider: TokenProvider,
     ) -> Side:
         secrets = self.profile.mailbox_secrets()
         sandbox = info if (self.profile.get("auth") or {}).get("provider") == "sandbox" else None
@@ -165,7 +174,7 @@ class ProfileConnector:
             from sync.setup.adapters import ews_endpoint, mailbox_auth
 
             upn = self.profile.signed_in_upn
-            auth_for = mailbox_auth(config, secrets, lambda: self._provider(info), upn)
+            auth_for = mailbox_auth(config, secrets, lambda: provider, upn)
             ca_file = str(sandbox["ews_ca_file"]) if sandbox else None
             endpoint = ews_endpoint(config, auth_for, ca_file, sandbox)
             # one connection for the process: folders are looked up once, not every run

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sync.auth import SIGN_IN_ALERT, SignInRequired
 from sync.engine import begin_run, sync_kind
 from sync.engine.apply import KindResult
 from sync.engine.options import EngineSettings
@@ -64,10 +65,46 @@ class MessagingJob:
             connection = self.connect()
         except NotReady as reason:
             return "skipped", str(reason)
+        except AuthError as error:  # e.g. the mailbox connection's first token
+            return self._refused(error, "connecting")
+        except SideError as error:  # the sign-in service or a server down: say so, no traceback
+            log.warning("messaging sync could not connect: %s", error)
+            return "failed", error.message or type(error).__name__
         try:
             return self._run(connection, recorder)
+        except AuthError as error:  # outside a kind, e.g. the start of the run
+            return self._refused(error, "starting")
         finally:
             connection.close()
+
+    def _refused(self, error: AuthError, where: str) -> tuple[str, str]:
+        """Open the alert a refused sign-in deserves; the failed run's outcome and message.
+
+        SignInRequired (msal: the refresh token is gone) gets its own alert, titled for what to
+        do; it is resolved by signing in again (webapp/signin.py) or by the next good run."""
+        message = error.message or str(error)
+        if isinstance(error, SignInRequired):
+            who = f" as {error.username}" if error.username else ""
+            raise_alert(
+                self.database,
+                SIGN_IN_ALERT,
+                "Sign in again",
+                message,
+                f"Open the Sign-in page (/signin, also linked from Setup → Organization) and sign "
+                f"in{who} again. Syncing resumes at the next run; changes made meanwhile are "
+                "kept and synced then.",
+                severity="error",
+            )
+            return "failed", f"{where}: sign-in required ({message})"
+        raise_alert(
+            self.database,
+            "auth-failed",
+            "Sign-in refused",
+            message,
+            "Sign in again on the Sign-in page, or check the mailbox password.",
+            severity="error",
+        )
+        return "failed", f"{where}: sign-in refused ({message})"
 
     def _run(self, connection: Connection, recorder: RunRecorder) -> tuple[str, str | None]:
         store = SqlLinkStore(self.database, connection.org_id)
@@ -87,17 +124,12 @@ class MessagingJob:
                     kind, connection.crm, connection.mailbox, store, connection.settings, progress
                 )
             except AuthError as error:
-                raise_alert(
-                    self.database,
-                    "auth-failed",
-                    "Sign-in refused",
-                    error.message or str(error),
-                    "Sign in again on the Sign-in page, or check the mailbox password.",
-                    severity="error",
-                )
-                counts[kind.name] = {"message": "sign-in refused"}
+                refused = isinstance(error, SignInRequired)
+                counts[kind.name] = {
+                    "message": "sign-in required" if refused else "sign-in refused"
+                }
                 recorder.counts(counts)
-                return "failed", f"{kind.name}: sign-in refused ({error.message or error})"
+                return self._refused(error, kind.name)
             except SideError as error:
                 log.warning("%s sync failed: %s", kind.name, error)
                 counts[kind.name] = {"message": f"{type(error).__name__}: {error.message}"}
@@ -111,6 +143,7 @@ class MessagingJob:
             elif result.errors:
                 problems.append(f"{kind.name}: {result.errors} items failed (retried later)")
         resolve_alerts(self.database, "auth-failed")
+        resolve_alerts(self.database, SIGN_IN_ALERT)  # the sign-in works again
         if problems:
             return "partial", "; ".join(problems)
         total = sum(

@@ -3,8 +3,9 @@
 Two nets, because libraries at DEBUG level print what they hold (requests-oauthlib prints the
 whole token dict it adds to a request): every secret this process reads or hands out (stored
 passwords, access tokens) is remembered and masked wherever it appears, and values of fields
-named like secrets (`access_token`, `refresh_token`, `password`, `Authorization: Bearer …`)
-are masked whatever they are. `RedactingFilter` goes on every handler (run.py does it).
+named like secrets (`access_token`, `refresh_token`, `password`, `Authorization: Bearer …`, the
+authorization `code` msal prints at DEBUG, the `/login?token=…` of werkzeug's access log) are
+masked whatever they are. `RedactingFilter` goes on every handler (run.py does it).
 """
 
 from __future__ import annotations
@@ -20,10 +21,16 @@ _known_values: set[str] = set()
 """Every secret value read, written or handed out in this process."""
 
 _SECRET_FIELD = re.compile(
-    r"""(?P<name>(?:access|refresh|id)_token|client_secret|password|code_verifier|"""
-    r"""assertion)(?P<sep>['"]?\s*[:=]\s*['"]?)(?P<value>[^'"\s,&}]{4,})""",
+    r"""(?P<name>\b[\w-]*token|client_secret|password|code_verifier|assertion"""
+    r"""|(?<![\w-])(?:device_|user_)?code)"""
+    r"""(?P<sep>['"]?\s*[:=]\s*['"]?)(?P<value>[^'"\s,&}]{4,})""",
     re.IGNORECASE,
 )
+"""A secret-named field and its value: `name=v` (query strings, access log lines), `name: v`,
+JSON's `"name": "v"` and a dict's `'name': 'v'`. Any `…token` (access, refresh, id, the one-time
+login `token`, csrf) and the authorization `code` (msal's DEBUG cache event prints the request
+that redeemed it); `error_code` or `status_code` are not a `code`. `\b` first: a long word is
+scanned once, not from each of its letters."""
 _AUTH_HEADER = re.compile(r"(?P<scheme>\b(?:Bearer|Basic)\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})")
 
 

@@ -1,11 +1,21 @@
-"""Recording runs and alerts in the store, so the dashboard and `status` can show them."""
+"""Recording runs and alerts in the store, so the dashboard and `status` can show them.
+
+A run records the process that runs it. A process killed mid-run (SIGKILL, power loss) never
+writes the end, and its run would stay "running" for ever, with the dashboard polling every
+second beside a progress bar; at start-up `close_interrupted_runs` ends those whose process is
+gone as "interrupted".
+"""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from sync.store.base import utcnow
 from sync.store.db import Database
@@ -23,8 +33,17 @@ class RunRecorder:
     ) -> None:
         self.database = database
         self.listener = listener
+        pid = os.getpid()
         with database.session() as session:
-            run = Run(job=job, trigger=trigger, outcome="running", counts={})
+            run = Run(
+                job=job,
+                trigger=trigger,
+                outcome="running",
+                counts={},
+                pid=pid,
+                host=socket.gethostname(),
+                process_start=process_start(pid),
+            )
             session.add(run)
             session.flush()
             self.run_id = run.id
@@ -55,6 +74,74 @@ class RunRecorder:
                 run.phase = None
                 if run.progress_total and outcome == "ok":
                     run.progress_done = run.progress_total
+
+
+INTERRUPTED = "interrupted"
+
+
+@cache
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> str | None:
+    """When process `pid` started, as a marker that differs for a later process given the same
+    pid (boot id and start tick, Linux); None where the system does not tell, or it is gone."""
+    boot = _boot_id()
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the command name may hold spaces and ")"
+    return f"{boot}/{fields[19]}" if boot and len(fields) > 19 else None
+
+
+def process_gone(run: Run) -> bool:
+    """Whether the process that runs `run` has ended. A run of another computer (a data dir
+    on a shared disk) cannot be checked and counts as alive; one recorded before runs named
+    their process (pid None) counts as gone, as no run of an older version can be going on."""
+    if run.pid is None:
+        return True
+    if run.host != socket.gethostname():
+        return False
+    try:
+        os.kill(run.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's: a reused pid, ours was this user's
+    if run.process_start is None:
+        return False
+    now = process_start(run.pid)
+    return now is not None and now != run.process_start
+
+
+def close_interrupted_runs(database: Database) -> list[int]:
+    """End, as "interrupted", the runs still "running" whose process is gone; returns their
+    ids. Called at start-up (serve, sync --once), before this process starts any run."""
+    with database.session() as session:
+        closed = []
+        for run in list(session.scalars(select(Run).where(Run.outcome == "running"))):
+            if not process_gone(run):
+                continue
+            message = (
+                f"Interrupted: its process ({run.pid}) ended before the run did; "
+                "the next run goes on from what it saved."
+                if run.pid is not None
+                else "Interrupted: its process ended before the run did."
+            )
+            # only if still running: the process may have finished it since it was read
+            done = session.execute(
+                update(Run)
+                .where(Run.id == run.id, Run.outcome == "running")
+                .values(outcome=INTERRUPTED, message=message, finished_at=utcnow(), phase=None)
+            )
+            if getattr(done, "rowcount", 0):
+                closed.append(run.id)
+        return closed
 
 
 def recent_runs(database: Database, limit: int = 20, job: str | None = None) -> list[Run]:

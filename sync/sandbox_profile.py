@@ -14,9 +14,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
 
+from sync.setup.addresses import is_loopback
 from sync.store.db import Database
 from sync.store.models import ItemError, Link, Organization, Setting, SyncToken
 
@@ -33,14 +35,36 @@ def write_info(directory: Path, info: Mapping[str, Any]) -> Path:
     return path
 
 
+class SandboxInfoError(Exception):
+    """A sandbox description cannot be used; the text names the file and what to do.
+
+    The command line reports it as bad input (exit 2): carrying on without it would only fail
+    later with "the sandbox is not running", far from the mistyped path."""
+
+
 def read_info(path: str | Path) -> dict[str, Any]:
+    """The describe() JSON saved in `path`; raises SandboxInfoError."""
     try:
-        info: dict[str, Any] = json.loads(Path(path).read_text())
+        info = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SandboxInfoError(
+            f"The sandbox description {path} does not exist. Start the sandbox with "
+            "`run.py sandbox --json > FILE` (or `run.py sandbox`, which names its file) and "
+            "pass that file."
+        ) from None
     except (OSError, ValueError) as error:
-        raise SystemExit(f"Cannot read the sandbox description {path}: {error}") from None
-    if "organizations" not in info or "ews_url" not in info:
-        raise SystemExit(f"{path} is not the output of `run.py sandbox --json`.")
+        raise SandboxInfoError(f"Cannot read the sandbox description {path}: {error}") from None
+    if not isinstance(info, dict) or "organizations" not in info or "ews_url" not in info:
+        raise SandboxInfoError(f"{path} is not the output of `run.py sandbox --json`.")
     return info
+
+
+def _on_this_computer(url: Any) -> bool:
+    """A URL of a sandbox (which only ever listens on this computer)."""
+    try:
+        return isinstance(url, str) and is_loopback(urlsplit(url).hostname)
+    except ValueError:
+        return False
 
 
 def adopt_sandbox(database: Database, info: Mapping[str, Any], fresh: bool) -> None:
@@ -54,9 +78,7 @@ def adopt_sandbox(database: Database, info: Mapping[str, Any], fresh: bool) -> N
         mailbox = session.get(Setting, "mailbox")
         if mailbox is not None and isinstance(mailbox.value, dict):
             value = dict(mailbox.value)
-            if value.get("type") == "exchange" and value.get("ews_url", "").startswith(
-                ("https://127.0.0.1:", "http://127.0.0.1:")
-            ):
+            if value.get("type") == "exchange" and _on_this_computer(value.get("ews_url")):
                 value["ews_url"] = info["ews_url"]
                 mailbox.value = value
         if fresh:

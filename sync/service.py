@@ -1,7 +1,9 @@
 """The jobs the scheduler and the command line run: one messaging sync, one offline sync.
 
 Each run is recorded in the store from start to end, even when there is nothing to do yet, so
-the dashboard always tells the user what happened and why.
+the dashboard always tells the user what happened and why. A run holds its job's inter-process
+lock (`sync.store.lock`): a second process syncing the same data waits or is skipped, with the
+holder named, instead of writing the same records twice.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from sync.conflicts import ReverseError, Reverser, reverse_conflict
 from sync.runs import ProgressListener, RunRecorder
 from sync.store.db import Database
+from sync.store.lock import Busy, hold, lock_directory
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +36,21 @@ def _offline_body(recorder: RunRecorder) -> tuple[str, str | None]:
 
 
 class SyncService:
-    """Runs jobs and records them; one run of a job at a time (a second caller waits its turn)."""
+    """Runs jobs and records them; one run of a job at a time, in this process (a second caller
+    waits its turn) and across processes (`wait` seconds, then the run is skipped)."""
 
     def __init__(
         self,
         database: Database,
         bodies: dict[str, Job] | None = None,
         listener: ProgressListener | None = None,
+        wait: float = 0,
     ) -> None:
         self.database = database
         self.listener = listener
+        self.wait = wait
+        """Seconds a run waits for another process's run of the same job before it is skipped."""
+        self.lock_dir = lock_directory(database.url)
         self.bodies: dict[str, Job] = {MESSAGING: _messaging_body, OFFLINE: _offline_body}
         self.bodies.update(bodies or {})
         self._locks = {job: threading.Lock() for job in self.bodies}
@@ -53,17 +62,35 @@ class SyncService:
         if self.reverser is None:
             raise ReverseError("Connect an organization and a mailbox first: nothing to write to.")
         with self._locks[MESSAGING]:
-            return reverse_conflict(self.database, conflict_id, self.reverser)
+            try:
+                with self.holding(MESSAGING, "reversing a conflict"):
+                    return reverse_conflict(self.database, conflict_id, self.reverser)
+            except Busy as busy:
+                raise ReverseError(str(busy)) from None
+
+    def holding(self, job: str, what: str, wait: float | None = None) -> Any:
+        """The inter-process lock of `job` (a context manager); raises `Busy`."""
+        return hold(self.lock_dir, job, self.wait if wait is None else wait, what)
 
     def run(self, job: str, trigger: str = "schedule") -> int:
-        """Run `job` once and return the recorded run's id."""
+        """Run `job` once and return the recorded run's id (a skipped run's when another
+        process is running the same job)."""
         with self._locks[job]:
-            recorder = RunRecorder(self.database, job, trigger, self.listener)
             try:
-                outcome, message = self.bodies[job](recorder)
-            except Exception as error:  # the run is recorded as failed, the scheduler goes on
-                log.exception("%s sync failed", job)
-                recorder.finish("failed", f"{type(error).__name__}: {error}")
-            else:
-                recorder.finish(outcome, message)
-            return recorder.run_id
+                with self.holding(job, f"{job} sync ({trigger})"):
+                    return self._run_held(job, trigger)
+            except Busy as busy:
+                recorder = RunRecorder(self.database, job, trigger, self.listener)
+                recorder.finish("skipped", str(busy))
+                return recorder.run_id
+
+    def _run_held(self, job: str, trigger: str) -> int:
+        recorder = RunRecorder(self.database, job, trigger, self.listener)
+        try:
+            outcome, message = self.bodies[job](recorder)
+        except Exception as error:  # the run is recorded as failed, the scheduler goes on
+            log.exception("%s sync failed", job)
+            recorder.finish("failed", f"{type(error).__name__}: {error}")
+        else:
+            recorder.finish(outcome, message)
+        return recorder.run_id

@@ -8,12 +8,15 @@ own computer, so that is almost always right).
 
 from __future__ import annotations
 
+import io
 import logging
+import struct
 from pathlib import Path
 from typing import Any
 from zoneinfo import available_timezones
 
-from babel.messages.mofile import write_mo
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, request
 from flask_babel import Babel, get_locale, gettext
@@ -49,6 +52,7 @@ DYNAMIC_TEXTS = (
     N_("partial"),
     N_("failed"),
     N_("skipped"),
+    N_("interrupted"),
     N_("created"),
     N_("updated"),
     N_("deleted"),
@@ -62,23 +66,46 @@ DYNAMIC_TEXTS = (
 )
 
 
+def _translations(catalog: Catalog) -> tuple[dict[str, str], dict[tuple[Any, Any], Any]]:
+    """What a compiled catalog means: its headers (but the Babel version that wrote it) and
+    its translations."""
+    headers = {k: v for k, v in catalog.mime_headers if k != "Generated-By"}
+    return headers, {(m.id, m.context): m.string for m in catalog if m.id}
+
+
+def _up_to_date(mo_path: Path, compiled: bytes) -> bool:
+    """Whether the .mo on disk already holds what `compiled` holds: compared by meaning, not by
+    bytes or times (a fresh clone's file times are arbitrary, and another Babel version writes
+    another Generated-By header), so the tracked .mo is not rewritten by a run or a test."""
+    if not mo_path.exists():
+        return False
+    try:
+        with mo_path.open("rb") as handle:
+            current = read_mo(handle)
+    except (OSError, ValueError, struct.error):  # unreadable or not a catalog: compile it
+        return False
+    return _translations(current) == _translations(read_mo(io.BytesIO(compiled)))
+
+
 def compile_catalogs(directory: Path = TRANSLATIONS) -> list[Path]:
-    """Compile each .po whose .mo is missing or older, so a checkout runs without a build step."""
-    compiled = []
+    """Compile each .po whose .mo is missing or says something else, so a checkout runs
+    without a build step; returns the .mo files written."""
+    written = []
     for po_path in directory.glob("*/LC_MESSAGES/*.po"):
         mo_path = po_path.with_suffix(".mo")
-        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
-            continue
         with po_path.open("rb") as handle:
             catalog = read_po(handle)
+        buffer = io.BytesIO()
+        write_mo(buffer, catalog)
+        if _up_to_date(mo_path, buffer.getvalue()):
+            continue
         try:
-            with mo_path.open("wb") as handle:
-                write_mo(handle, catalog)
+            mo_path.write_bytes(buffer.getvalue())
         except OSError as error:  # a read-only install: the English text still works
             log.warning("could not compile %s: %s", po_path, error)
             continue
-        compiled.append(mo_path)
-    return compiled
+        written.append(mo_path)
+    return written
 
 
 def _valid_zone(name: str | None) -> str | None:

@@ -383,16 +383,18 @@ def instance_view(profile: Profile) -> Any:
     store, error = guarded(lambda: _claims(profile))
     status = 200
     if request.method == "POST" and store is not None:
-        name = request.form.get("instance_name", "").strip()
-        if name:
-            profile.set(keys.INSTANCE_NAME, name[:100])
         answer = request.form.get("take_over", "")
         take_over = {"yes": True, "no": False}.get(answer)
         try:
+            # refused whole, never cut short: the command line takes the same names
+            name = instance_step.clean_instance_name(request.form.get("instance_name", ""))
+            if name:
+                profile.set(keys.INSTANCE_NAME, name)
             instance_step.decide(profile, store, take_over)
             return go("wizard.step", step="choices")
         except (SetupError, SideError) as refused:
-            error, status = failure(refused), 409
+            bad_name = isinstance(refused, SetupError) and refused.field == "instance_name"
+            error, status = failure(refused), 422 if bad_name else 409
     claim, claim_error = (
         guarded(lambda: instance_step.claim_state(store, profile.instance_id))
         if store is not None

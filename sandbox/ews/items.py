@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from sandbox.ews.store import Attachment, Item, Mailbox, iso, new_id
+from sandbox.ews.tasks import settle_progress
 from sandbox.ews.xml import (
     Element,
     EwsError,
@@ -195,6 +196,8 @@ def normalise(node: Element) -> Element:
 def new_item(mbx: Mailbox, kind: str, fields: dict[str, Element]) -> Item:
     """A new item with the defaults the server fills in."""
     item = Item(id=new_id(b"I"), kind=kind, folder_id="", fields=fields)
+    if kind == "Task":
+        settle_progress(fields, list(fields))  # in the order the request gave them
     if kind == "CalendarItem" and "UID" not in fields:
         fields["UID"] = el(t("UID"), uuid.uuid4().hex.upper())
     if kind == "Message":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -51,10 +52,30 @@ class IdpState:
     base_url: str = ""
     access_token_lifetime: float = 3600.0
     id_token_lifetime: float = 3600.0
+    _issued: dict[str, list[str]] = field(default_factory=dict)
+    """The access tokens issued here, by user (lower-case UPN), so they can be revoked."""
+    _issued_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def issuer(self) -> str:
         return f"{self.base_url}/{TENANT_ID}/v2.0"
+
+    def issue_access_token(self, upn: str, audience: str) -> str:
+        """A new access token, remembered so that `revoke_access_tokens` can find it."""
+        token = self.tokens.issue(upn, self.access_token_lifetime, audience=audience)
+        with self._issued_lock:
+            self._issued.setdefault(upn.lower(), []).append(token)
+        return token
+
+    def revoke_access_tokens(self, upn: str) -> int:
+        """Make every access token issued to the user unusable at once, on every sandbox
+        service (as continuous access evaluation does after an admin revokes the sessions);
+        refresh tokens stay valid. The user's static token is not one of these. How many."""
+        with self._issued_lock:
+            issued = self._issued.pop(upn.lower(), [])
+        for token in issued:
+            self.tokens.revoke(token)
+        return len(issued)
 
 
 def _error_json(err: OAuthError) -> Response:
@@ -336,7 +357,7 @@ def create_idp_app(state: IdpState) -> Flask:
             "scope": " ".join(granted),
             "expires_in": int(lifetime),
             "ext_expires_in": int(lifetime),
-            "access_token": state.tokens.issue(user.upn, lifetime, audience=audience),
+            "access_token": state.issue_access_token(user.upn, audience),
         }
         if "offline_access" in scopes:
             body["refresh_token"] = state.grants.issue_refresh(user.upn, client_id)

@@ -72,6 +72,11 @@ class IdentityServer:
         """Revoke a user's refresh tokens, as an admin revoking sessions would."""
         return self.state.grants.revoke_user(upn)
 
+    def revoke_access_tokens(self, upn: str) -> int:
+        """Revoke the access tokens issued to a user (not the refresh tokens): every sandbox
+        service answers 401 to them from now on, and a client must refresh. How many."""
+        return self.state.revoke_access_tokens(upn)
+
     def start(self) -> None:
         if self._server is not None:
             return

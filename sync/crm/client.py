@@ -1,10 +1,12 @@
 """A thin, synchronous Dataverse Web API client on httpx.
 
 Why our own: the official Python SDK has neither change tracking nor 429 handling (DESIGN §3).
-What it adds over raw httpx: the bearer token from a callable (so msal refreshes plug in),
-bounded retries with backoff for 5xx/timeouts/resets, waiting out service protection (`429` and
-`503` with `Retry-After`), OData errors raised as the typed errors of `sync.sides`, paging that
-holds one page at a time, change tracking, conditional writes and `$batch`.
+What it adds over raw httpx: the bearer token from a callable (so msal refreshes plug in; a
+401 is retried once with a refreshed token), the token sent over HTTPS only (plain HTTP to the
+loopback sandbox alone), bounded retries with backoff for 5xx/timeouts/resets, waiting out
+service protection (`429` and `503` with `Retry-After`), OData errors raised as the typed errors
+of `sync.sides`, paging that holds one page at a time, change tracking, conditional writes and
+`$batch`.
 """
 
 from __future__ import annotations
@@ -33,10 +35,30 @@ from sync.crm.batch import (
 )
 from sync.crm.entities import primary_key_for
 from sync.crm.errors import error_for, retry_after_seconds
-from sync.sides import AuthError, SideError, Unavailable
+from sync.sides import AuthError, Invalid, SideError, Unavailable
+from sync.urls import is_secure_url
 
 DEFAULT_PAGE_SIZE = 5000
 _QUERY_SAFE = "$,()'=:@-*._~/"
+
+
+class InsecureUrl(Invalid):
+    """A URL the bearer token would travel to unencrypted (plain HTTP to another computer)."""
+
+
+def check_secure_url(url: str) -> None:
+    """Raise InsecureUrl unless `url` is HTTPS, or plain HTTP to exactly a loopback host.
+
+    The host is parsed, never prefix-matched: `http://127.0.0.1.evil.example/` and
+    `http://localhost@evil.example/` name other computers.
+    """
+    if is_secure_url(url):
+        return
+    raise InsecureUrl(
+        f"Refusing to send the sign-in token to {url}: Dataverse must be reached over https:// "
+        "(plain http:// is accepted only for the sandbox on this computer).",
+        code="insecure_url",
+    )
 
 
 @dataclass(frozen=True)
@@ -112,6 +134,7 @@ class DataverseClient:
     def __post_init__(self) -> None:
         if not self.api_url.endswith("/"):
             self.api_url += "/"
+        check_secure_url(self.api_url)
         self._http = httpx.Client(
             verify=tls_context(self.verify),
             timeout=self.timeout,
@@ -139,13 +162,21 @@ class DataverseClient:
         """An absolute URL: links from the service pass through, paths join the API root."""
         return path if path.startswith(("http://", "https://")) else self.api_url + path
 
-    def _token(self) -> str:
+    def _token(self, refresh: bool = False) -> str:
         try:
+            if refresh:
+                return _refresh(self.token_provider)
             return self.token_provider()
         except SideError:
             raise
         except Exception as exc:  # msal and friends: the sign-in is gone, not the server
             raise AuthError(f"could not get an access token: {exc}") from exc
+
+    @property
+    def can_refresh(self) -> bool:
+        """Whether the token provider can issue a new token (a `refresh()` method, as
+        sync.auth.TokenSource has); asking a plain callable again gives the refused token."""
+        return callable(getattr(self.token_provider, "refresh", None))
 
     def request(
         self,
@@ -168,9 +199,12 @@ class DataverseClient:
         if json_body is not None:
             content = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
             extra.setdefault("Content-Type", "application/json")
+        check_secure_url(url)  # also links from the service: the token goes with them
         attempt = throttled = 0
+        refreshed = refresh_now = False
         while True:
-            extra["Authorization"] = f"Bearer {self._token()}"
+            extra["Authorization"] = f"Bearer {self._token(refresh=refresh_now)}"
+            refresh_now = False
             self.request_count += 1
             try:
                 response = self._http.request(method, url, headers=extra, content=content)
@@ -186,6 +220,10 @@ class DataverseClient:
             status = response.status_code
             if status < 400 or (accept is not None and accept(response)):
                 return response
+            if status == 401 and not refreshed and self.can_refresh:
+                # The cached token was refused (revoked before it expired): once, a new one.
+                refreshed = refresh_now = True
+                continue
             wait = retry_after_seconds(response.headers.get("retry-after"))
             if status == 429 or (status == 503 and wait is not None):
                 if throttled >= self.retry.max_throttle_retries:
@@ -199,6 +237,13 @@ class DataverseClient:
                 throttled += 1
                 continue
             error = error_for(status, response.content, response.headers, delta=delta)
+            if status == 401 and refreshed:
+                raise AuthError(
+                    f"The service refused a newly issued token too: {error.message or status}. "
+                    "Sign in again; if that does not help, ask an administrator whether this "
+                    "user may use the organization.",
+                    error.code,
+                )
             if (
                 status >= 500
                 and isinstance(error, Unavailable)
@@ -409,6 +454,12 @@ class DataverseClient:
             results += chunk_results
             stopped = not continue_on_error and any(r.error for r in chunk_results)
         return results
+
+
+def _refresh(provider: Callable[[], str]) -> str:
+    """A new token from a provider that can refresh (see `DataverseClient.can_refresh`)."""
+    refresh = getattr(provider, "refresh", None)
+    return str(refresh()) if callable(refresh) else provider()
 
 
 def _tls_failure(exc: BaseException) -> bool:

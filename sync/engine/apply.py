@@ -2,7 +2,9 @@
 
 Order of writes inside a batch, so that an interruption at worst re-sends, never duplicates:
 1. the GUIDs of new CRM records are committed in pending links before the CRM is called;
-2. creates are preceded by an idempotency lookup on their key (found → update instead);
+2. creates are preceded by an idempotency lookup on their key, always: another writer may
+   have made the copy moments ago; one found is joined to the record by the conflict rules of
+   a re-link (differences recorded as conflicts), never overwritten silently;
 3. the writes go out, one call per side;
 4. links, parked items and conflicts of the batch are committed together.
 """
@@ -20,9 +22,12 @@ from sync.engine.plan import (
     CreateMailbox,
     DeleteMailbox,
     DropLink,
+    RemoveCopy,
+    ReportCopy,
     Untrack,
     Update,
     action_crm_id,
+    join,
 )
 from sync.engine.state import (
     DELETING,
@@ -70,13 +75,18 @@ class KindResult:
     mailbox: Counts = field(default_factory=Counts)
     untracked: int = 0
     relinked: int = 0
+    copies_removed: int = 0
+    """Second mailbox copies of one record removed (also counted in `mailbox.deleted`)."""
+    copies_reported: int = 0
+    """Second copies kept because both copies hold edits (an alert names each record)."""
     conflicts: int = 0
     errors: int = 0
     stopped: str | None = None
     """Why the run stopped without applying (e.g. "side-emptied"), else None."""
     message: str | None = None
     made_in_mailbox: list[str] = field(default_factory=list, repr=False, compare=False)
-    """Items this run created in the mailbox: after its read, so the next run checks them."""
+    """Items this run created in the mailbox, or found by key and linked (another writer's,
+    made after this run's read, maybe): the next run checks them."""
 
     def as_dict(self) -> dict[str, Any]:
         counts = asdict(self)
@@ -130,18 +140,11 @@ def apply_actions(
     settings: EngineSettings,
     result: KindResult,
     progress: Progress | None = None,
-    mailbox_keys: frozenset[str] | None = None,
 ) -> None:
-    """Apply `actions` in batches of `settings.batch_size`, committing after each.
-
-    `mailbox_keys`: the keys of every item this run's *full* mailbox read listed (None after
-    an incremental read). A mailbox create whose key is not among them needs no idempotency
-    lookup: an item carrying it would have been listed (and adopted by the plan), so the
-    lookup could only find nothing, one request per batch for naught."""
+    """Apply `actions` in batches of `settings.batch_size`, committing after each."""
     size = max(1, settings.batch_size)
     for start in range(0, len(actions), size):
-        _apply_batch(kind, actions[start : start + size], crm, mailbox, store, settings, result,
-                     mailbox_keys)  # fmt: skip
+        _apply_batch(kind, actions[start : start + size], crm, mailbox, store, settings, result)
         if progress is not None:
             progress(min(start + size, len(actions)), len(actions), "apply")
 
@@ -154,7 +157,6 @@ def _apply_batch(
     store: LinkStore,
     settings: EngineSettings,
     result: KindResult,
-    mailbox_keys: frozenset[str] | None = None,
 ) -> None:
     now = settings.now()
     overrides = settings.directions.get(kind.name)
@@ -176,11 +178,8 @@ def _apply_batch(
     found_mailbox: dict[str, Upsert] = {}
     if creates_crm:
         found_crm = crm.find_by_key(kind.crm_kind, [a.crm_id for a in creates_crm])
-    look_up = [
-        a.crm_id for a in creates_mailbox if mailbox_keys is None or a.crm_id in mailbox_keys
-    ]
-    if look_up:
-        found_mailbox = mailbox.find_by_key(kind.mailbox_kind, look_up)
+    if creates_mailbox:
+        found_mailbox = mailbox.find_by_key(kind.mailbox_kind, [a.crm_id for a in creates_mailbox])
 
     crm_ops: list[WriteOp] = []
     crm_slots: list[int] = []
@@ -200,27 +199,39 @@ def _apply_batch(
         if not isinstance(op, DeleteOp):
             sent[("mailbox", i)] = dict(op.fields)
 
+    actions = list(actions)
+    batch_made: list[str] = []
+    for i, action in enumerate(actions):
+        # A create whose key is taken already (a crash after the write, or another writer
+        # moments ago) becomes the joining of the two, by the conflict rules of a re-link.
+        if isinstance(action, CreateMailbox) and action.crm_id in found_mailbox:
+            found = found_mailbox[action.crm_id]
+            batch_made.append(found.id)
+            result.made_in_mailbox.append(found.id)  # made after this run's read, maybe
+            actions[i] = join(kind, LinkRow(action.crm_id, found.id), action.values,
+                              kind.mailbox_values(found.fields), action.crm_version,
+                              found.version, settings, None, found)  # fmt: skip
+        elif isinstance(action, CreateCrm) and action.crm_id in found_crm:
+            found = found_crm[action.crm_id]
+            batch_made.append(action.mailbox_id)
+            actions[i] = join(kind, LinkRow(action.crm_id, action.mailbox_id),
+                              kind.crm_values(found.fields), action.values, found.version,
+                              action.mailbox_version, settings, found, None)  # fmt: skip
     for i, action in enumerate(actions):
         if isinstance(action, CreateMailbox):
-            found = found_mailbox.get(action.crm_id)
-            if found is None:
-                to_mailbox(
-                    i, CreateOp(action.crm_id, kind.mailbox_create(action.values, overrides))
-                )
-            else:
-                current = kind.mailbox_values(found.fields)
-                diff = _diff(kind, action.values, current, to_crm=False, overrides=overrides)
-                if diff:
-                    to_mailbox(i, UpdateOp(found.id, found.version, kind.mailbox_patch(diff)))
+            to_mailbox(i, CreateOp(action.crm_id, kind.mailbox_create(action.values, overrides)))
         elif isinstance(action, CreateCrm):
-            found = found_crm.get(action.crm_id)
-            if found is None:
-                to_crm(i, CreateOp(action.crm_id, kind.crm_create(action.values, overrides)))
-            else:
-                current = kind.crm_values(found.fields)
-                diff = _diff(kind, action.values, current, to_crm=True, overrides=overrides)
-                if diff:
-                    to_crm(i, UpdateOp(found.id, found.version, kind.crm_patch(diff)))
+            to_crm(i, CreateOp(action.crm_id, kind.crm_create(action.values, overrides)))
+        elif isinstance(action, RemoveCopy):
+            to_mailbox(i, DeleteOp(action.mailbox_id, None, quiet=True))
+        elif isinstance(action, ReportCopy):
+            store.alert(
+                "second-copy",
+                f"Two copies of {action.title or 'a record'} in the mailbox",
+                "Both copies were changed since the last sync, so neither was removed. The "
+                "linked copy keeps syncing; delete the copy you do not want.",
+                subject=action.crm_id,
+            )
         elif isinstance(action, Update):
             if action.crm_patch:
                 patch = kind.crm_patch(action.crm_patch)
@@ -240,7 +251,7 @@ def _apply_batch(
     crm_opnames = {i: _op_name(op) for i, op in zip(crm_slots, crm_ops, strict=True)}
     mailbox_opnames = {i: _op_name(op) for i, op in zip(mailbox_slots, mailbox_ops, strict=True)}
 
-    batch = Batch()
+    batch = Batch(made=batch_made)
     for i, action in enumerate(actions):
         crm_id = action_crm_id(action)
         failures: list[tuple[str, str, SideError]] = []
@@ -270,6 +281,14 @@ def _apply_batch(
             )
             result.errors += 1
             continue
+        if isinstance(action, RemoveCopy | ReportCopy):
+            # the record's own link and parked state are its other action's business
+            if isinstance(action, RemoveCopy):
+                result.copies_removed += 1
+                result.mailbox.deleted += 1
+            else:
+                result.copies_reported += 1
+            continue
         crm_written = crm_results.get(i)
         mailbox_written = mailbox_results.get(i)
         _settle(
@@ -277,8 +296,6 @@ def _apply_batch(
             action,
             crm_written if isinstance(crm_written, Written) else None,
             mailbox_written if isinstance(mailbox_written, Written) else None,
-            found_crm,
-            found_mailbox,
             sent,
             i,
             batch,
@@ -357,17 +374,11 @@ def _write_children(
             )
 
 
-def _after(
-    found: Upsert | None, written: Written | None, sent: Mapping[str, Any] | None
-) -> tuple[dict[str, Any], str | None, str | None]:
-    """A record's fields, id and version after our write (the side's answer where it gave one)."""
-    fields: dict[str, Any] = dict(found.fields) if found else {}
-    fields.update(sent or {})
+def _after(written: Written | None, sent: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A created record's fields after our write (the side's answer where it gave one)."""
     if written is not None and written.fields:
-        fields = dict(written.fields)
-    record_id = written.id if written else (found.id if found else None)
-    version = written.version if written else (found.version if found else None)
-    return fields, record_id, version
+        return dict(written.fields)
+    return dict(sent or {})
 
 
 def _link(kind: Kind, crm_id: str, mailbox_id: str | None, crm_values: Mapping[str, Any],
@@ -390,8 +401,6 @@ def _settle(
     action: Action,
     crm_written: Written | None,
     mailbox_written: Written | None,
-    found_crm: Mapping[str, Upsert],
-    found_mailbox: Mapping[str, Upsert],
     sent: Mapping[tuple[str, int], Mapping[str, Any]],
     i: int,
     batch: Batch,
@@ -399,15 +408,12 @@ def _settle(
 ) -> None:
     """Record a successful action: its new link, conflicts and counts."""
     if isinstance(action, CreateMailbox):
-        found = found_mailbox.get(action.crm_id)
-        fields, mailbox_id, version = _after(found, mailbox_written, sent.get(("mailbox", i)))
-        if found is None:
-            result.mailbox.created += 1
-            if mailbox_id:
-                result.made_in_mailbox.append(mailbox_id)
-        else:
-            result.relinked += 1
+        fields = _after(mailbox_written, sent.get(("mailbox", i)))
+        mailbox_id = mailbox_written.id if mailbox_written else None
+        version = mailbox_written.version if mailbox_written else None
+        result.mailbox.created += 1
         if mailbox_id:
+            result.made_in_mailbox.append(mailbox_id)
             batch.made.append(mailbox_id)
         batch.upserts.append(
             _link(
@@ -421,21 +427,17 @@ def _settle(
             )  # fmt: skip
         )
     elif isinstance(action, CreateCrm):
-        found = found_crm.get(action.crm_id)
-        fields, crm_id, version = _after(found, crm_written, sent.get(("crm", i)))
-        if found is None:
-            result.crm.created += 1
-        else:
-            result.relinked += 1
+        fields = _after(crm_written, sent.get(("crm", i)))
+        result.crm.created += 1
         batch.made.append(action.mailbox_id)
         batch.upserts.append(
             _link(
                 kind,
-                crm_id or action.crm_id,
+                crm_written.id if crm_written else action.crm_id,
                 action.mailbox_id,
                 kind.crm_values(fields),
                 action.values,
-                version,
+                crm_written.version if crm_written else None,
                 action.mailbox_version,
             )  # fmt: skip
         )
@@ -466,7 +468,7 @@ def _settle(
             result.crm.updated += 1
         if action.mailbox_patch:
             result.mailbox.updated += 1
-        if link.base is None and not (action.crm_patch or action.mailbox_patch):
+        if link.base is None:
             result.relinked += 1
         title = kind.title(crm_after)
         for name, crm_value, mailbox_value, winner, reason in action.conflicts:

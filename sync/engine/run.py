@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from sync.engine.apply import KindResult, Progress, apply_actions
 from sync.engine.filters import resolve_value
 from sync.engine.options import EngineSettings
-from sync.engine.plan import ChangeSet, crm_key_for, keys_to_read, plan
+from sync.engine.plan import ChangeSet, copies_to_read, crm_key_for, keys_to_read, plan
 from sync.engine.state import (
     DELETING,
     MADE_SIDE,
@@ -146,6 +146,7 @@ def sync_kind(
         _read_touched(crm, kind.crm_kind, touched, crm_changes, settings.read_batch)
     parked = {p.crm_id: p for p in store.parked_items(kind.name)}
     links = _relevant_links(kind, store, crm_changes, mailbox_changes, set(parked))
+    _find_other_copies(kind, mailbox, links, mailbox_changes)
 
     emptied = _emptied_side(kind, store, crm_changes, mailbox_changes, settings)
     if emptied is not None:
@@ -187,18 +188,14 @@ def sync_kind(
             if mailbox_id:
                 mailbox_ids.add(mailbox_id)
     crm_ids |= set(keys_to_read(kind, links, crm_changes, mailbox_changes))
+    mailbox_ids |= set(copies_to_read(kind, links, mailbox_changes))
     _read_into(crm, kind.crm_kind, crm_ids, crm_changes)
     _read_into(mailbox, kind.mailbox_kind, mailbox_ids, mailbox_changes)
 
     actions = plan(kind, links, crm_changes, mailbox_changes, settings, now, refilter=refilter)
     if progress:
         progress(0, len(actions), "apply")
-    listed = (
-        frozenset(u.key for u in mailbox_changes.upserts.values() if u.key)
-        if mailbox_changes.full
-        else None
-    )
-    apply_actions(kind, actions, crm, mailbox, store, settings, result, progress, listed)
+    apply_actions(kind, actions, crm, mailbox, store, settings, result, progress)
     tokens = {"crm": crm_new, "mailbox": mailbox_new, FILTER_SIDE: filter_fp}
     # Those checked above are settled; of this run's, the items it linked from its read are
     # before the position saved now, those it made after it: they stay for the next run.
@@ -252,15 +249,30 @@ def _check_made(
     """The mailbox token a run saves is the one read before its creates, and a change feed
     reports nothing for an item made and deleted after its position (Exchange's SyncFolderItems
     does not). So the items earlier runs made that this read did not mention are read by id;
-    those missing were deleted (by the user, straight after) and become deletions."""
+    those missing were deleted (by the user, straight after) and become deletions. Those found
+    join the changes: one may be a copy another writer linked and this one's link replaced
+    (two writers on one store), which only the plan's second-copy rules would notice."""
     seen = reported | set(changes.upserts) | changes.deleted
     unseen = [item_id for item_id in made if item_id not in seen]
     if not unseen:
         return
     found = side.read(kind, unseen)
     for item_id in unseen:
-        if item_id not in found:
-            changes.add(Deleted(item_id))
+        changes.add(found[item_id] if item_id in found else Deleted(item_id))
+
+
+def _find_other_copies(kind: Kind, mailbox: Side, links: list[LinkRow], changes: ChangeSet) -> None:
+    """When linked copies are reported deleted, another copy of the same record (another
+    writer's) may remain, unreported since it did not change: looked up by key, it joins the
+    changes, and the plan follows it instead of taking the deletion for the user untracking."""
+    if changes.full or not changes.deleted:
+        return
+    keys = sorted({lk.crm_id for lk in links if lk.mailbox_id in changes.deleted})
+    if not keys:
+        return
+    for item in mailbox.find_by_key(kind.mailbox_kind, keys).values():
+        if item.id not in changes.upserts and item.id not in changes.deleted:
+            changes.upserts[item.id] = item
 
 
 def _touch_parents(kind: Kind, store: LinkStore, changes: ChangeSet) -> None:

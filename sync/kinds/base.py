@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sync.mailbox.fields import TRACKED_CATEGORY
+from sync.mailbox.fields import MODIFIED, TRACKED_CATEGORY
 from sync.sides import WriteOp
 
 Fields = Mapping[str, Any]
@@ -279,6 +279,20 @@ class Kind:
 
     def title(self, values: Mapping[str, Any]) -> str:
         return str(values.get(self.title_field) or "")[:300]
+
+
+def changed_later_in_mailbox(crm_row: Fields, item: Fields) -> tuple[bool, str, str] | None:
+    """Whether the mailbox copy changed after the CRM row (`modifiedon` against the item's
+    own change time), with both moments; None when either side does not say."""
+    try:
+        crm_at = parse_moment(crm_row.get("modifiedon"))
+        mailbox_at = parse_moment(item.get(MODIFIED))
+    except (TypeError, ValueError):
+        return None
+    if crm_at is None or mailbox_at is None:
+        return None
+    shown = "%Y-%m-%d %H:%M:%S UTC"
+    return mailbox_at > crm_at, mailbox_at.strftime(shown), crm_at.strftime(shown)
 
 
 def is_tracked(item: Fields) -> bool:

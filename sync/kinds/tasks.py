@@ -1,8 +1,24 @@
 """Tasks: CRM `tasks` ⇄ the mailbox's Tasks folder.
 
-Status is one value on each side: the CRM's status reason (`statuscode`, which implies the
-`statecode`) ⇄ the mailbox status. Priority ⇄ importance. The task's `category` text holds the
-mailbox categories (other than our tracking category, which every synced item keeps).
+Status and percent complete are one state, kept consistent as Exchange keeps it (EWS Status and
+PercentComplete: Completed, 100 % and a completion date are one thing; Not Started is 0 %;
+MS-OXOTASK PidLidTaskStatus: In Progress lies between). The CRM allows any pair ("Not Started"
+at 50 %), which exchangelib resets to 0 % when it creates the item, so both sides' pairs are
+read through `progress()`:
+
+- Completed ⇒ 100 %; 100 % on an open task ⇒ Completed;
+- Not Started with some percent ⇒ In Progress (the percent is the more telling value);
+- no percent ⇒ 0 %; no status ⇒ the one the percent implies; In Progress at 0 % stays
+  (Exchange and exchangelib keep it);
+- Canceled ⇒ Deferred: the mailbox has no Canceled, so Deferred is what it gets and reads back.
+
+The canonical pair is what both sides compare, fingerprint and write: the mailbox is sent a pair
+it keeps unchanged, and a link never shows a difference that is not there, nor makes one. The
+CRM row is not rewritten just to tidy it: a CRM "Not Started" at 50 % is In Progress 50 % in the
+mailbox, and the row keeps "Not Started" until a status comes back from the mailbox.
+
+Priority ⇄ importance. The task's `category` text holds the mailbox categories (other than our
+tracking category, which every synced item keeps).
 """
 
 from __future__ import annotations
@@ -22,27 +38,51 @@ from sync.kinds.base import (
 from sync.mailbox.fields import TRACKED_CATEGORY
 
 # statuscode → (statecode, mailbox status); from the task table reference.
+NOT_STARTED, IN_PROGRESS, COMPLETED, CANCELED, DEFERRED = 2, 3, 5, 6, 7
 STATUS = {
-    2: (0, "NotStarted"),
-    3: (0, "InProgress"),
+    NOT_STARTED: (0, "NotStarted"),
+    IN_PROGRESS: (0, "InProgress"),
     4: (0, "WaitingOnOthers"),
-    5: (1, "Completed"),
-    6: (2, "Deferred"),  # Canceled: the mailbox has no such status
-    7: (0, "Deferred"),
+    COMPLETED: (1, "Completed"),
+    CANCELED: (2, "Deferred"),  # the mailbox has no such status
+    DEFERRED: (0, "Deferred"),
 }
-STATUS_FROM_MAILBOX = {"NotStarted": 2, "InProgress": 3, "WaitingOnOthers": 4,
-                       "Completed": 5, "Deferred": 7}  # fmt: skip
+STATUS_FROM_MAILBOX = {"NotStarted": NOT_STARTED, "InProgress": IN_PROGRESS,
+                       "WaitingOnOthers": 4, "Completed": COMPLETED, "Deferred": DEFERRED}  # fmt: skip
+STATE_DEFAULT_STATUS = {0: NOT_STARTED, 1: COMPLETED, 2: CANCELED}
+"""statecode → its default statuscode (task table reference), for rows without a statuscode."""
 PRIORITY = {0: "Low", 1: "Normal", 2: "High"}
 PRIORITY_FROM_MAILBOX = {v: k for k, v in PRIORITY.items()}
 SEPARATOR = "; "
+PROGRESS_COLUMNS = ("statecode", "statuscode", "percentcomplete")
+"""Both progress fields are read from all three columns: each depends on the other."""
 
 
-def _status_read(row: Fields) -> Any:
+def progress(status: int | None, percent: Any) -> tuple[int, int]:
+    """The (statuscode, percent) pair both sides can hold and read back unchanged (rules in
+    the module docstring); a canonical pair maps to itself, so writing it changes nothing."""
+    done = max(0, min(100, int(percent))) if percent not in (None, "") else 0
+    if status is None:
+        status = COMPLETED if done == 100 else IN_PROGRESS if done else NOT_STARTED
+    if status == COMPLETED or done == 100:
+        return COMPLETED, 100
+    if status == NOT_STARTED and done:
+        return IN_PROGRESS, done
+    return (DEFERRED if status == CANCELED else status), done
+
+
+def _crm_progress(row: Fields) -> tuple[int, int]:
     code = row.get("statuscode")
     if code is None:
         state = row.get("statecode")
-        return {0: 2, 1: 5, 2: 6}.get(state) if state is not None else None
-    return int(code)
+        status = STATE_DEFAULT_STATUS.get(int(state)) if state is not None else None
+    else:
+        status = int(code)
+    return progress(status, row.get("percentcomplete"))
+
+
+def _mailbox_progress(item: Fields) -> tuple[int, int]:
+    return progress(STATUS_FROM_MAILBOX.get(item.get("status") or ""), item.get("percent_complete"))
 
 
 def _status_write(value: Any) -> dict[str, Any]:
@@ -53,10 +93,6 @@ def _status_write(value: Any) -> dict[str, Any]:
 
 def _status_to_mailbox(value: Any) -> dict[str, Any]:
     return {"status": STATUS[int(value)][1] if value is not None else None}
-
-
-def _status_from_mailbox(item: Fields) -> Any:
-    return STATUS_FROM_MAILBOX.get(item.get("status") or "")
 
 
 def _categories_from_mailbox(item: Fields) -> Any:
@@ -99,14 +135,21 @@ TASKS = Kind(
         FieldMap(
             name="statuscode",
             mailbox=("status",),
-            crm_read=_status_read,
+            crm_read=lambda row: _crm_progress(row)[0],
             crm_write=_status_write,
             to_mailbox=_status_to_mailbox,
-            from_mailbox=_status_from_mailbox,
-            crm_columns=("statecode", "statuscode"),
+            from_mailbox=lambda item: _mailbox_progress(item)[0],
+            crm_columns=PROGRESS_COLUMNS,
             normalize=norm_int,
         ),
-        simple("percentcomplete", "percent_complete", normalize=norm_int),
+        FieldMap(
+            name="percentcomplete",
+            mailbox=("percent_complete",),
+            crm_read=lambda row: _crm_progress(row)[1],
+            from_mailbox=lambda item: _mailbox_progress(item)[1],
+            crm_columns=PROGRESS_COLUMNS,
+            normalize=norm_int,
+        ),
         FieldMap(
             name="prioritycode",
             mailbox=("importance",),

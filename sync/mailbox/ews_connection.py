@@ -3,10 +3,11 @@
 `EwsConnection` builds exchangelib's `Configuration` and `Account` with the endpoint, the
 authentication and the version given, so the `Account` makes no autodiscover call. Every call the
 adapter makes goes through `EwsConnection.call`, which turns exchangelib's exceptions into the
-errors of `sync.sides` (and refreshes an OAuth token once on a 401). Reads that are safe to send
-twice (`idempotent=True`) are sent again after a dropped connection or a server timeout; writes
-never are, as the first attempt may have reached the server (the engine's find_by_key covers a
-create whose answer was lost).
+errors of `sync.sides` (and, on a 401, sends the call once more with a token the provider issues
+anew). Reads that are safe to send twice (`idempotent=True`) are sent again after a dropped
+connection or a server timeout; writes never are, as the first attempt may have reached the
+server (the engine's find_by_key covers a create whose answer was lost). A 401 is different: the
+server refused the request without running it.
 """
 
 from __future__ import annotations
@@ -103,25 +104,34 @@ class BasicAuth:
 
 @dataclass(frozen=True)
 class OAuthToken:
-    """A bearer token for EWS; the provider is asked again when the server refuses the token."""
+    """A bearer token for EWS from `token_provider`. When the server refuses the token, the
+    provider's `refresh()` (sync.auth.TokenSource) issues a new one; a provider without it is
+    simply asked again."""
 
     token_provider: Callable[[], str]
+
+
+def _fresh_token(provider: Callable[[], str]) -> str:
+    """A token other than the refused one: `refresh()` skips msal's cached access token."""
+    refresh = getattr(provider, "refresh", None)
+    return str(refresh()) if callable(refresh) else provider()
 
 
 class _ProvidedTokenCredentials(OAuth2AuthorizationCodeCredentials):
     """exchangelib OAuth credentials fed by our token provider instead of a token endpoint."""
 
     def __init__(self, provider: Callable[[], str]) -> None:
-        super().__init__(access_token=self._token(provider))
+        super().__init__(access_token=self._bearer(provider()))
         self._provider = provider
 
     @staticmethod
-    def _token(provider: Callable[[], str]) -> dict[str, str]:
-        return {"access_token": provider(), "token_type": "Bearer"}
+    def _bearer(token: str) -> dict[str, str]:
+        return {"access_token": token, "token_type": "Bearer"}
 
     def refresh(self, session: Any = None) -> None:
+        """A new token (after the server refused the current one; also exchangelib's hook)."""
         with self.lock:
-            self.access_token = self._token(self._provider)
+            self.access_token = self._bearer(_fresh_token(self._provider))
 
     def use_provider(self, provider: Callable[[], str]) -> None:
         """Later refreshes ask `provider` (the current token stays until it is refused)."""
@@ -171,6 +181,8 @@ RETRYABLE_CODES = frozenset(
     + ["ReadTimeout", "ConnectTimeout", "TimeoutError"]
 )
 """`Unavailable.code`s worth a new attempt (not TLS or certificate failures: those persist)."""
+UNAUTHORIZED = ews_errors.UnauthorizedError.__name__
+"""The `AuthError.code` of an HTTP 401 (a refused password or token)."""
 AUTH_ERRORS: tuple[type[Exception], ...] = (
     ews_errors.UnauthorizedError,
     ews_errors.ErrorAccessDenied,
@@ -302,8 +314,12 @@ class EwsConnection:
         try:
             with self.errors():
                 return fn()
-        except AuthError:
-            if not self._refresh_token():
+        except AuthError as refused:
+            # Only a 401 says the token itself was refused; ErrorAccessDenied and the like
+            # would be refused again with any token. A refused request was not run, so sending
+            # `fn` again is safe as long as it is one request (a write of one batch: the
+            # engine's batches are no larger than EwsSide.write_batch by default).
+            if refused.code != UNAUTHORIZED or not self._refresh_token():
                 raise
         with self.errors():
             return fn()

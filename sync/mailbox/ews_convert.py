@@ -34,7 +34,7 @@ from exchangelib.items import Item
 from exchangelib.properties import Attendee, Body, HTMLBody, Mailbox
 
 from sync.mailbox import ews_recurrence
-from sync.mailbox.fields import IDEMPOTENCY_PROPERTY_NAME, IDEMPOTENCY_PROPERTY_SET
+from sync.mailbox.fields import IDEMPOTENCY_PROPERTY_NAME, IDEMPOTENCY_PROPERTY_SET, MODIFIED
 
 KEY_FIELD = "mailbox_sync_crmid"
 """The attribute name under which the idempotency property is registered on item classes."""
@@ -98,6 +98,7 @@ FETCH_FIELDS: dict[str, tuple[str, ...]] = {
         "wedding_anniversary",
         "body",
         "categories",
+        "last_modified_time",
         KEY_FIELD,
     ),
     "tasks": (
@@ -110,6 +111,7 @@ FETCH_FIELDS: dict[str, tuple[str, ...]] = {
         "importance",
         "complete_date",
         "categories",
+        "last_modified_time",
         KEY_FIELD,
     ),
     "appointments": (
@@ -132,6 +134,7 @@ FETCH_FIELDS: dict[str, tuple[str, ...]] = {
         "_start_timezone",
         "_end_timezone",
         "categories",
+        "last_modified_time",
         KEY_FIELD,
     ),
     "messages": (
@@ -372,18 +375,59 @@ def _task_to_vocab(item: Task) -> dict[str, Any]:
     }
 
 
+def task_progress(
+    status: str | None, percent: Any, status_given: bool = True, percent_given: bool = True
+) -> tuple[str, int]:
+    """A (status, percent) pair Exchange keeps as sent. EWS makes Completed, 100 % and a
+    completion date one thing and NotStarted 0 % (Status, PercentComplete: whichever it
+    processes last wins), and exchangelib resets the percent of an inconsistent pair before
+    sending: either way the sync would read back something other than it wrote.
+
+    What the caller gives decides and the other value follows; given both: Completed ⇒ 100,
+    100 ⇒ Completed, NotStarted with a percent ⇒ InProgress (the CRM mapping's rule)."""
+    status = status or "NotStarted"
+    done = max(0, min(100, int(percent or 0)))
+    if status_given and status == "Completed":
+        return "Completed", 100
+    if percent_given and done == 100:
+        return "Completed", 100
+    if status == "NotStarted" and done:
+        return ("InProgress", done) if percent_given else ("NotStarted", 0)
+    if status == "Completed":  # a percent below 100 reopens the task
+        return ("InProgress" if done else "NotStarted"), done
+    if done == 100:  # a status other than Completed reopens it (our choice: from 0 %)
+        return status, 0
+    return status, done
+
+
+def _set_task_progress(
+    item: Task, changes: Mapping[str, Any], base: Mapping[str, Any], new: bool, touched: list[str]
+) -> None:
+    """Status and percent as one consistent pair; a value that follows from the other is sent
+    only when it differs from the item's (or on create)."""
+    if "status" not in changes and "percent_complete" not in changes:
+        return
+    status, percent = task_progress(
+        changes.get("status", base.get("status")),
+        changes.get("percent_complete", base.get("percent_complete")),
+        status_given="status" in changes,
+        percent_given="percent_complete" in changes,
+    )
+    if new or "status" in changes or status != base.get("status"):
+        item.status = status
+        touched.append("status")
+    if new or "percent_complete" in changes or percent != base.get("percent_complete"):
+        item.percent_complete = Decimal(percent)
+        touched.append("percent_complete")
+
+
 def _apply_task(
     item: Task, changes: Mapping[str, Any], base: Mapping[str, Any], new: bool
 ) -> list[str]:
     touched: list[str] = []
     _set_each(item, changes, touched, ("subject", "importance"))
     _set_each(item, changes, touched, ("start_date", "due_date"), _ews_date)
-    if "status" in changes:
-        item.status = changes["status"] or "NotStarted"
-        touched.append("status")
-    if "percent_complete" in changes:
-        item.percent_complete = Decimal(int(changes["percent_complete"] or 0))
-        touched.append("percent_complete")
+    _set_task_progress(item, changes, base, new, touched)
     _set_text_body_and_categories(item, changes, touched)
     return touched  # complete_date is set by Exchange when the status becomes Completed
 
@@ -557,8 +601,13 @@ _APPLY = {
 
 
 def to_vocab(kind: str, item: Item) -> dict[str, Any]:
-    """The vocabulary dict of an exchangelib item of `kind`."""
-    return dict(_TO_VOCAB[base_kind(kind)](item))
+    """The vocabulary dict of an exchangelib item of `kind`, with `modified`: when the item
+    last changed (a re-link that finds the sides different says which changed last)."""
+    fields = dict(_TO_VOCAB[base_kind(kind)](item))
+    modified = getattr(item, "last_modified_time", None)
+    if modified is not None:
+        fields.setdefault(MODIFIED, moment(modified))
+    return fields
 
 
 def apply_vocab(

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from typing import Final
 
+MODIFIED: Final = "modified"
+"""When the item last changed (a moment), on every item a side reports: not a synced field."""
+
 TRACKED_CATEGORY: Final = "Tracked to Dynamics 365"
 """The Outlook category that marks an item as tracked (mailbox → CRM)."""
 

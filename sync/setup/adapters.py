@@ -258,7 +258,15 @@ class AdapterTester:
     def test(self, config: MailboxConfig, secrets: Mapping[str, str]) -> str | None:
         if config.type == "exchange":
             # a new test finds the address again (the server may have moved)
-            connection = self.ews_connection(replace(config, found_ews_url=""), secrets)
+            try:
+                connection = self.ews_connection(replace(config, found_ews_url=""), secrets)
+            except ValueError as refused:
+                # the EWS adapter refuses an address the form let through (its rule is
+                # stricter: https only): the user's field, not a crash of the page
+                raise SetupError(
+                    N_("This EWS address cannot be used: %(detail)s", detail=str(refused)),
+                    "ews_url",
+                ) from None
             try:
                 connection.verify()
             finally:

@@ -39,6 +39,16 @@ def configure(profile: Profile, ports: SetupPorts, options: ConfigureOptions) ->
     done: list[str] = []
     if not profile.signed_in_upn:
         raise SetupError(N_("Sign in first: open the app once and sign in, then run this again."))
+    if options.org.lower() in (name.lower() for name in options.connected):
+        # the wizard's page cannot ask for this; here it is a contradiction, not a choice
+        raise SetupError(
+            N_(
+                "%(name)s is the synchronizing organization, so it cannot also be a connected "
+                "one: leave it out of --connect.",
+                name=options.org,
+            ),
+            "connected",
+        )
     available = organizations.list_organizations(ports.discovery())
     chosen = organizations.find_by_unique_name(available, options.org)
     connected = [organizations.find_by_unique_name(available, n).id for n in options.connected]

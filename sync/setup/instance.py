@@ -8,6 +8,7 @@ ClaimTaken when someone else wrote first, so two computers can never both win.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +20,8 @@ from sync.setup.profile import Profile
 
 MINE, OTHER, NONE = "mine", "other", "none"
 LOST_ALERT = "instance-claim-lost"
+MAX_INSTANCE_NAME = 100
+"""Other computers show the name in a sentence; it is stored in the claim in the mailbox."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,21 @@ def _my_claim(profile: Profile, org: OrgInfo | None) -> ClaimInfo:
         org_url=org.url if org else "",
         claimed_at=datetime.now(UTC),
     )
+
+
+def clean_instance_name(value: str) -> str:
+    """The name other computers show for this one, trimmed; raises SetupError when too long
+    or holding control characters (a line break would split the sentences that show it)."""
+    name = value.strip()
+    if len(name) > MAX_INSTANCE_NAME or any(unicodedata.category(c) == "Cc" for c in name):
+        raise SetupError(
+            N_(
+                "The computer's name is one line of at most %(max)s characters.",
+                max=MAX_INSTANCE_NAME,
+            ),
+            "instance_name",
+        )
+    return name
 
 
 def not_synchronizing_reason(holder_name: str) -> Msg:

@@ -8,19 +8,19 @@ them and sets them only with the user's consent.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from sync.runs import raise_alert, resolve_alerts
+from sync.setup import addresses
 from sync.setup import profile as keys
 from sync.setup.messages import N_, Msg, SetupError
 from sync.setup.ports import CrmDirectory, CrmUser, MailboxConfig, MailboxRecord, MailboxTester
 from sync.setup.profile import Profile
 from sync.sides import AuthError, Invalid, SideError, Unavailable
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-HOST = re.compile(r"^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$")
+MAX_USERNAME = 256
+"""Longer than any Windows (DOMAIN\\user) or UPN sign-in name; it is sent in every request."""
 
 # the value of each method that means "this client" (Dynamics 365 for Outlook)
 THIS_CLIENT = {"incoming": 1, "outgoing": 1, "act": 0}
@@ -94,19 +94,27 @@ def parse_mailbox_form(
     secrets: dict[str, str] = {}
     if kind not in ("exchange", "pop3"):
         errors["type"] = N_("Choose Exchange or POP3.")
-    if not EMAIL.match(email):
-        errors["email"] = N_("Enter the mailbox's e-mail address, like name@example.com.")
+    email_problem = addresses.email_problem(email)
+    if email_problem is not None:
+        errors["email"] = email_problem
     config = MailboxConfig(type=kind or "exchange", email=email)
     if kind == "exchange":
         ews_url = (form.get("ews_url") or "").strip()
         auth = (form.get("auth") or "oauth").strip()
         username = (form.get("username") or "").strip()
-        # plain http only to this computer (the sandbox); real servers need TLS
-        if ews_url and not ews_url.lower().startswith(("https://", "http://127.0.0.1")):
-            errors["ews_url"] = N_(
+        # https only, even to this computer: the EWS client speaks TLS only (OAuth needs it,
+        # and the sandbox's EWS serves https too)
+        url_problem = addresses.service_url_problem(
+            ews_url,
+            "https://mail.example.com/EWS/Exchange.asmx",
+            insecure=N_(
                 "The EWS address must start with https:// (for example "
                 "https://mail.example.com/EWS/Exchange.asmx), or stay empty for autodiscover."
-            )
+            ),
+            https_only=True,
+        )
+        if ews_url and url_problem is not None:
+            errors["ews_url"] = url_problem
         if auth not in ("oauth", "basic"):
             errors["auth"] = N_("Choose how to sign in to Exchange.")
         if auth == "basic":
@@ -128,8 +136,9 @@ def parse_mailbox_form(
         username = (form.get("username") or "").strip() or email
         smtp_password = form.get("smtp_password") or ""
         for name, host in (("pop3_host", pop3_host), ("smtp_host", smtp_host)):
-            if not host or not HOST.match(host):
-                errors[name] = N_("Enter the server's host name, like mail.example.com.")
+            host_problem = addresses.host_problem(host)
+            if host_problem is not None:
+                errors[name] = host_problem
         for name, port in (("pop3_port", pop3_port), ("smtp_port", smtp_port)):
             if port is None:
                 errors[name] = N_("A port is a number from 1 to 65535.")
@@ -151,6 +160,8 @@ def parse_mailbox_form(
             smtp_port=smtp_port or 0,
             smtp_security=smtp_security,
         )
+    if len(config.username) > MAX_USERNAME:
+        errors["username"] = N_("A user name has at most %(max)s characters.", max=MAX_USERNAME)
     if errors:
         raise FormErrors(errors)
     return config, secrets

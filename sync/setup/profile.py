@@ -45,7 +45,7 @@ class Profile:
     def __init__(self, database: Database, data_dir: Path | str) -> None:
         self.database = database
         self.data_dir = Path(data_dir)
-        self.vault = Vault(data_dir)
+        self.vault = Vault(data_dir, database)  # the consent to clear secrets is stored there
 
     # -- plain values ---------------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:

@@ -294,5 +294,6 @@ class SqlLinkStore:
         action = {
             "side-emptied": "Check the account and folder; if it is intended, confirm on the Alerts page.",
             "item-failed": "It is retried automatically; see the item's error for details.",
+            "second-copy": "Delete, in the mailbox, the copy you do not want to keep.",
         }.get(code, "")
         raise_alert(self.database, code, title, message, action, severity="error", subject=subject)

@@ -87,13 +87,19 @@ class Run(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     outcome: Mapped[str] = mapped_column(String(20), default="running")
-    """running | ok | partial | failed | skipped"""
+    """running | ok | partial | failed | skipped | interrupted (its process ended mid-run)"""
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     counts: Mapped[Any] = mapped_column(JSON, default=dict)
     """{kind: {"crm": {"created": n, ...}, "mailbox": {...}, "errors": n}}"""
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     phase: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The process that runs it: a run whose process is gone was interrupted (sync.runs)."""
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    process_start: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    """When that process started (boot id and start tick where the system tells): a pid
+    reused by a later process is then not taken for the run's."""
 
 
 class Alert(Base):

@@ -109,9 +109,10 @@ def test_values_and_child_writes() -> None:
         (DeleteOp, "i3"), (UpdateOp, "i3")]  # fmt: skip
 
 
-def test_a_full_mailbox_read_spares_the_lookup_but_a_crash_still_creates_once() -> None:
-    """Bug 9: after a full read, a mailbox create whose key no listed item carries needs no
-    idempotency lookup; after a crash the next run still finds the item made (no duplicate)."""
+def test_every_mailbox_create_looks_up_its_key_and_a_crash_still_creates_once() -> None:
+    """Bug 9, then issue 14: a full read no longer spares the idempotency lookup (another
+    writer may have made the copy after the read); after a crash the next run still finds the
+    item made (no duplicate)."""
     crm, mailbox, store = MemoryCrm(me=ME), MemoryMailbox(), MemoryLinkStore()
     for n in range(3):
         crm.put("contacts", {"firstname": f"F{n}", "lastname": f"L{n}"})
@@ -125,14 +126,15 @@ def test_a_full_mailbox_read_spares_the_lookup_but_a_crash_still_creates_once() 
     with pytest.raises(Crash):
         sync_kind(CONTACTS, crm, mailbox, store, settings)
     mailbox.hook = None
-    assert mailbox.calls["find_by_key"] == 0 and len(mailbox.records("contacts")) == 1
+    assert mailbox.calls["find_by_key"] == 1 and len(mailbox.records("contacts")) == 1
     result = sync_kind(CONTACTS, crm, mailbox, store, settings)  # a full read again
     assert (result.mailbox.created, result.relinked) == (2, 1)
-    assert mailbox.calls["find_by_key"] == 0 and len(mailbox.records("contacts")) == 3
+    # one lookup per batch holding a create: [relink, create] and [create]
+    assert mailbox.calls["find_by_key"] == 3 and len(mailbox.records("contacts")) == 3
 
     crm.put("contacts", {"firstname": "New", "lastname": "One"})
     assert sync_kind(CONTACTS, crm, mailbox, store, settings).mailbox.created == 1
-    assert mailbox.calls["find_by_key"] == 1  # an incremental read: the lookup is kept
+    assert mailbox.calls["find_by_key"] == 4
 
 
 def test_both_sides_changing_a_series_exceptions_merge_occurrence_by_occurrence() -> None:

@@ -22,6 +22,7 @@ from sync.kinds.base import Direction
 from sync.kinds.contacts import CONTACTS
 from sync.mailbox.fields import TRACKED_CATEGORY
 from sync.memory import Crash, MemoryCrm, MemoryMailbox
+from sync.runs import open_alerts
 from sync.sides import Throttled, Unavailable, WriteOp
 from sync.store.base import Base
 from sync.store.db import Database
@@ -80,6 +81,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.mailbox_made: dict[str, str] = {}  # mailbox id → marker, made by the test
         self.mailbox_deleted: set[str] = set()  # mailbox ids the test deleted
         self.deleted_markers: set[str] = set()  # markers of any mailbox item the test deleted
+        self.settling = False  # another writer ran: its second copies wait for a whole run
         for first in ("ann", "bob", "cy"):
             self.crm_create(first, active=True)
         self.mailbox_create("dee", tracked=True)
@@ -220,12 +222,42 @@ class SyncMachine(RuleBasedStateMachine):
         self.crm.hook = self.mailbox.hook = hook
         self.store.point = point
         try:
-            sync_kind(CONTACTS, self.crm, self.mailbox, self.store, self.settings())
+            result = sync_kind(CONTACTS, self.crm, self.mailbox, self.store, self.settings())
         except Crash:
             pass
+        else:
+            if not result.errors and not result.stopped:
+                self.settling = False  # a whole run settles the copies of another writer
         finally:
             self.crm.hook = self.mailbox.hook = None
             self.store.point = None
+        self.now += timedelta(minutes=1)
+
+    @rule(at=st.integers(1, 8), shared=st.booleans())
+    def sync_beside_another_writer(self, at: int, shared: bool) -> None:
+        """Another writer syncs the same CRM and mailbox in the middle of this run, right
+        before its `at`-th write (after the run's key lookups): a second process on the same
+        data (`shared` store, as two `sync --once` did before the inter-process lock) or a
+        second install (a store of its own). Copies both made are settled by later runs:
+        removed, or kept and reported when both were edited (issue 14, point 1)."""
+        writes = itertools.count(1)
+        other_store = self.store.inner if shared else self.make_store()
+
+        def hook(where: str, _kind: str, _op: WriteOp) -> Any:
+            if where == "before" and next(writes) == at:
+                self.crm.hook = self.mailbox.hook = None
+                try:
+                    sync_kind(CONTACTS, self.crm, self.mailbox, other_store, self.settings())
+                finally:
+                    self.crm.hook = self.mailbox.hook = hook
+            return None
+
+        self.crm.hook = self.mailbox.hook = hook
+        try:
+            sync_kind(CONTACTS, self.crm, self.mailbox, self.store, self.settings())
+        finally:
+            self.crm.hook = self.mailbox.hook = None
+        self.settling = True
         self.now += timedelta(minutes=1)
 
     # --- the promises ---------------------------------------------------------------------------
@@ -243,9 +275,23 @@ class SyncMachine(RuleBasedStateMachine):
         markers = [r.fields.get("lastname") for r in self.crm.records(KIND).values()]
         assert len(markers) == len(set(markers)), "duplicate in the CRM"
 
+    def reported_copies(self) -> set[str]:
+        """CRM ids whose second mailbox copy was kept and reported (both copies edited)."""
+        store = self.store.inner
+        if isinstance(store, SqlLinkStore):
+            return {a.subject for a in open_alerts(store.database) if a.code == "second-copy"}
+        return {subject for code, _t, _m, subject in store.alerts if code == "second-copy"}
+
     @invariant()
     def no_duplicates_in_mailbox(self) -> None:
-        markers = [r.fields.get("surname") for r in self.mailbox.records(KIND).values()]
+        if self.settling:
+            return
+        reported = self.reported_copies()
+        markers = [
+            r.fields.get("surname")
+            for r in self.mailbox.records(KIND).values()
+            if r.key not in reported
+        ]
         assert len(markers) == len(set(markers)), "duplicate in the mailbox"
 
     def teardown(self) -> None:
@@ -258,6 +304,8 @@ class SyncMachine(RuleBasedStateMachine):
             settings = self.settings(confirm_emptied=True)
             sync_kind(CONTACTS, self.crm, self.mailbox, self.store, settings)
         self.check_converged()
+        self.settling = False
+        self.no_duplicates_in_mailbox()
         again = sync_kind(CONTACTS, self.crm, self.mailbox, self.store, self.settings())
         assert again.changed == 0 and again.errors == 0 and again.conflicts == 0, again
 
@@ -282,7 +330,10 @@ class SyncMachine(RuleBasedStateMachine):
             mailbox_values = CONTACTS.mailbox_values(items[link.mailbox_id].fields)
             assert {f: crm_values[f] for f in both} == {f: mailbox_values[f] for f in both}
         linked_items = {lk.mailbox_id for lk in links.values()}
+        reported = self.reported_copies()
         for item_id, item in items.items():
+            if item.key in reported:
+                continue  # a second copy kept for the user to choose
             if item.key or TRACKED_CATEGORY in (item.fields.get("categories") or []):
                 assert item_id in linked_items, f"tracked item {item.fields} not linked"
         # A mailbox item the test made and did not delete is gone only if its CRM record is.

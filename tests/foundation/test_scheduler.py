@@ -71,3 +71,34 @@ def test_a_failing_job_is_recorded_as_failed(data_dir: Path) -> None:
     (run,) = [r for r in recent_runs(database) if r.id == run_id]
     assert run.outcome == "failed" and "on fire" in (run.message or "")
     assert run.finished_at is not None
+
+
+def test_a_run_while_another_process_syncs_the_same_data_is_skipped_naming_it(
+    data_dir: Path,
+) -> None:
+    """Issue 14: the scheduler's run does not write beside a `sync --once` of the same data
+    directory; it is recorded as skipped, with who holds the data (and nothing else runs)."""
+    import subprocess
+    import sys
+
+    database = open_database(data_dir)
+    ran: list[str] = []
+    service = SyncService(database, {MESSAGING: lambda _r: (ran.append("x"), ("ok", None))[1]})
+    script = (
+        "import sys, time; from pathlib import Path; from sync.store.lock import hold\n"
+        "with hold(Path(sys.argv[1]), 'messaging', what='sync --once'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(data_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        run_id = service.run(MESSAGING)
+    finally:
+        holder.kill()
+        holder.wait()
+    (run,) = [r for r in recent_runs(database) if r.id == run_id]
+    assert run.outcome == "skipped" and ran == []
+    assert f"sync --once (process {holder.pid}" in (run.message or "")
+    assert service.run(MESSAGING) and ran == ["x"]  # the holder gone, the next run runs

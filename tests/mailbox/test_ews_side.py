@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from exchangelib import Folder
 
+from sandbox.ews import EwsServer
 from sandbox.faults import FaultProfile
 from sandbox.identity import TokenRegistry
 from sandbox.requestlog import RequestLog
@@ -85,8 +87,6 @@ def test_refused_token_after_refresh_is_auth_error(ews: Any) -> None:
 
 
 def test_untrusted_certificate_is_unavailable(tmp_path: Any) -> None:
-    from sandbox.ews import EwsServer
-
     other = EwsServer(TokenRegistry(), RequestLog(), FaultProfile(), str(tmp_path), demo=False)
     other.start()  # a fresh CA that nobody registered
     try:
@@ -261,25 +261,33 @@ def test_server_busy_is_waited_out(ews: Any) -> None:
     assert any(d[0] == busy[0][0] and "ErrorServerBusy" not in d[1] for d in details[after:])
 
 
-def test_server_busy_beyond_max_wait_is_throttled(ews: Any) -> None:
-    # token auth: its own credentials, so its own exchangelib protocol with max_wait=1
+@pytest.fixture
+def quiet_ews(tmp_path: Path) -> Iterator[Any]:
+    """A sandbox EWS of its own: no request budget spent by earlier tests (the module's server
+    keeps each user's recent requests, so a budget test passed or failed by test order)."""
+    server = EwsServer(TokenRegistry(), RequestLog(), FaultProfile(), str(tmp_path), demo=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_server_busy_beyond_max_wait_is_throttled(quiet_ews: Any) -> None:
+    ews = quiet_ews
+    # token auth on a server of its own: its own exchangelib protocol, with max_wait=1
     token = ews.tokens.static_token(CAROL)
     side = EwsSide(
         EwsConnection(ews.url, CAROL, OAuthToken(lambda: token), ca_file=ews.ca_file, max_wait=1)
     )
-    side.folder("tasks")
+    side.folder("tasks")  # no budget yet: not counted
     ews.busy_budget, ews.busy_backoff_ms = 1, 10_000
-    try:
-        side.folder("tasks")
-        with pytest.raises(Throttled) as caught:
-            list(side.read_changes("tasks", None))
-        assert caught.value.retry_after >= 1
-        results = side.write(
-            "tasks", [CreateOp("crm-busy-1", {"subject": "x"}), CreateOp("crm-busy-2", {})]
-        )
-        assert all(isinstance(r, Throttled) for r in results)
-    finally:
-        ews.busy_budget, ews.busy_backoff_ms = None, 1000
+    list(side.read_changes("tasks", None))  # the one request the budget allows
+    with pytest.raises(Throttled) as caught:
+        list(side.read_changes("tasks", None))
+    assert caught.value.retry_after >= 1
+    results = side.write(
+        "tasks", [CreateOp("crm-busy-1", {"subject": "x"}), CreateOp("crm-busy-2", {})]
+    )
+    assert all(isinstance(r, Throttled) for r in results)
 
 
 # --- appointments ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from sync.setup import adapters, user_filters
 from sync.setup.memory import MemoryWorld, demo_world, memory_ports
 from sync.setup.ports import ClaimInfo
 from sync.setup.profile import Profile
+from sync.setup.vault import PLAINTEXT_CONSENT
 from sync.store.db import open_database
 
 ALICE = "alice@contoso.example"
@@ -28,6 +29,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> MemoryWorld:
 def sign_in(data_dir: Path, upn: str = ALICE) -> None:
     database = open_database(data_dir)
     set_setting(database, "account_upn", upn)
+    set_setting(database, PLAINTEXT_CONSENT, True)  # as signing in without a keyring records it
     database.dispose()
 
 

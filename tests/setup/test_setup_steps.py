@@ -17,7 +17,7 @@ from sync.setup.memory import MemoryClaims, MemoryDirectory, MemoryTester, Memor
 from sync.setup.messages import SetupError
 from sync.setup.ports import ClaimInfo, MailboxConfig
 from sync.setup.profile import Profile
-from sync.setup.vault import Vault
+from sync.setup.vault import PLAINTEXT_CONSENT, Vault
 from sync.store.db import Database, open_database
 from sync.store.models import Link, SyncToken
 
@@ -40,6 +40,7 @@ def world() -> MemoryWorld:
 def profile(database: Database, data_dir: Path) -> Profile:
     p = Profile(database, data_dir)
     p.set(keys.SIGNED_IN_UPN, ALICE)
+    p.set(PLAINTEXT_CONSENT, True)  # as signing in without a keyring records it
     return p
 
 
@@ -89,12 +90,14 @@ def test_steps_follow_the_stored_profile_and_survive_a_restart(
 
 
 def test_vault_is_private_and_secrets_are_masked_in_logs(
-    data_dir: Path, caplog: pytest.LogCaptureFixture
+    data_dir: Path, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    vault = Vault(data_dir)
+    Profile(database, data_dir).set(PLAINTEXT_CONSENT, True)  # as signing in without a keyring
+    vault = Vault(data_dir, database)
     vault.set("mailbox_password", "s3cret-Passw0rd")
-    assert os.stat(vault.path).st_mode & 0o777 == 0o600
-    assert Vault(data_dir).get("mailbox_password") == "s3cret-Passw0rd"
+    if not vault.is_encrypted:
+        assert os.stat(vault.path).st_mode & 0o777 == 0o600
+    assert Vault(data_dir, database).get("mailbox_password") == "s3cret-Passw0rd"
     logger = logging.getLogger("mailbox_sync.test_vault")
     handler = caplog.handler
     handler.addFilter(RedactingFilter())

@@ -19,6 +19,7 @@ from sync.settings import get_setting, set_setting
 from sync.setup import instance
 from sync.setup.memory import MemoryClaims, MemoryWorld, demo_world, memory_ports
 from sync.setup.profile import Profile
+from sync.setup.vault import PLAINTEXT_CONSENT
 from tests.helpers import csrf_token_from, page_text, signed_in
 from webapp import create_app
 from webapp.wizard import PORTS_KEY
@@ -31,6 +32,8 @@ def make_app(data_dir: Path, world: MemoryWorld, upn: str = ALICE) -> Flask:
     app = create_app({"DATA_DIR": str(data_dir), "LOGIN_TOKEN": "test-login-token"})
     app.extensions[PORTS_KEY] = memory_ports(world, upn)
     set_setting(app.extensions["mailbox_sync.database"], "account_upn", upn)
+    # signing in without a keyring records this consent; the vault needs it for passwords
+    set_setting(app.extensions["mailbox_sync.database"], PLAINTEXT_CONSENT, True)
     return app
 
 

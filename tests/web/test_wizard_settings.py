@@ -14,6 +14,7 @@ from sync.redaction import MASK
 from sync.settings import get_setting, set_setting
 from sync.setup.ports import MailboxConfig
 from sync.setup.profile import Profile
+from sync.setup.vault import PLAINTEXT_CONSENT
 from tests.helpers import csrf_token_from, page_text, signed_in
 from webapp import create_app
 
@@ -23,6 +24,8 @@ SECRET = "Very-Secret-Pa55word"
 @pytest.fixture
 def settings_app(data_dir: Path) -> Iterator[Flask]:
     app = create_app({"DATA_DIR": str(data_dir), "LOGIN_TOKEN": "test-login-token"})
+    # signing in without a keyring records this consent; the vault needs it here
+    set_setting(app.extensions["mailbox_sync.database"], PLAINTEXT_CONSENT, True)
     yield app
     app.extensions["mailbox_sync.database"].dispose()
 

@@ -23,6 +23,7 @@ from sandbox.ews.items import (
 )
 from sandbox.ews.ops.common import fail_all, per_node, resolve_folder, resolve_item
 from sandbox.ews.store import Folder, Item, Mailbox, change_key_version, iso, new_id, now
+from sandbox.ews.tasks import settle_progress
 from sandbox.ews.xml import (
     Element,
     EwsError,
@@ -414,6 +415,9 @@ def update_item(ctx: Ctx, req: Element) -> Element:
         updates = find(change, "t:Updates")
         fields, changed = apply_updates(item, updates if updates is not None else el("x"))
         check_conflict(item, id_node, changed, resolution)
+        if item.kind == "Task" and updates is not None:
+            order = [uri_name(c[0]) for c in updates if local(c) == "SetItemField"]
+            changed |= settle_progress(fields, order)
         if item.kind == "CalendarItem":
             from sandbox.ews.recurrence import after_update
 
