@@ -106,10 +106,11 @@ class SandboxPair:
 
 
 @contextlib.contextmanager
-def start_pair(work_dir: Path) -> Iterator[SandboxPair]:
-    """Start an empty sandbox Dataverse (users only) and an empty EWS on free ports."""
+def start_pair(work_dir: Path, demo_scale: float = 0) -> Iterator[SandboxPair]:
+    """Start a sandbox Dataverse (users only; `demo_scale` 1.0: the demo data `make run`
+    shows) and an empty EWS on free ports."""
     tokens, log, faults = TokenRegistry(), RequestLog(), FaultProfile()
-    dataverse = DataverseServer(tokens, log, faults, port=0, demo_scale=0)
+    dataverse = DataverseServer(tokens, log, faults, port=0, demo_scale=demo_scale)
     ews = EwsServer(tokens, log, faults, str(work_dir / "ews"), port=0, demo=False)
     dataverse.start()
     try:

@@ -7,18 +7,11 @@ exchangelib used to reset them to 0 % in the mailbox while the link recorded 50 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sandbox.dataverse import DataverseServer
-from sandbox.ews import EwsServer
-from sandbox.faults import FaultProfile
-from sandbox.identity import TokenRegistry
-from sandbox.requestlog import RequestLog
 from sync.kinds import KINDS
 from tests.e2e.harness import (
     ORG,
@@ -27,32 +20,16 @@ from tests.e2e.harness import (
     differences,
     make_agent,
     snapshot,
+    start_pair,
     user_update_items,
 )
 
 TASKS = KINDS["tasks"]
 
 
-@contextlib.contextmanager
-def demo_pair(work_dir: Path) -> Iterator[SandboxPair]:
-    """The demo Dataverse (as `make run` starts it) and an empty sandbox EWS."""
-    tokens, log, faults = TokenRegistry(), RequestLog(), FaultProfile()
-    dataverse = DataverseServer(tokens, log, faults, port=0, demo_scale=1.0)
-    ews = EwsServer(tokens, log, faults, str(work_dir / "ews"), port=0, demo=False)
-    dataverse.start()
-    try:
-        ews.start()
-        try:
-            yield SandboxPair(tokens, log, faults, dataverse, ews, work_dir)
-        finally:
-            ews.stop()
-    finally:
-        dataverse.stop()
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SandboxPair, Agent]]:
-    with demo_pair(tmp_path_factory.mktemp("demo-tasks")) as pair:
+    with start_pair(tmp_path_factory.mktemp("demo-tasks"), demo_scale=1.0) as pair:
         yield pair, make_agent(pair)
 
 
