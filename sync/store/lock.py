@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sync.store.db import sqlite_path
 
 POLL_SECONDS = 0.1
 
@@ -56,11 +56,9 @@ class Busy(Exception):
 def lock_directory(url: str) -> Path | None:
     """Where the locks of the database at `url` live: beside a SQLite file. None for an
     in-memory database (one process only) and for a server database, whose processes would
-    need the server's own locks (not offered yet: say so in the README)."""
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database).expanduser().resolve().parent
+    need the server's own locks (not offered yet: the README says so)."""
+    path = sqlite_path(url)
+    return path.resolve().parent if path is not None else None
 
 
 @dataclass
