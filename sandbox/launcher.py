@@ -46,6 +46,7 @@ class RunningSandbox:
                 for org in ORGANIZATIONS
             ],
             "discovery_url": self.dataverse.discovery_url,
+            "lenient": not self.dataverse.strict,
             "ews_url": self.ews.url,
             "ews_ca_file": self.ews.ca_file,
             "authority": self.identity.authority + "/",
@@ -88,8 +89,12 @@ def start_sandbox(
     port: int = 0,
     faults: Sequence[str] = (),
     demo_scale: float = 1.0,
+    lenient: bool = False,
 ) -> Iterator[RunningSandbox]:
-    """Start every sandbox server; `port` is the Dataverse port (EWS and identity take free ones)."""
+    """Start every sandbox server; `port` is the Dataverse port (EWS and identity take free ones).
+
+    Strict by default: Dataverse refuses what the service refuses (missing privileges, tables
+    without change tracking). `lenient` turns those refusals off, for demos only."""
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     tokens, log = TokenRegistry(), RequestLog()
@@ -97,7 +102,9 @@ def start_sandbox(
     for spec in faults:
         profile.add(Fault.parse(spec))
     with contextlib.ExitStack() as stack:
-        dataverse = DataverseServer(tokens, log, profile, port=port, demo_scale=demo_scale)
+        dataverse = DataverseServer(
+            tokens, log, profile, port=port, demo_scale=demo_scale, strict=not lenient
+        )
         ews = EwsServer(tokens, log, profile, data_dir=str(work))
         identity = IdentityServer(tokens, log, profile, tls_dir=str(work / "identity"))
         for server in (dataverse, ews, identity):

@@ -8,9 +8,11 @@ and the scopes of each resource. Tokens and codes are never logged.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import ssl
 import threading
 import time
@@ -20,7 +22,7 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import msal
 import requests
@@ -35,8 +37,15 @@ log = logging.getLogger(__name__)
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com/organizations"
 GLOBAL_DISCOVERY_RESOURCE = "https://globaldisco.crm.dynamics.com"
 EXCHANGE_ONLINE_RESOURCE = "https://outlook.office365.com"
+EXCHANGE_ONLINE_HOSTS = frozenset({"outlook.office365.com", "outlook.office.com"})
+"""Exchange Online's own EWS hosts; Microsoft's Autodiscover hosts under `.outlook.com`
+(autodiscover-s.outlook.com, where Exchange Online's Autodiscover redirects) count as well."""
+GRAPH_RESOURCE = "https://graph.microsoft.com"
 HTTP_TIMEOUT = 30.0
 TOKEN_CACHE_FILE = "token_cache.bin"
+PENDING_CONSENT_FILE = "consent_needed.json"
+"""Beside the token cache: the scopes a silent token request found without consent, so the
+Sign-in page can offer exactly those (no token or secret in it)."""
 
 IDP_RETRY_WAITS: tuple[float, ...] = (1.0, 3.0)
 """Seconds before each new attempt when the sign-in service answers 429 or 5xx: three attempts
@@ -51,6 +60,16 @@ SIGN_IN_ERRORS = frozenset(
 )
 """msal/OAuth errors that only the user can clear, by signing in again in the browser."""
 TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+CONSENT_CODES = frozenset({65001})
+"""AADSTS65001 DelegationDoesNotExist: "The user or administrator has not consented to use the
+application … Send an interactive authorization request for this user and resource." Entra
+answers it as `invalid_grant` with `suberror` `consent_required` (Microsoft Entra
+reference-error-codes.md); msal passes both through (and copies the suberror to
+`classification`)."""
+ADMIN_CONSENT_CODES = frozenset({90093, 90094, 90095})
+"""AADSTS90093 (a policy stops users from consenting), 90094 AdminConsentRequired, 90095
+AdminConsentRequiredRequestAccess (the admin consent workflow): only an administrator can allow
+the app (reference-error-codes.md, application-sign-in-unexpected-user-consent-error.md)."""
 
 _APPS: dict[tuple[Any, ...], msal.PublicClientApplication] = {}
 """The msal applications of this process, one per authority, client and token cache. Each run
@@ -71,6 +90,31 @@ class SignInRequired(AuthError):
     def __init__(self, message: str, code: str | None = None, username: str | None = None) -> None:
         super().__init__(message, code)
         self.username = username
+
+
+class ConsentRequired(SignInRequired):
+    """Nobody consented yet to one resource's scopes for this app (AADSTS65001): an interactive
+    sign-in asking for exactly `scopes` clears it, unless the tenant lets only an administrator
+    consent (`admin`), in which case the administrator's consent page (`admin_url`) does.
+
+    A subclass of SignInRequired so every place that shows "sign in again" still shows it; the
+    message names the missing resource (`label`) instead of asking for a whole new sign-in,
+    which would only ask again for the scopes already granted."""
+
+    def __init__(
+        self,
+        message: str,
+        scopes: Sequence[str],
+        label: str,
+        username: str | None = None,
+        admin: bool = False,
+        admin_url: str = "",
+    ) -> None:
+        super().__init__(message, "consent_required", username)
+        self.scopes = tuple(scopes)
+        self.label = label
+        self.admin = admin
+        self.admin_url = admin_url
 
 
 class SignInServiceUnavailable(requests.HTTPError):
@@ -143,12 +187,170 @@ def discovery_scope(discovery_url: str | None = None) -> str:
     return f"{parts.scheme}://{parts.netloc}/user_impersonation"
 
 
+def is_exchange_online(url: str) -> bool:
+    """Whether `url` is one of Exchange Online's hosts (see EXCHANGE_ONLINE_HOSTS)."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return host in EXCHANGE_ONLINE_HOSTS or host.endswith(".outlook.com")
+
+
 def ews_scope(ews_url: str | None = None) -> str:
-    """Delegated full access to the user's mailbox through EWS (Exchange Online by default)."""
-    if ews_url is None:
+    """Delegated full access to the user's mailbox through EWS, for the server at `ews_url`.
+
+    Exchange Online has one resource, `https://outlook.office365.com` (its EWS address and
+    scope in "Authenticate an EWS application by using OAuth"), whichever of its hosts answers.
+    An Exchange Server on premises with hybrid modern authentication registers its own URLs as
+    the resource's names, so there the resource is the origin Autodiscover reported (or the
+    Autodiscover server being asked).
+    """
+    if ews_url is None or is_exchange_online(ews_url):
         return f"{EXCHANGE_ONLINE_RESOURCE}/EWS.AccessAsUser.All"
     parts = urlsplit(ews_url)
     return f"{parts.scheme}://{parts.netloc}/EWS.AccessAsUser.All"
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def scope_resource(scope: str) -> str:
+    """The resource a scope belongs to (`https://org/user_impersonation` → `https://org`); a
+    bare permission such as `Mail.ReadWrite` is Microsoft Graph's."""
+    return scope.rsplit("/", 1)[0] if "/" in scope else GRAPH_RESOURCE
+
+
+def describe_scope(scope: str) -> tuple[str, str]:
+    """What a scope gives access to, as (kind, name) for messages in any language.
+
+    kind: "mailbox" (name "EWS" or "Microsoft Graph"), "discovery", "organization" (name: the
+    organization's URL name, e.g. "Contoso"), or "other" (name: the resource)."""
+    resource = scope_resource(scope)
+    if scope.endswith("/EWS.AccessAsUser.All"):
+        return "mailbox", "EWS"
+    if resource == GRAPH_RESOURCE:
+        return "mailbox", "Microsoft Graph"
+    parts = urlsplit(resource)
+    host = (parts.hostname or "").lower()
+    path = parts.path.strip("/")
+    if scope.endswith("/user_impersonation"):
+        if host.startswith("globaldisco.") or (not path and host in _LOOPBACK):
+            return "discovery", ""  # the sandbox's discovery is the bare origin of its server
+        name = path.rsplit("/", 1)[-1] if path else host.split(".", 1)[0]
+        return "organization", name[:1].upper() + name[1:]
+    return "other", resource
+
+
+def scope_label(scopes: Sequence[str]) -> str:
+    """In English words, what `scopes` (one resource's) give access to."""
+    kind, name = describe_scope(scopes[0]) if scopes else ("other", "")
+    if kind == "mailbox":
+        return f"access to your mailbox ({name})"
+    if kind == "discovery":
+        return "access to your list of organizations (Global Discovery)"
+    if kind == "organization":
+        return f"access to the {name} organization"
+    return f"access to {name}"
+
+
+def admin_consent_url(authority: str, client_id: str, tenant: str | None = None) -> str:
+    """The page where an administrator consents to the app for the whole tenant:
+    `https://login.microsoftonline.com/{organization}/adminconsent?client_id={client-id}`
+    (Microsoft Entra grant-admin-consent.md), on the authority's host (the sandbox serves its
+    own). `tenant`: the signed-in account's tenant, better than "organizations"."""
+    parts = urlsplit(authority)
+    tenant = tenant or parts.path.strip("/").split("/")[0] or "organizations"
+    return (
+        f"{parts.scheme}://{parts.netloc}/{quote(tenant, safe='')}/adminconsent"
+        f"?client_id={quote(client_id, safe='')}"
+    )
+
+
+@dataclass(frozen=True)
+class PendingConsent:
+    """Scopes a silent token request found without consent, waiting for the user."""
+
+    scopes: tuple[str, ...]
+    label: str
+    username: str | None = None
+    admin: bool = False
+    """The last interactive attempt said only an administrator may consent."""
+
+
+_PENDING_LOCK = threading.Lock()
+
+
+def _pending_key(scopes: Sequence[str]) -> str:
+    return " ".join(sorted(scopes))
+
+
+def _read_pending(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_pending(path: Path, entries: Mapping[str, Any]) -> None:
+    if not entries:
+        path.unlink(missing_ok=True)
+        return
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(entries, handle, sort_keys=True)
+    os.replace(temporary, path)
+
+
+def pending_consents(data_dir: str | Path) -> list[PendingConsent]:
+    """The consents the Sign-in page should ask for (oldest first)."""
+    with _PENDING_LOCK:
+        entries = _read_pending(Path(data_dir) / PENDING_CONSENT_FILE)
+    found = []
+    for entry in sorted(entries.values(), key=lambda e: float(e.get("since", 0))):
+        scopes = tuple(str(s) for s in entry.get("scopes") or ())
+        if scopes:
+            found.append(
+                PendingConsent(
+                    scopes,
+                    str(entry.get("label") or scope_label(scopes)),
+                    entry.get("username"),
+                    bool(entry.get("admin")),
+                )
+            )
+    return found
+
+
+def note_consent_needed(
+    data_dir: str | Path,
+    scopes: Sequence[str],
+    username: str | None = None,
+    admin: bool | None = None,
+) -> PendingConsent:
+    """Remember that `scopes` need consent (`admin`: only an administrator may give it; None
+    keeps what was known)."""
+    path = Path(data_dir) / PENDING_CONSENT_FILE
+    key = _pending_key(scopes)
+    with _PENDING_LOCK:
+        entries = _read_pending(path)
+        entry = dict(entries.get(key) or {"since": time.time()})
+        entry.update(scopes=sorted(scopes), label=scope_label(scopes), username=username)
+        if admin is not None:
+            entry["admin"] = admin
+        entries[key] = entry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_pending(path, entries)
+    return PendingConsent(tuple(sorted(scopes)), entry["label"], username, bool(entry.get("admin")))
+
+
+def forget_consent_needed(data_dir: str | Path, scopes: Sequence[str] | None = None) -> None:
+    """The consent for `scopes` was given (None: forget every pending consent)."""
+    path = Path(data_dir) / PENDING_CONSENT_FILE
+    with _PENDING_LOCK:
+        if not path.exists():
+            return
+        entries = {} if scopes is None else _read_pending(path)
+        if scopes is not None and entries.pop(_pending_key(scopes), None) is None:
+            return  # nothing pending for these scopes: leave the file alone
+        _write_pending(path, entries)
 
 
 def open_token_cache(path: str | Path, allow_plaintext: bool) -> tuple[PersistedTokenCache, bool]:
@@ -274,6 +476,8 @@ class TokenProvider:
         self.retry_waits = IDP_RETRY_WAITS if retry_waits is None else tuple(retry_waits)
         """Pauses before each new attempt when the sign-in service answers 429/5xx."""
         self.cache_path = str(Path(cache_path).resolve())
+        self.data_dir = Path(self.cache_path).parent
+        """Where the pending consents are noted (beside the token cache)."""
         self.cache, self.cache_is_encrypted = open_token_cache(cache_path, allow_plaintext)
         self._app: msal.PublicClientApplication | None = None
 
@@ -328,17 +532,30 @@ class TokenProvider:
         scopes: Sequence[str],
         response_mode: str = "form_post",
         login_hint: str | None = None,
+        prompt: str | None = "select_account",
     ) -> dict[str, Any]:
         """Start an authorization code flow (PKCE and nonce included): keep the returned dict
-        (e.g. in the session) and send the browser to its `auth_uri`."""
+        (e.g. in the session) and send the browser to its `auth_uri`. For an added consent,
+        pass the account as `login_hint` and `prompt=None` (the authority asks what it must)."""
         flow = self.app.initiate_auth_code_flow(
             list(scopes),
             redirect_uri=redirect_uri,
             response_mode=response_mode,
             login_hint=login_hint,
-            prompt="select_account",
+            prompt=prompt,
         )
         return dict(flow)
+
+    def admin_consent_url(self, username: str | None = None) -> str:
+        """The tenant-wide admin consent page for this app, in the account's tenant if known."""
+        tenant = None
+        try:
+            account = self._msal_account(username)
+        except (SideError, requests.RequestException, ValueError):
+            account = None  # offline: the authority's tenant will do
+        if account and account.get("realm"):
+            tenant = str(account["realm"])
+        return admin_consent_url(self.authority, self.client_id, tenant)
 
     def complete(self, flow: Mapping[str, Any], query_params: Mapping[str, str]) -> Account:
         """Finish the flow with what the authority sent back to the redirect URI."""
@@ -420,8 +637,38 @@ class TokenProvider:
         if result and "access_token" in result:
             token = str(result["access_token"])
             remember_secret(token)  # whatever prints it later (a library at DEBUG) prints a mask
+            if (self.data_dir / PENDING_CONSENT_FILE).exists():
+                with contextlib.suppress(OSError):  # e.g. `status` on a read-only data dir
+                    forget_consent_needed(self.data_dir, scopes)  # given meanwhile (an admin)
             return token
-        raise _token_error(result, who, username)
+        error = _token_error(result, who, username, scopes)
+        if isinstance(error, ConsentRequired):
+            raise self._consent_required(error, result or {})
+        raise error
+
+    def _consent_required(self, error: ConsentRequired, result: Mapping[str, Any]) -> SideError:
+        """Note the missing consent for the Sign-in page; the message says who can give it."""
+        try:
+            pending = note_consent_needed(self.data_dir, error.scopes, error.username)
+        except OSError:  # a read-only data dir: the message still says what is missing
+            pending = PendingConsent(error.scopes, error.label, error.username)
+        detail = _first_line(str(result.get("error_description") or ""))
+        suffix = f" ({detail})" if detail else ""
+        if pending.admin:
+            url = self.admin_consent_url(error.username)
+            message = (
+                f"Mailbox Sync needs {error.label}, and your organization lets only an "
+                f"administrator allow it{suffix}. Send your administrator this link to approve "
+                f"it: {url}"
+            )
+            return ConsentRequired(
+                message, error.scopes, error.label, error.username, admin=True, admin_url=url
+            )
+        message = (
+            f"Mailbox Sync needs your consent for {error.label}{suffix}. Open the Sign-in page "
+            '(/signin) and choose "Give consent" to allow it.'
+        )
+        return ConsentRequired(message, error.scopes, error.label, error.username)
 
     def token_callable(self, scopes: Sequence[str], username: str | None = None) -> TokenSource:
         """A token callable for clients that ask for a token per request (and can refresh)."""
@@ -432,7 +679,27 @@ class TokenProvider:
         forget_tokens(self.cache)
 
 
-def _token_error(result: Mapping[str, Any] | None, who: str, username: str | None) -> SideError:
+def needs_consent(result: Mapping[str, Any]) -> bool:
+    """Whether an OAuth error answer says consent is missing (see CONSENT_CODES)."""
+    if "consent_required" in (result.get("error"), result.get("suberror")):
+        return True
+    codes = result.get("error_codes") or ()
+    if isinstance(codes, list | tuple) and any(c in CONSENT_CODES for c in codes):
+        return True
+    return "AADSTS65001" in str(result.get("error_description") or "")
+
+
+def needs_admin(description: str) -> bool:
+    """Whether an error description carries one of the ADMIN_CONSENT_CODES."""
+    return any(f"AADSTS{code}" in description for code in ADMIN_CONSENT_CODES)
+
+
+def _token_error(
+    result: Mapping[str, Any] | None,
+    who: str,
+    username: str | None,
+    scopes: Sequence[str] = (),
+) -> SideError:
     """The error for an msal answer without an access token (None: no refresh token to use)."""
     if not result:
         return SignInRequired(
@@ -443,6 +710,11 @@ def _token_error(result: Mapping[str, Any] | None, who: str, username: str | Non
     error = str(result.get("error") or "no_token")
     detail = _first_line(str(result.get("error_description") or ""))
     suffix = f" ({detail})" if detail else ""
+    if scopes and needs_consent(result):
+        label = scope_label(scopes)
+        return ConsentRequired(
+            f"Mailbox Sync needs your consent for {label}{suffix}.", scopes, label, username
+        )
     if error in SIGN_IN_ERRORS:
         return SignInRequired(
             f"The sign-in of {who} has expired or was revoked{suffix}. Sign in again.",
@@ -491,9 +763,11 @@ def forget_tokens(cache: msal.TokenCache) -> None:
 
 
 def clear_token_cache(data_dir: str | Path) -> None:
-    """Sign out without a provider (e.g. the sandbox is gone): empty the data dir's cache."""
+    """Sign out without a provider (e.g. the sandbox is gone): empty the data dir's cache and
+    forget the consents that were pending for the account."""
     cache, _ = open_token_cache(Path(data_dir) / TOKEN_CACHE_FILE, allow_plaintext=True)
     forget_tokens(cache)
+    forget_consent_needed(data_dir)
 
 
 def provider_from_config(

@@ -7,7 +7,8 @@ stored sign-in) and which CA files to trust (the sandbox's, only in sandbox mode
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,10 @@ CONFIRM_EMPTIED = "confirm_emptied"
 SandboxInfo = Callable[[], Mapping[str, Any] | None]
 
 
+CHOOSABLE = ("contacts", "appointments", "tasks")
+"""The kinds the wizard offers (a kind is chosen while one of its sync filters is on)."""
+
+
 def kinds_to_sync(chosen: set[str], resolve: Resolver, timezone: str) -> list[Kind]:
     """The wizard's kinds as engine kinds: "appointments" is single ones and recurring series."""
     kinds: list[Kind] = []
@@ -52,6 +57,24 @@ def kinds_to_sync(chosen: set[str], resolve: Resolver, timezone: str) -> list[Ki
     if "tasks" in chosen:
         kinds.append(TASKS)
     return kinds
+
+
+def winding_down(
+    database: Database, org_id: str, kinds: Sequence[Kind], settings: EngineSettings
+) -> tuple[list[Kind], EngineSettings]:
+    """Of `kinds` (no longer chosen), those that still hold mailbox copies, and the settings
+    that run them with an empty filter.
+
+    An empty filter takes no record, so such a run does what the engine does for records that
+    leave a filter: the copies leave the mailbox quietly (meetings without cancellations), the
+    links are dropped and the CRM keeps its records. Once none is left the kind stops running,
+    so it costs nothing more."""
+    store = SqlLinkStore(database, org_id)
+    retiring = [kind for kind in kinds if store.count_links(kind.name)]
+    if not retiring:
+        return [], settings
+    empty: dict[str, list[Any]] = {kind.name: [] for kind in retiring}
+    return retiring, replace(settings, filters={**settings.filters, **empty})
 
 
 def engine_settings(profile: Profile, me: str) -> EngineSettings:
@@ -121,12 +144,21 @@ class ProfileConnector:
         except Exception:
             client.close()
             raise
-        # POP3 mailboxes hold email only: contacts, appointments and tasks do not sync there
-        chosen = set(profile.get("kinds", []) or []) if config.type == "exchange" else set()
+        # POP3 mailboxes hold email only: contacts, appointments and tasks need Exchange (as
+        # in Dynamics), so nothing of them syncs, nor is wound down, there
+        exchange = config.type == "exchange"
+        chosen = set(profile.get("kinds", []) or []) if exchange else set()
+        dropped = set(CHOOSABLE) - chosen if exchange else set()
         if self.only is not None:
             chosen &= self.only
-        settings = engine_settings(profile, str(user.get("id", "")))
-        kinds = kinds_to_sync(chosen, PartyResolver(client), settings.timezone)
+            dropped &= self.only
+        user_id = str(user.get("id", ""))
+        settings = engine_settings(profile, user_id)
+        resolver = PartyResolver(client)
+        kinds = kinds_to_sync(chosen, resolver, settings.timezone)
+        retiring, settings = winding_down(
+            profile.database, org.id, kinds_to_sync(dropped, resolver, settings.timezone), settings
+        )
         if settings.confirm_emptied:
             profile.set(CONFIRM_EMPTIED, False)  # the user's confirmation covers one run
         return Connection(
@@ -134,8 +166,9 @@ class ProfileConnector:
             crm=crm,
             mailbox=mailbox,
             settings=settings,
-            kinds=kinds,
+            kinds=kinds + retiring,
             close=client.close,
+            act_method=_act_reader(client, user_id),
         )
 
     def _provider(self, info: Mapping[str, Any] | None) -> TokenProvider:
@@ -186,6 +219,18 @@ class ProfileConnector:
         from sync.setup.pop3_account import pop3_account
 
         return Pop3Side(*pop3_account(config, secrets))
+
+
+def _act_reader(client: DataverseClient, user_id: str) -> Callable[[], int | None]:
+    """Reads the user's mailbox record's `actdeliverymethod` (None: no record) for the run."""
+
+    def read() -> int | None:
+        from sync.setup.adapters import DataverseDirectory
+
+        record = DataverseDirectory(client).mailbox_of_user(user_id)
+        return record.act if record is not None else None
+
+    return read
 
 
 class ConflictReverser:

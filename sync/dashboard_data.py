@@ -23,10 +23,10 @@ MESSAGING_KINDS: tuple[tuple[str, str], ...] = (
     ("contacts", "Contacts"),
     ("appointments", "Appointments"),
     ("tasks", "Tasks"),
-    ("email", "Email tracking"),
-    ("outgoing", "Outgoing email"),
 )
-OFFLINE_KIND = ("offline", "Offline data")
+"""One card per kind that syncs today. Email tracking, outgoing email and offline data get
+theirs (DESIGN.md 1.2) when they are built: a card for work nothing does would say "never" or
+"skipped" for ever."""
 LINK_KINDS: dict[str, str] = {"recurringappointments": "appointments"}
 """Engine kinds shown on another kind's card (a recurring series is an appointment to the user)."""
 ACTIONS = ("created", "updated", "deleted", "tracked", "sent")
@@ -78,18 +78,17 @@ def kind_statuses(
     enabled = set(enabled)
     linked = linked_counts(database)
     statuses = []
-    for kind, label in (*MESSAGING_KINDS, OFFLINE_KIND):
-        job = "offline" if kind == "offline" else "messaging"
+    for kind, label in MESSAGING_KINDS:
         status = KindStatus(kind, label, "never" if kind in enabled else "off")
         status.in_sync = linked.get(kind, 0)
         for run in runs:
-            if run.job != job:
+            if run.job != "messaging":
                 continue
             counts = (run.counts or {}).get(kind)
-            if counts is None and run.outcome not in ("running", "failed") and kind != "offline":
+            if counts is None and run.outcome not in ("running", "failed"):
                 continue
             status.last_run_at, status.last_run_id = run.started_at, run.id
-            status.state = run.outcome if kind in enabled or job == "offline" else "off"
+            status.state = run.outcome if kind in enabled else "off"
             status.message = run.message if counts is None else counts.get("message")
             if counts:
                 status.to_crm = _nonzero(counts.get("crm"))

@@ -280,10 +280,44 @@ class MemoryCrm(MemorySide):
         return self._expanded(kind, super().read(kind, ids))
 
     def _create(self, kind: str, op: CreateOp) -> Result:
+        if set(op.fields) == {"CreateException"}:
+            return self._create_exception(op.key, op.fields["CreateException"])
         if op.key in self.records(kind):
             return Duplicate("Cannot insert duplicate key.", code="0x80040237")
         record = self.put(kind, op.fields, record_id=op.key)
         return Written(record.id, record.version, dict(record.fields))
+
+    # A series' occurrences as Dataverse keeps them (sync/kinds/exceptions.py): updating an
+    # instance makes it an exception, deleting one lists its original start on the master,
+    # and the CreateException message does either for an occurrence without a row.
+
+    def _apply(self, kind: str, op: WriteOp) -> Result:
+        record = self.records(kind).get(getattr(op, "id", ""))
+        result = super()._apply(kind, op)
+        if kind == "appointments" and record is not None and isinstance(result, Written):
+            if isinstance(op, DeleteOp):
+                self._list_deleted(record.fields)
+            elif record.fields.get("instancetypecode") == 2:
+                super().edit(kind, record.id, {"instancetypecode": 3})
+        return result
+
+    def _list_deleted(self, fields: Mapping[str, Any]) -> None:
+        series = str(fields.get("_seriesid_value") or "")
+        master = self.records("recurringappointmentmasters").get(series)
+        if master is None or not fields.get("originalstartdate"):
+            return
+        listed = str(master.fields.get("deletedexceptionslist") or "").split()
+        text = "\n".join([*listed, str(fields["originalstartdate"])])
+        self.edit("recurringappointmentmasters", master.id, {"deletedexceptionslist": text})
+
+    def _create_exception(self, key: str, parameters: Mapping[str, Any]) -> Result:
+        target = {k: v for k, v in parameters["Target"].items() if not k.startswith("@odata.")}
+        fields = {**_bound(target), "originalstartdate": parameters["OriginalStartDate"]}
+        if parameters["IsDeleted"]:
+            self._list_deleted(fields)
+            return Written(key, None)
+        record = self.put("appointments", {**fields, "instancetypecode": 3}, record_id=key)
+        return Written(record.id, None)
 
     def find_by_key(self, kind: str, keys: Sequence[str]) -> dict[str, Upsert]:
         self.calls["find_by_key"] += 1

@@ -18,6 +18,7 @@ from sync.engine.apply import KindResult
 from sync.engine.options import EngineSettings
 from sync.kinds.base import Kind
 from sync.runs import RunRecorder, raise_alert, resolve_alerts
+from sync.setup.mailbox import act_method_problem
 from sync.sides import AuthError, Side, SideError
 from sync.store.db import Database
 from sync.store.linkstore import SqlLinkStore
@@ -41,10 +42,17 @@ class Connection:
     """In the order they run (the appointment kinds need the CRM's party resolver)."""
     close: Callable[[], None] = lambda: None
     extra: dict[str, Any] = field(default_factory=dict)
+    act_method: Callable[[], int | None] | None = None
+    """Reads the CRM mailbox record's method for appointments, contacts and tasks (one small
+    request; None: the user has no record); called once a run. None: not checked (sides in
+    memory, tests)."""
 
 
 Connector = Callable[[], Connection]
 """Builds the connection from the stored profile; raises NotReady when setup is incomplete."""
+
+ACT_KINDS = frozenset({"contacts", "appointments", "recurringappointments", "tasks"})
+"""The engine kinds of the mailbox record's "appointments, contacts and tasks" workload."""
 
 
 def _counts(result: KindResult) -> dict[str, Any]:
@@ -106,11 +114,39 @@ class MessagingJob:
         )
         return "failed", f"{where}: sign-in refused ({message})"
 
+    def _act_refusal(self, connection: Connection) -> str | None:
+        """Why appointments, contacts and tasks do not sync this run (None: they do).
+
+        Checked at every run, not only in the wizard: an administrator may hand the workload
+        to server-side sync at any time, and two clients syncing one mailbox make everything
+        twice. Raises SideError when the record cannot be read."""
+        if connection.act_method is None or not any(
+            kind.name in ACT_KINDS for kind in connection.kinds
+        ):
+            return None
+        return act_method_problem(self.database, connection.act_method())
+
     def _run(self, connection: Connection, recorder: RunRecorder) -> tuple[str, str | None]:
         store = SqlLinkStore(self.database, connection.org_id)
         counts: dict[str, Any] = {}
         problems: list[str] = []
+        try:
+            refusal = self._act_refusal(connection)
+        except AuthError:
+            raise  # a refused sign-in: its alert is raised by __call__
+        except SideError as error:
+            log.warning("the CRM mailbox record could not be read: %s", error)
+            return "failed", f"reading the CRM mailbox record: {error.message or error}"
         kinds = list(connection.kinds)
+        if refusal is not None:
+            for kind in kinds:
+                if kind.name in ACT_KINDS:
+                    counts[kind.name] = {"message": refusal}
+            recorder.counts(counts)
+            kinds = [kind for kind in kinds if kind.name not in ACT_KINDS]
+            if not kinds:
+                return "skipped", refusal
+            problems.append(refusal)
         begin_run(connection.crm, connection.mailbox)
         for index, kind in enumerate(kinds):
 

@@ -1,7 +1,8 @@
-"""The in-process scheduler: one BackgroundScheduler, two jobs with fixed ids.
+"""The in-process scheduler: one BackgroundScheduler, a job per service job, fixed ids.
 
 Started by `run.py serve` only, never by `create_app`, so tests and reloaders never start it and
-never twice in one process (APScheduler's FAQ). "Sync now" moves a job's next run to now.
+never twice in one process (APScheduler's FAQ). "Sync now" moves a job's next run to now. A job
+the service has no body for (offline, until it is built) is not scheduled at all.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class SyncScheduler:
         if not _started.acquire(blocking=False):
             raise AlreadyStarted("a scheduler is already running in this process")
         for job, seconds in ((MESSAGING, self.interval), (OFFLINE, self.offline_interval)):
+            if not self.service.has_job(job):
+                continue
             self._scheduler.add_job(
                 self._run,
                 "interval",
@@ -62,7 +65,10 @@ class SyncScheduler:
         self.service.run(job, trigger)
 
     def sync_now(self, job: str = MESSAGING) -> None:
-        """Run `job` as soon as possible: its next run time becomes now."""
+        """Run `job` as soon as possible: its next run time becomes now (a job that is not
+        scheduled has nothing to run)."""
+        if self._scheduler.get_job(JOB_IDS[job]) is None:
+            return
         with self._asked_lock:
             self._asked.add(job)
         self._scheduler.modify_job(JOB_IDS[job], next_run_time=datetime.now(UTC))
@@ -72,7 +78,8 @@ class SyncScheduler:
         return found.next_run_time if found is not None else None
 
     def reschedule(self, job: str, seconds: float) -> None:
-        self._scheduler.reschedule_job(JOB_IDS[job], trigger="interval", seconds=seconds)
+        if self._scheduler.get_job(JOB_IDS[job]) is not None:
+            self._scheduler.reschedule_job(JOB_IDS[job], trigger="interval", seconds=seconds)
 
     def shutdown(self) -> None:
         if self._scheduler.running:

@@ -1,4 +1,5 @@
-"""The settings page (what the wizard stored, with links to change it) and the log view.
+"""The settings page (what the wizard stored, with links to change it), its "Check my setup"
+button (the checks of `run.py doctor`, shown as an htmx fragment) and the log view.
 
 The log view shows the app's recent log records from an in-memory ring buffer, after the
 vault's filter has masked every known secret; nothing is written to disk by this module.
@@ -9,7 +10,9 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_babel import refresh
@@ -19,12 +22,16 @@ from sync.redaction import RedactingFilter, protect_all_handlers
 from sync.runs import open_alerts, recent_runs
 from sync.setup import choices as choices_step
 from sync.setup import profile as keys
+from sync.setup.messages import Msg
 from webapp import i18n
 from webapp.wizard import STEP_TITLES, current_profile
 
 bp = Blueprint("settings_page", __name__)
 
 LOG_LINES = 500
+DOCTOR_KEY = "mailbox_sync.doctor"
+"""app.extensions key of the checks "Check my setup" runs (tests put a fake there); default
+sync.setup.doctor.run_doctor."""
 
 
 class RingBufferHandler(logging.Handler):
@@ -76,6 +83,10 @@ def _attach(_state: object) -> None:
 
 @bp.get("/settings")
 def settings() -> str:
+    return _settings_page()
+
+
+def _settings_page(check_fragment: str = "") -> str:
     profile = current_profile()
     return render_template(
         "settings.html",
@@ -91,7 +102,51 @@ def settings() -> str:
         timezone=profile.get("timezone") or "",
         local_zone=i18n.local_zone(),
         saved=request.args.get("saved") == "1",
+        check_fragment=check_fragment,
     )
+
+
+@dataclass(frozen=True)
+class _ShownFinding:
+    check: str
+    status: str
+    message: str
+    action: str
+
+
+def _translated(message: Msg | None) -> str:
+    """A finding's text in the page's language, its parameters too (a workload's name, a
+    delivery method's: they are messages themselves)."""
+    if message is None:
+        return ""
+    params = {
+        name: i18n.translate(value) if isinstance(value, Msg) else value
+        for name, value in message.params.items()
+    }
+    return i18n.translate(Msg(message.text, params))
+
+
+@bp.get("/settings/check")
+def check() -> str:
+    """Check my setup: every check of `run.py doctor`, read-only, as a fragment for htmx (the
+    whole settings page with the findings in it, without htmx)."""
+    from sync.setup.doctor import run_doctor
+    from webapp import sandbox_info
+
+    checker: Any = current_app.extensions.get(DOCTOR_KEY, run_doctor)
+    findings = checker(current_profile(), sandbox_info(current_app))
+    shown = [
+        _ShownFinding(f.check, f.status, _translated(f.message), _translated(f.action))
+        for f in findings
+    ]
+    fragment = render_template(
+        "partials/_doctor.html",
+        findings=shown,
+        missing=sum(1 for f in shown if f.status == "missing"),
+    )
+    if request.headers.get("HX-Request") == "true":
+        return fragment
+    return _settings_page(check_fragment=fragment)
 
 
 @bp.post("/settings/preferences")

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from sync.auth import ConsentRequired
 from sync.service import MESSAGING
 from sync.setup import choices as choices_step
 from sync.setup import instance as instance_step
@@ -26,11 +27,15 @@ from sync.setup.profile import STEPS, Profile
 from sync.setup.user_filters import UserFilter
 from sync.sides import AuthError, SideError
 from webapp import state
-from webapp.signin import sandbox_info
+from webapp.signin import consent_message, sandbox_info
 
 bp = Blueprint("wizard", __name__, url_prefix="/setup")
 
 PORTS_KEY = "mailbox_sync.setup_ports"
+POP3_HAS_NO_ACT = N_(
+    "Contacts, appointments and tasks need an Exchange mailbox, as in Dynamics 365: a POP3 "
+    "mailbox has no contacts, calendar or tasks to keep in step."
+)
 STEP_TITLES: dict[str, Msg] = {
     "organization": N_("Organization"),
     "mailbox": N_("Mailbox"),
@@ -108,6 +113,8 @@ def failure(error: BaseException) -> Msg:
     """A port's failure as a message the page can show."""
     if isinstance(error, SetupError):
         return error.msg
+    if isinstance(error, ConsentRequired):  # one resource's consent, not a whole new sign-in
+        return consent_message(error)
     if isinstance(error, AuthError):
         return N_("Your sign-in was refused or has expired. Sign in again, then retry.")
     if isinstance(error, SideError):
@@ -180,9 +187,11 @@ def organization_view(profile: Profile) -> Any:
         }
         choice = organizations.OrgChoice(str(form["synchronizing"]), tuple(form["connected"]))
         try:
-            organizations.choose(
+            chosen = organizations.choose(
                 profile, orgs, choice, confirmed=request.form.get("confirm") == "yes"
             )
+            # tables read without change tracking: an alert saying which and why (never blocks)
+            organizations.check_change_readers(profile, lambda: ports(profile).directory(chosen))
             return go("wizard.step", step="mailbox")
         except organizations.NeedsConfirmation as needs:
             confirm, status = needs.msg, 409
@@ -293,7 +302,11 @@ def mailbox_view(profile: Profile) -> Any:
         "result": result,
         "result_ok": result_ok,
         "record": record,
-        "methods": mailbox_step.delivery_status(record) if record else [],
+        "methods": (
+            mailbox_step.delivery_status(record, str(form.get("type") or "exchange"))
+            if record
+            else []
+        ),
         "methods_error": None,
         "crm_user": user,
         "has_password": bool(profile.mailbox_secrets().get(keys.MAILBOX_PASSWORD)),
@@ -327,13 +340,18 @@ def mailbox_check() -> str:
 
 @bp.post("/mailbox/methods")
 def mailbox_methods() -> Any:
-    """Set the CRM mailbox record's three methods to this client (consent required)."""
+    """Set the CRM mailbox record's method for appointments, contacts and tasks to this client
+    (consent required; the email methods are left as they are)."""
     profile = current_profile()
     if not reachable(profile, "mailbox"):
         return redirect(url_for("wizard.step", step=profile.current_step()))
     methods_error: Msg | None = None
     record = None
+    config = profile.mailbox()
+    mailbox_type = config.type if config is not None else "exchange"
     try:
+        if "act" not in mailbox_step.synced_workloads(mailbox_type):
+            raise SetupError(POP3_HAS_NO_ACT)  # nothing of it would sync here: leave it alone
         directory, user = _crm(profile)
         record = directory.mailbox_of_user(user.id)
         if record is None:
@@ -346,7 +364,7 @@ def mailbox_methods() -> Any:
         methods_error = failure(refused)
     context = {
         "record": record,
-        "methods": mailbox_step.delivery_status(record) if record else [],
+        "methods": mailbox_step.delivery_status(record, mailbox_type) if record else [],
         "methods_error": methods_error,
     }
     if is_htmx():
@@ -428,12 +446,23 @@ def _counts(
     return counts or {}, error
 
 
+def _offered_filters() -> list[choices_step.FilterDef]:
+    """The built-in sync filters the page offers: offline ones are hidden (and kept as stored)
+    until offline is built, so that nothing on the page does nothing."""
+    return [f for f in choices_step.BUILTIN_FILTERS if not choices_step.is_offline(f.slug)]
+
+
 def choices_view(
     profile: Profile, new_filter: Mapping[str, Any] | None = None, filter_error: Msg | None = None
 ) -> Any:
     """The step's page; a POST of the step's own form saves it (not the add-filter form's,
-    which comes here with `new_filter` to show its error)."""
+    which comes here with `new_filter` to show its error).
+
+    What the page does not show keeps its stored value: the email tracking option (no email
+    sync yet), the offline filters (no offline yet) and, for a POP3 mailbox, everything."""
     stored = choices_step.current_choices(profile)
+    config = profile.mailbox()
+    pop3 = config is not None and config.type == "pop3"
     error: Msg | None = None
     field = ""
     status = 200
@@ -444,8 +473,10 @@ def choices_view(
         **{f"direction_{k}": v for k, v in (stored.directions or {}).items()},
     }
     if request.method == "POST" and new_filter is None:
-        selected = request.form.getlist("filters")
-        form = dict(request.form.items())
+        hidden = [s for s in stored.filters if choices_step.is_offline(s)]
+        selected = [] if pop3 else request.form.getlist("filters")
+        selected += [s for s in hidden if s not in selected]
+        form = {**form, **dict(request.form.items())}
         try:
             picked = choices_step.parse_choices(form, selected)
             choices_step.save_choices(profile, picked)
@@ -455,15 +486,18 @@ def choices_view(
             return go("wizard.step", step="done")
         except SetupError as refused:
             error, field, status = refused.msg, refused.field, 422
-    own = user_filters.user_filters(profile)
-    slugs = [f.slug for f in choices_step.BUILTIN_FILTERS]
-    counts, count_error = _counts(profile, slugs, own)
+    own = [] if pop3 else user_filters.user_filters(profile)
+    offered = [] if pop3 else _offered_filters()
+    counts, count_error = (
+        _counts(profile, [f.slug for f in offered], own) if offered or own else ({}, None)
+    )
     if filter_error is not None:
         status = 422
     return page(
         "choices",
         profile,
         status=200 if is_htmx() else status,
+        pop3=pop3,
         own_filters=own,
         describe_filter=user_filters.describe,
         filter_fields=user_filters.FIELDS,
@@ -471,7 +505,7 @@ def choices_view(
         filter_operators=user_filters.OPERATORS,
         new_filter=new_filter or {},
         filter_error=filter_error,
-        filters=choices_step.BUILTIN_FILTERS,
+        filters=offered,
         kind_labels=choices_step.KIND_LABELS,
         selected=selected,
         counts=counts,
@@ -479,7 +513,6 @@ def choices_view(
         form=form,
         error=error,
         field=field,
-        tracking_options=choices_step.TRACKING_OPTIONS,
         intervals=choices_step.INTERVALS,
         directions=choices_step.DIRECTIONS,
         field_groups=choices_step.FIELD_GROUPS,
@@ -517,7 +550,11 @@ def delete_user_filter(filter_id: int) -> Any:
 def choices_counts() -> str:
     """htmx (hx-trigger=change): the live totals for the ticked filters."""
     profile = current_profile()
-    selected = [s for s in request.form.getlist("filters") if s in choices_step.BY_SLUG]
+    selected = [
+        s
+        for s in request.form.getlist("filters")
+        if s in choices_step.BY_SLUG and not choices_step.is_offline(s)
+    ]
 
     def union() -> dict[str, int]:
         directory, user = _crm(profile)
@@ -546,7 +583,6 @@ def done_view(profile: Profile) -> Any:
         connected=profile.connected_orgs(),
         mailbox=profile.mailbox(),
         choices=choices_step.current_choices(profile),
-        tracking_options=choices_step.TRACKING_OPTIONS,
     )
 
 

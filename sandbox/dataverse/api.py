@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sandbox.dataverse import batch, errors, operations, query
+from sandbox.dataverse import batch, errors, operations, query, series
 from sandbox.dataverse.batch import Answer, Operation
 from sandbox.dataverse.errors import ODataError, bad_request
 from sandbox.dataverse.identity_bridge import business_unit_id
-from sandbox.dataverse.operations import Context, check_guid, entity_for
+from sandbox.dataverse.metadata import entity_metadata
+from sandbox.dataverse.operations import Context, Expansion, check_guid, entity_for
 from sandbox.dataverse.query import DeltaClock, Prefer
-from sandbox.dataverse.schema import ENTITIES
+from sandbox.dataverse.schema import ENTITIES, EntityDef
 from sandbox.dataverse.store import Row, Store
 from sandbox.identity import Organization
 
@@ -39,12 +40,25 @@ def error_answer(error: ODataError) -> Answer:
     return json_answer(error.status, error.body(), error.headers)
 
 
+_BOUND_ACTION = re.compile(
+    r"^(?P<set>[A-Za-z_]\w*)(?:\((?P<key>[^)]*)\))?/Microsoft\.Dynamics\.CRM\.(?P<action>\w+)$"
+)
+_UNBOUND_ACTIONS = ("DeleteOpenInstances",)
+"""DeleteOpenInstances "is not bound to any entity types" (its Web API action reference)."""
+_METADATA = re.compile(
+    r"^EntityDefinitions\(LogicalName='(?P<name>[^']*)'\)"
+    r"(?P<attributes>/Attributes(?:/Microsoft\.Dynamics\.CRM\.(?P<cast>\w+))?)?$"
+)
+
+
 @dataclass
 class OrgApi:
     """The Web API of every organization, bound to the shared store."""
 
     store: Store
     delta: DeltaClock
+    expansion: Expansion = field(default_factory=Expansion)
+    """How far series are expanded into instances (tests may narrow it)."""
 
     def resource_of(self, url: str) -> str:
         """The part after `/api/data/v9.x/` (or the relative URL itself), without the query."""
@@ -61,7 +75,9 @@ class OrgApi:
         content_ids: dict[str, str] | None = None,
     ) -> Answer:
         """Answer one request; never raises (errors become OData error answers)."""
-        ctx = Context(self.store, org.unique_name, api_url, user_id, content_ids or {})
+        ctx = Context(
+            self.store, org.unique_name, api_url, user_id, content_ids or {}, {}, self.expansion
+        )
         try:
             with self.store.lock:
                 return self._route(org, ctx, op)
@@ -94,6 +110,25 @@ class OrgApi:
                 prefer.continue_on_error,
             )
             return answer
+        metadata = _METADATA.match(resource)
+        if metadata:
+            if op.method != "GET":
+                raise ODataError(405, errors.SYNTAX, "Table definitions are read with GET here.")
+            return json_answer(
+                200,
+                entity_metadata(
+                    ctx.api_url,
+                    metadata.group("name"),
+                    bool(metadata.group("attributes")),
+                    metadata.group("cast"),
+                    params.get("$select"),
+                ),
+            )
+        action = _BOUND_ACTION.match(resource)
+        if action or resource in _UNBOUND_ACTIONS:
+            if op.method != "POST":
+                raise ODataError(405, errors.SYNTAX, "Actions are invoked with POST.")
+            return self._action(ctx, resource, action, op)
         if resource == "":
             return json_answer(
                 200,
@@ -128,6 +163,35 @@ class OrgApi:
                 404, errors.SYNTAX, f"Resource not found for the segment '{resource}'."
             )
         return self._collection(ctx, resource, op, params, prefer)
+
+    def _action(
+        self, ctx: Context, resource: str, bound: re.Match[str] | None, op: Operation
+    ) -> Answer:
+        """The series messages: CreateException (bound to the recurringappointmentmaster
+        collection), AddRecurrence (bound to an appointment), DeleteOpenInstances (unbound)."""
+        name = bound.group("action") if bound else resource
+        payload = self._json_body(op)
+        with self.store.transaction():
+            if name == "CreateException" and bound and bound.group("set") == (
+                "recurringappointmentmasters"
+            ) and bound.group("key") is None:  # fmt: skip
+                result = series.create_exception(ctx, payload)
+                context = "Microsoft.Dynamics.CRM.CreateExceptionResponse"
+                return json_answer(
+                    200, {"@odata.context": f"{ctx.api_url}$metadata#{context}", **result}
+                )
+            if name == "AddRecurrence" and bound and bound.group("set") == "appointments":
+                row_id = check_guid((bound.group("key") or "").split("=")[-1].strip())
+                master = series.add_recurrence(ctx, row_id, payload)
+                body = query.render(ENTITIES["recurringappointmentmasters"], master, None)
+                body["@odata.context"] = (
+                    f"{ctx.api_url}$metadata#recurringappointmentmasters/$entity"
+                )
+                return json_answer(200, body)
+            if name == "DeleteOpenInstances" and bound is None:
+                series.delete_open_instances(ctx, payload)
+                return Answer(204, {"OData-Version": "4.0"})
+        raise ODataError(404, errors.SYNTAX, f"Resource not found for the segment '{resource}'.")
 
     def _related(
         self,
@@ -192,6 +256,7 @@ class OrgApi:
             body, headers = query.get_collection(ctx, entity_set, params, prefer, self.delta)
             return json_answer(200, body, headers)
         if op.method == "POST":
+            _check_creatable(entity_for(entity_set), "POST")
             payload = self._json_body(op)
             with self.store.transaction():
                 row = operations.create(ctx, entity_set, payload)
@@ -247,11 +312,13 @@ class OrgApi:
                 raise errors.duplicate_key()
             with self.store.transaction():
                 if existing is None:
+                    _check_creatable(entity, "PATCH")
                     row = operations.create(ctx, entity_set, payload, row_id=row_id)
                 else:
                     row = operations.update(ctx, entity_set, row_id, payload)
             return self._written(ctx, entity_set, row, params, prefer, created=False)
         if op.method == "DELETE":
+            _check_creatable(entity, "DELETE")
             if existing is None:
                 raise errors.not_found(entity.logical_name, row_id)
             if if_match and not _etag_matches(if_match, f'W/"{existing.version}"'):
@@ -260,6 +327,16 @@ class OrgApi:
                 operations.delete(ctx, entity_set, row_id)
             return Answer(204, {"OData-Version": "4.0"})
         raise ODataError(405, errors.SYNTAX, f"The HTTP method '{op.method}' is not allowed here.")
+
+
+def _check_creatable(entity: EntityDef, method: str) -> None:
+    """Tables whose reference lists no Create (and no Delete) message refuse them."""
+    if entity.rules is not None and not entity.rules.creatable:
+        raise ODataError(
+            405,
+            errors.SYNTAX,
+            f"The '{method}' request is not supported for the '{entity.logical_name}' entity.",
+        )
 
 
 def _etag_matches(header: str, etag: str) -> bool:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from sandbox.dataverse import operations
+from sandbox.dataverse.schema import TIME_ZONES
+from sandbox.dataverse.security import BUSINESS_UNIT_READER, ORGANIZATION_READER, Role
 from sandbox.identity import ORGANIZATIONS, USERS, stable_id
 
 if TYPE_CHECKING:
@@ -121,6 +124,26 @@ _TOPICS = [
     "Training session",
 ]
 
+DEMO_TIME_ZONES: dict[tuple[str, str], int] = {
+    ("contoso", "alice@contoso.example"): 92,  # UTC
+    ("contoso", "bob@contoso.example"): 35,  # Eastern Standard Time (America/New_York)
+    ("fabrikam", "alice@contoso.example"): 110,  # W. Europe Standard Time (Europe/Berlin)
+    ("fabrikam", "carol@fabrikam.example"): 105,  # Romance Standard Time (Europe/Paris)
+    ("fabrikam", "dave@fabrikam.example"): 235,  # Tokyo Standard Time (Asia/Tokyo)
+}
+"""Each user's usersettings.timezonecode per organization (codes: schema.TIME_ZONES)."""
+
+
+def _local_midnight(server: DataverseServer, org: str, user_id: str, day: datetime) -> str:
+    """Midnight of `day` in the user's zone, in UTC: what a UserLocal date-only column such as
+    patternstartdate holds for that day (behavior-format-date-time-attribute.md)."""
+    settings = server.store.table(org, "usersettingscollection").get(user_id)
+    code = settings.values.get("timezonecode") if settings else 92
+    zone = ZoneInfo(TIME_ZONES[int(code or 92)][1])
+    local = datetime(day.year, day.month, day.day, tzinfo=zone)
+    return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 # (incoming, outgoing, appointments/contacts/tasks) delivery methods per (org, user).
 _MAILBOX_METHODS = {
     ("contoso", "alice@contoso.example"): (1, 1, 0),
@@ -148,9 +171,20 @@ def _with_party_ids(org: str, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+DEMO_ROLES: dict[tuple[str, str], Role] = {
+    ("contoso", "bob@contoso.example"): BUSINESS_UNIT_READER,
+}
+"""Bob reads contoso at business-unit depth: no change tracking for him (strict mode), so his
+sync runs on the `modifiedon` reader. Everyone else reads their organizations at Global depth."""
+
+
 def seed(server: DataverseServer, scale: float) -> None:
-    """Fill every organization of `server.store`."""
+    """Fill every organization of `server.store` and give each user their role."""
     for org in ORGANIZATIONS:
+        for user in USERS:
+            if org.unique_name in user.organizations:
+                role = DEMO_ROLES.get((org.unique_name, user.upn), ORGANIZATION_READER)
+                server.security.assign(org.unique_name, user.systemuser_id(org.unique_name), role)
         _seed_org(server, org.unique_name, scale)
 
 
@@ -210,6 +244,16 @@ def _seed_org(server: DataverseServer, org: str, scale: float) -> None:
                 "systemusers",
                 user_id,
                 {"defaultmailbox@odata.bind": f"/mailboxes({mailbox_id})"},
+            )
+            operations.create(
+                _ctx(server, org, None),
+                "usersettingscollection",
+                {
+                    "systemuserid": user_id,
+                    "timezonecode": DEMO_TIME_ZONES.get((org, user.upn), 92),
+                    "localeid": 1033,
+                    "uilanguageid": 1033,
+                },
             )
         if scale <= 0:
             return
@@ -430,7 +474,7 @@ def _recurring(
             "starttime": _moment(first_day, start_hour),
             "endtime": _moment(first_day, start_hour + minutes / 60),
             "duration": minutes,
-            "patternstartdate": _moment(first_day, 0),
+            "patternstartdate": _local_midnight(server, org, owner, first_day),
             "firstdayofweek": 1,
             "isnthmonthly": False,
             "isnthyearly": False,
@@ -449,7 +493,9 @@ def _recurring(
             **pattern,
         }
         if end_days:
-            body["patternenddate"] = _moment(first_day + timedelta(days=end_days), 0)
+            body["patternenddate"] = _local_midnight(
+                server, org, owner, first_day + timedelta(days=end_days)
+            )
         operations.create(
             _ctx(server, org, owner), "recurringappointmentmasters", _with_party_ids(org, body)
         )

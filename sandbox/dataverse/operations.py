@@ -2,7 +2,10 @@
 with `<nav>@odata.bind`, inline activity parties and cascades to an activity's children.
 
 Shared by the HTTP handler and `$batch`; callers wrap each request in `store.transaction()` so a
-failure half-way leaves nothing behind.
+failure half-way leaves nothing behind. Writes follow the table references' rules (`schema.Rules`:
+columns not valid for create or update, date-time behaviours, state and status reason, a system
+user as organizer); series are expanded and their instances turned into exceptions by
+`series.py`.
 """
 
 from __future__ import annotations
@@ -11,16 +14,23 @@ import base64
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sandbox.dataverse import errors
 from sandbox.dataverse.errors import ODataError, bad_request
-from sandbox.dataverse.odata_filter import EDM_TYPES, normalize_datetime
-from sandbox.dataverse.schema import ACTIVITY_SETS, ENTITIES, EntityDef
+from sandbox.dataverse.odata_filter import EDM_TYPES
+from sandbox.dataverse.schema import (
+    ACTIVITY_SETS,
+    ENTITIES,
+    TIME_ZONE_INDEPENDENT,
+    EntityDef,
+)
 from sandbox.dataverse.store import Row, Store
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
 _REF = re.compile(r"(?:^|/)(?P<set>[A-Za-z_]\w*)\((?P<id>[0-9a-fA-F-]{36})\)$")
 _READONLY = {"createdon", "modifiedon", "versionnumber", "fullname", "activitytypecode"}
 _EMAIL_COLUMN = {
@@ -31,8 +41,40 @@ _EMAIL_COLUMN = {
 }
 
 
+INVALID_ARGUMENT = "0x80040203"
+"""InvalidArgument "Invalid argument." (Web service error codes). The docs name no code for a
+write to a column that is not valid for create or update; the sandbox answers this one."""
+PARTY_TYPE_NOT_ALLOWED = "0x80043506"
+"""ActivityPartyObjectTypeNotAllowed "Cannot create activity party of specified object type."."""
+INVALID_STATE_STATUS = "0x80048408"
+"""InvalidStateCodeStatusCode "State code is invalid or state code is valid but status code is
+invalid for a specified state code."."""
+INVALID_TIME_ZONE = "0x800608F7"
+"""InvalidTimeZoneCode "Time Zone Code {0} specified is not recognized. …"."""
+
+
+def not_valid_for(column: str, logical_name: str, write: str) -> ODataError:
+    """A write to a column whose IsValidForCreate/IsValidForUpdate is False."""
+    return bad_request(
+        f"Invalid argument. The '{column}' attribute of '{logical_name}' is not valid for {write}.",
+        INVALID_ARGUMENT,
+    )
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Expansion:
+    """How far a recurring series is expanded into appointment instances (the organization's
+    FutureExpansionWindow and RecurrenceExpansionSynchCreateMax: recurring-appointment-partial-
+    expansion-model.md names them but not their defaults; these are the sandbox's)."""
+
+    future_days: int = 730
+    """Instances are made up to this many days from now (FutureExpansionWindow)."""
+    limit: int = 500
+    """At most this many instances per series (RecurrenceExpansionSynchCreateMax)."""
 
 
 @dataclass
@@ -45,6 +87,7 @@ class Context:
     user_id: str | None
     content_ids: dict[str, str] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    expansion: Expansion = field(default_factory=Expansion)
     """Per-request memo (e.g. children grouped by parent for $expand); reads only."""
 
 
@@ -106,16 +149,32 @@ def coerce(entity: EntityDef, column: str, value: Any) -> Any:
         return value
     if kind == "guid" and isinstance(value, str) and GUID.match(value):
         return value.lower()
-    if kind in ("dt", "date") and isinstance(value, str):
+    if kind == "date" and isinstance(value, str) and _DATE.match(value):
         try:
-            moment = normalize_datetime(value)
+            return date.fromisoformat(value).isoformat()
         except ValueError:
             pass
-        else:
-            return moment[:10] if kind == "date" else moment
+    if kind == "dt" and isinstance(value, str) and _DATE_TIME.match(value):
+        try:
+            return _date_time(value, entity.date_rule(column)[0])
+        except ValueError:
+            pass
     raise bad_request(
         f"Cannot convert the literal '{value}' to the expected type '{EDM_TYPES[kind]}'."
     )
+
+
+def _date_time(text: str, behaviour: str) -> str:
+    """An Edm.DateTimeOffset literal as stored: UserLocal values are kept in UTC (a value without
+    an offset is taken as UTC, as the Web API does: behavior-format-date-time-attribute.md,
+    "Submitting through the API"); TimeZoneIndependent ones keep the date and time as given
+    ("no time zone conversion is performed"), whatever offset came with them."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if behaviour == TIME_ZONE_INDEPENDENT:
+        return moment.replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -125,13 +184,28 @@ class _Parsed:
     children: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-def _parse_body(ctx: Context, entity: EntityDef, body: Any, row_id: str | None) -> _Parsed:
+def _check_writable(entity: EntityDef, column: str, creating: bool) -> None:
+    """Refuse a column the table reference marks not valid for this write (IsValidForCreate /
+    IsValidForUpdate False, or in its "Read-only columns/attributes" list)."""
+    if entity.rules is None:
+        return
+    valid = entity.valid_for_create(column) if creating else entity.valid_for_update(column)
+    if not valid:
+        raise not_valid_for(column, entity.logical_name, "create" if creating else "update")
+
+
+def _parse_body(
+    ctx: Context, entity: EntityDef, body: Any, row_id: str | None, creating: bool = True
+) -> _Parsed:
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
     parsed = _Parsed()
     for key, value in body.items():
         if key.endswith("@odata.bind"):
-            _bind(ctx, entity, key[: -len("@odata.bind")], value, parsed)
+            nav = key[: -len("@odata.bind")]
+            if nav in entity.nav_index:
+                _check_writable(entity, entity.nav_index[nav][0].column, creating)
+            _bind(ctx, entity, nav, value, parsed)
         elif key.startswith("@") or "@" in key:
             continue  # instance annotations such as @odata.type
         elif key in entity.collection_index:
@@ -151,8 +225,9 @@ def _parse_body(ctx: Context, entity: EntityDef, body: Any, row_id: str | None) 
                     f"Invalid property '{key}' was found in entity "
                     f"'Microsoft.Dynamics.CRM.{entity.logical_name}'."
                 )
-            if key in _READONLY:
+            if entity.rules is None and key in _READONLY:
                 continue
+            _check_writable(entity, key, creating)
             parsed.values[key] = coerce(entity, key, value)
         else:
             raise errors.unknown_body_property(key, entity.logical_name)
@@ -220,6 +295,44 @@ def _finish(ctx: Context, entity: EntityDef, row: Row) -> None:
     row.values["versionnumber"] = ctx.store.next_version()
 
 
+_STATE_OF_STATUS: dict[str, dict[int, int]] = {
+    "appointment": {1: 0, 2: 0, 3: 1, 4: 2, 5: 3, 6: 3},
+    "recurringappointmentmaster": {1: 0, 2: 0, 3: 1, 4: 2, 5: 3, 6: 3},
+    "task": {2: 0, 3: 0, 4: 0, 7: 0, 5: 1, 6: 2},
+}
+"""statuscode → its statecode (the StatusCode options tables of appointment.md,
+recurringappointmentmaster.md and task.md)."""
+_DEFAULT_STATUS: dict[str, dict[int, int]] = {
+    "appointment": {0: 1, 1: 3, 2: 4, 3: 5},
+    "recurringappointmentmaster": {0: 1, 1: 3, 2: 4, 3: 5},
+    "task": {0: 2, 1: 5, 2: 6},
+}
+"""statecode → its DefaultStatus (the StateCode options tables of the same pages)."""
+
+
+def _check_state(entity: EntityDef, current: dict[str, Any], given: dict[str, Any]) -> None:
+    """State and status reason must agree, as the StateCode/StatusCode tables pair them; a
+    state given alone takes its default status (what SetState with status -1 does)."""
+    states = _STATE_OF_STATUS.get(entity.logical_name)
+    if states is None or ("statecode" not in given and "statuscode" not in given):
+        return
+    state = given.get("statecode", current.get("statecode"))
+    if "statecode" in given and "statuscode" not in given:
+        default = _DEFAULT_STATUS[entity.logical_name].get(int(state or 0))
+        if default is None:
+            raise bad_request(_STATE_MESSAGE, INVALID_STATE_STATUS)
+        given["statuscode"] = default
+    status = given.get("statuscode")
+    if status is not None and states.get(int(status)) != state:
+        raise bad_request(_STATE_MESSAGE, INVALID_STATE_STATUS)
+
+
+_STATE_MESSAGE = (
+    "State code is invalid or state code is valid but status code is invalid for a specified "
+    "state code."
+)
+
+
 def create(
     ctx: Context,
     entity_set: str,
@@ -228,8 +341,10 @@ def create(
     owner: str | None = None,
 ) -> Row:
     """POST (or the create half of an upsert). Duplicate ids → 412 0x80040237."""
+    from sandbox.dataverse import series
+
     entity = entity_for(entity_set)
-    parsed = _parse_body(ctx, entity, body, row_id)
+    parsed = _parse_body(ctx, entity, body, row_id, creating=True)
     new_id = row_id or parsed.values.get(entity.key) or str(uuid.uuid4())
     table = ctx.store.table(ctx.org, entity_set)
     if table.get(new_id) is not None:
@@ -249,6 +364,9 @@ def create(
         targets["ownerid"] = "systemuser"
     if entity.key == "activityid":
         values["activitytypecode"] = entity.logical_name
+    if entity.entity_set == "appointments":
+        values["instancetypecode"] = 0
+    _check_state(entity, values, parsed.values)
     values.update(parsed.values)
     for column, target in parsed.targets.items():
         if target is None:
@@ -256,20 +374,31 @@ def create(
         else:
             targets[column] = target
     row = Row(values, targets)
+    if entity.entity_set == "recurringappointmentmasters":
+        series.prepare_master(ctx, row)
     _finish(ctx, entity, row)
     ctx.store.put(ctx.org, entity_set, row)
     _write_children(ctx, entity, row, parsed.children)
+    if entity.entity_set == "recurringappointmentmasters":
+        series.expand(ctx, row)
     return row
 
 
 def update(ctx: Context, entity_set: str, row_id: str, body: Any) -> Row:
-    """PATCH of an existing row: merge the given columns, bump version and modifiedon."""
+    """PATCH of an existing row: merge the given columns, bump version and modifiedon.
+
+    An instance of a series that is updated becomes an exception (update-recurring-appointment
+    .md: "When you update a recurring appointment instance, the instance is marked as an
+    exception"); a master whose recurrence information changes is expanded again."""
+    from sandbox.dataverse import series
+
     entity = entity_for(entity_set)
     table = ctx.store.table(ctx.org, entity_set)
     existing = table.get(row_id)
     if existing is None:
         raise errors.not_found(entity.logical_name, row_id)
-    parsed = _parse_body(ctx, entity, body, row_id)
+    parsed = _parse_body(ctx, entity, body, row_id, creating=False)
+    _check_state(entity, existing.values, parsed.values)
     row = existing.copy()
     row.values.update(parsed.values)
     for column, target in parsed.targets.items():
@@ -277,6 +406,8 @@ def update(ctx: Context, entity_set: str, row_id: str, body: Any) -> Row:
             row.targets.pop(column, None)
         else:
             row.targets[column] = target
+    if entity.entity_set == "appointments" and existing.values.get("instancetypecode") == 2:
+        row.values["instancetypecode"] = 3
     row.values["modifiedon"] = utc_now()
     if ctx.user_id and "modifiedby" in entity.lookup_index:
         row.values["_modifiedby_value"] = ctx.user_id
@@ -285,15 +416,27 @@ def update(ctx: Context, entity_set: str, row_id: str, body: Any) -> Row:
     for name in parsed.children:
         _delete_children(ctx, entity, row_id, only=name)
     _write_children(ctx, entity, row, parsed.children)
+    if entity.entity_set == "recurringappointmentmasters":
+        series.master_updated(ctx, existing, row)
+    if entity.entity_set == "usersettingscollection":
+        series.check_time_zone(row.values.get("timezonecode"))
     return row
 
 
 def delete(ctx: Context, entity_set: str, row_id: str) -> None:
+    """DELETE; deleting an instance (or exception) of a series lists its original start in the
+    master's `deletedexceptionslist` (delete-or-end-a-recurring-appointment-series-or-instance
+    .md)."""
+    from sandbox.dataverse import series
+
     entity = entity_for(entity_set)
-    if ctx.store.table(ctx.org, entity_set).get(row_id) is None:
+    row = ctx.store.table(ctx.org, entity_set).get(row_id)
+    if row is None:
         raise errors.not_found(entity.logical_name, row_id)
     _delete_children(ctx, entity, row_id)
     ctx.store.remove(ctx.org, entity_set, row_id)
+    if entity.entity_set == "appointments":
+        series.occurrence_deleted(ctx, row)
 
 
 def children_of(ctx: Context, entity: EntityDef, name: str, row_id: str) -> list[Row]:
@@ -325,9 +468,30 @@ def _write_children(
             row.values[f"_{collection.child_lookup}_value"] = parent_id
             row.targets[collection.child_lookup] = entity.logical_name
             if child_entity.entity_set == "activityparties":
+                _check_organizer(entity, row)
                 _complete_party(ctx, parent, row)
             elif child_entity.entity_set == "activitymimeattachments":
                 row.values["objecttypecode"] = entity.logical_name
+
+
+ORGANIZER = 7
+_SYSTEM_USER_ONLY = {"appointment", "recurringappointmentmaster"}
+"""Tables whose Organizer column has Targets `systemuser` only (appointment.md,
+recurringappointmentmaster.md: Organizer, Type PartyList, Targets systemuser)."""
+
+
+def _check_organizer(entity: EntityDef, party: Row) -> None:
+    """An appointment's organizer party must point to a system user (not an address alone)."""
+    if entity.logical_name not in _SYSTEM_USER_ONLY:
+        return
+    if party.values.get("participationtypemask") != ORGANIZER:
+        return
+    if party.targets.get("partyid") != "systemuser" or not party.values.get("_partyid_value"):
+        raise bad_request(
+            "Cannot create activity party of specified object type. The organizer of "
+            f"'{entity.logical_name}' can only be a systemuser.",
+            PARTY_TYPE_NOT_ALLOWED,
+        )
 
 
 def _complete_party(ctx: Context, parent: Row, party: Row) -> None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from sandbox.dataverse import errors
+from sandbox.dataverse import errors, security
 from sandbox.dataverse.errors import ODataError, bad_request
 from sandbox.dataverse.odata_filter import parse_filter
 from sandbox.dataverse.operations import Context, entity_for, find_row
@@ -70,6 +70,8 @@ class DeltaClock:
     lifetime: float = 7 * 24 * 3600.0
     expired_before: float = 0.0
     epoch: str = field(default_factory=lambda: format(int(time.time() * 1000) % 10**9, "x"))
+    expired_status: int = 400
+    """The HTTP status of the ExpiredVersionStamp answer (the docs name only the code)."""
 
     def issue(self, version: int) -> str:
         issued = datetime.fromtimestamp(time.time(), UTC).strftime(_TOKEN_TIME)
@@ -81,15 +83,22 @@ class DeltaClock:
             version = int(version_text)
             issued = datetime.strptime(issued_text, _TOKEN_TIME).replace(tzinfo=UTC).timestamp()
         except ValueError:
-            raise errors.expired_delta_token() from None
+            raise self._expired() from None
         if (
             epoch != self.epoch
             or version > current_version
             or issued <= self.expired_before
             or issued < time.time() - self.lifetime
         ):
-            raise errors.expired_delta_token()
+            raise self._expired()
         return version
+
+    def _expired(self) -> ODataError:
+        """0x80044352 "Version stamp associated with the client has expired. Please perform a
+        full sync." (ExpiredVersionStamp in the Web service error codes), with our status."""
+        error = errors.expired_delta_token()
+        error.status = self.expired_status
+        return error
 
 
 def _encode(state: dict[str, Any]) -> str:
@@ -186,7 +195,6 @@ _PRIMARY_NAME = {
     "systemuser": "fullname",
     "mailbox": "name",
     "activitymimeattachment": "filename",
-    "mbs_syncclaim": "mbs_name",
 }
 
 
@@ -307,6 +315,9 @@ def get_collection(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """A collection GET: the JSON body and extra response headers."""
     entity = entity_for(entity_set)
+    policy = security.policy_for(ctx.store)
+    if policy is not None:
+        policy.check_read(ctx.org, ctx.user_id, entity)
     select = parse_select(entity, params.get("$select"))
     page_size = min(prefer.maxpagesize or MAX_PAGE, MAX_PAGE)
     headers: dict[str, str] = {}
@@ -321,6 +332,8 @@ def get_collection(
                     f'The "{option}" query parameter isn\'t supported when Change Tracking is '
                     "enabled."
                 )
+        if policy is not None:
+            policy.check_track_changes(ctx.org, ctx.user_id, entity)
         applied.append("odata.track-changes")
         headers["Preference-Applied"] = ",".join(applied)
         if "$deltatoken" in params:
@@ -361,7 +374,13 @@ def _query_page(
     state = _decode(params["$skiptoken"]) if "$skiptoken" in params else {}
 
     table = ctx.store.table(ctx.org, entity.entity_set)
-    rows = [r for r in table.rows.values() if predicate is None or predicate(r.values)]
+    policy = security.policy_for(ctx.store)
+    visible = policy.row_filter(ctx.org, ctx.user_id, entity) if policy is not None else None
+    rows = [
+        r
+        for r in table.rows.values()
+        if (predicate is None or predicate(r.values)) and (visible is None or visible(r.values))
+    ]
     total = len(rows)
     rows.sort(key=lambda r: r.values[entity.key])
     for column, descending in reversed(order):
@@ -497,6 +516,9 @@ def get_single(
 ) -> tuple[Row, dict[str, Any], bool]:
     """A single-row GET: (row, body, has_expand)."""
     entity = entity_for(entity_set)
+    policy = security.policy_for(ctx.store)
+    if policy is not None:
+        policy.check_read(ctx.org, ctx.user_id, entity)
     select = parse_select(entity, params.get("$select"))
     expands = parse_expand(entity, params.get("$expand"))
     row = ctx.store.table(ctx.org, entity_set).get(row_id)
@@ -520,8 +542,14 @@ def representation(
 
 
 def count(ctx: Context, entity_set: str) -> int:
-    entity_for(entity_set)
-    return min(len(ctx.store.table(ctx.org, entity_set)), MAX_PAGE)
+    entity = entity_for(entity_set)
+    policy = security.policy_for(ctx.store)
+    visible = None
+    if policy is not None:
+        policy.check_read(ctx.org, ctx.user_id, entity)
+        visible = policy.row_filter(ctx.org, ctx.user_id, entity)
+    rows = ctx.store.table(ctx.org, entity_set).rows.values()
+    return min(sum(1 for r in rows if visible is None or visible(r.values)), MAX_PAGE)
 
 
 __all__ = ["DeltaClock", "ODataError", "Prefer", "get_collection", "get_single"]

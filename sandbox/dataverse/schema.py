@@ -3,6 +3,12 @@
 Column names follow Microsoft's entity reference (powerapps-docs `reference/entities/*.md`); only
 the columns a mailbox sync plausibly touches are listed. Unknown names get the real errors, so a
 client that works here does not send columns the real service would reject.
+
+For the tables whose reference we follow column by column (appointment, recurringappointmentmaster,
+task, usersettings: the `rules` of their EntityDef), each column also carries the reference's
+IsValidForCreate / IsValidForUpdate (the "Read-only columns/attributes" lists and the rows that
+say False), and every date-time column its DateTimeBehavior and Format, which
+`EntityDefinitions(...)/Attributes` serves as metadata.
 """
 
 from __future__ import annotations
@@ -71,6 +77,27 @@ class Collection:
     child_lookup: str
 
 
+USER_LOCAL, DATE_ONLY, TIME_ZONE_INDEPENDENT = "UserLocal", "DateOnly", "TimeZoneIndependent"
+"""The three DateTimeBehavior values (behavior-format-date-time-attribute.md)."""
+DATE_AND_TIME = "DateAndTime"
+"""A DateTimeFormat value; the other one is "DateOnly"."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a table's reference says beyond names and types: columns false for IsValidForCreate
+    and/or IsValidForUpdate, and date-time columns whose behaviour or format is not the default
+    (UserLocal, DateAndTime; a `date` column is DateOnly/DateOnly)."""
+
+    read_only: frozenset[str] = frozenset()
+    not_for_create: frozenset[str] = frozenset()
+    not_for_update: frozenset[str] = frozenset()
+    dates: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """column → (DateTimeBehavior, Format)."""
+    creatable: bool = True
+    """False for tables whose reference lists no Create message (usersettings)."""
+
+
 @dataclass
 class EntityDef:
     entity_set: str
@@ -82,6 +109,9 @@ class EntityDef:
     default_state: tuple[int, int] | None = (0, 1)
     owned: bool = True
     computes_fullname: bool = False
+    rules: Rules | None = None
+    """The reference's column rules, enforced on writes; None: a table the sandbox keeps lenient
+    (system columns are ignored on writes, as before)."""
 
     def __post_init__(self) -> None:
         self.columns[self.key] = "guid"
@@ -92,6 +122,24 @@ class EntityDef:
         }
         self.collection_index = {c.name: c for c in self.collections}
         self.lookup_index = {lookup.column: lookup for lookup in self.lookups}
+
+    def date_rule(self, column: str) -> tuple[str, str]:
+        """(DateTimeBehavior, Format) of a `dt` or `date` column."""
+        if self.rules and column in self.rules.dates:
+            return self.rules.dates[column]
+        if self.columns.get(column) == "date":
+            return DATE_ONLY, DATE_ONLY
+        return USER_LOCAL, DATE_AND_TIME
+
+    def valid_for_create(self, column: str) -> bool:
+        rules = self.rules
+        return rules is None or not (column in rules.read_only or column in rules.not_for_create)
+
+    def valid_for_update(self, column: str) -> bool:
+        rules = self.rules
+        if column == self.key:
+            return False
+        return rules is None or not (column in rules.read_only or column in rules.not_for_update)
 
 
 def _standard_lookups(owned: bool = True) -> list[Lookup]:
@@ -120,6 +168,7 @@ def _activity(
     parties: bool = True,
     lookups: tuple[Lookup, ...] = (),
     children: tuple[Collection, ...] = (),
+    rules: Rules | None = None,
 ) -> EntityDef:
     collections = list(children)
     if parties:
@@ -137,7 +186,63 @@ def _activity(
         [*_standard_lookups(), _regarding(logical), *lookups],
         collections,
         default_state=state,
+        rules=rules,
     )
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# The "Read-only columns/attributes" lists (false for both IsValidForCreate and IsValidForUpdate)
+# and the columns whose reference rows say IsValidForCreate/IsValidForUpdate False, by logical
+# name, of the columns this sandbox has: powerapps-docs reference/entities/appointment.md,
+# recurringappointmentmaster.md, task.md.
+_ACTIVITY_READ_ONLY = (
+    "activitytypecode createdby createdon createdonbehalfby exchangerate isregularactivity "
+    "modifiedby modifiedon modifiedonbehalfby onholdtime owningbusinessunit owningteam "
+    "owninguser versionnumber"
+)
+APPOINTMENT_RULES = Rules(
+    read_only=_names(
+        f"{_ACTIVITY_READ_ONLY} attachmentcount instancetypecode isunsafe modifiedfieldsmask "
+        "originalstartdate safedescription seriesid"
+    ),
+    not_for_create=_names("statecode"),
+    not_for_update=_names("importsequencenumber overriddencreatedon"),
+    dates={"overriddencreatedon": (USER_LOCAL, DATE_ONLY)},
+)
+RECURRING_MASTER_RULES = Rules(
+    read_only=_names(
+        f"{_ACTIVITY_READ_ONLY} deletedexceptionslist expansionstatecode groupid instancetypecode "
+        "isunsafe lastexpandedinstancedate nextexpansioninstancedate ruleid safedescription "
+        "scheduledend scheduledstart"
+    ),
+    not_for_update=_names("firstdayofweek importsequencenumber overriddencreatedon"),
+    dates={
+        "patternstartdate": (USER_LOCAL, DATE_ONLY),
+        "patternenddate": (USER_LOCAL, DATE_ONLY),
+        "effectivestartdate": (USER_LOCAL, DATE_ONLY),
+        "overriddencreatedon": (USER_LOCAL, DATE_ONLY),
+    },
+)
+TASK_RULES = Rules(
+    read_only=_names(f"{_ACTIVITY_READ_ONLY} scheduleddurationminutes"),
+    dates={
+        "actualstart": (USER_LOCAL, DATE_ONLY),
+        "actualend": (USER_LOCAL, DATE_ONLY),
+        "overriddencreatedon": (USER_LOCAL, DATE_ONLY),
+    },
+)
+USERSETTINGS_RULES = Rules(creatable=False)
+"""usersettings.md lists Retrieve, RetrieveMultiple and Update only."""
+
+SERIES_COLUMNS = _names(
+    "recurrencepatterntype interval daysofweekmask dayofmonth instance monthofyear "
+    "firstdayofweek patternstartdate patternenddate patternendtype occurrences starttime endtime "
+    "duration isnthmonthly isnthyearly isweekdaypattern utcconversiontimezonecode"
+)
+"""A master's recurrence information: changing one of them re-expands the series."""
 
 
 _PERSON = (
@@ -250,7 +355,8 @@ _register(
     _activity(
         "appointments",
         "appointment",
-        f"{_APPOINTMENT_LIKE} instancetypecode:pick originalstartdate:dt",
+        f"{_APPOINTMENT_LIKE} instancetypecode:pick originalstartdate:dt lastonholdtime:dt "
+        "onholdtime:int",
         (3, 5),
         # An occurrence of a series (instancetypecode 2 instance, 3 exception) points to its
         # recurringappointmentmaster (relationship recurringappointmentmaster_appointment).
@@ -259,6 +365,7 @@ _register(
                 "seriesid", {"seriesid_recurringappointmentmaster": "recurringappointmentmasters"}
             ),
         ),
+        rules=APPOINTMENT_RULES,
     ),
     _activity(
         "recurringappointmentmasters",
@@ -274,12 +381,14 @@ _register(
         children=(
             Collection("recurringappointmentmaster_appointment", "appointments", "seriesid"),
         ),
+        rules=RECURRING_MASTER_RULES,
     ),
     _activity(
         "tasks",
         "task",
-        "percentcomplete:int crmtaskassigneduniqueid:guid",
+        "percentcomplete:int crmtaskassigneduniqueid:guid lastonholdtime:dt onholdtime:int",
         (0, 2),
+        rules=TASK_RULES,
     ),
     _activity(
         "emails",
@@ -349,18 +458,94 @@ _register(
         default_state=None,
         owned=False,
     ),
+    # A user's preferences (reference/entities/usersettings.md), keyed by the user's
+    # systemuserid; `timezonecode` is the zone UserLocal dates are shown in.
     EntityDef(
-        "mbs_syncclaims",
-        "mbs_syncclaim",
-        "mbs_syncclaimid",
+        "usersettingscollection",
+        "usersettings",
+        "systemuserid",
         _columns(
-            "mbs_name mbs_systemuserid mbs_instanceid mbs_instancename statecode:pick "
-            f"statuscode:pick {_SYSTEM}"
+            "timezonecode:int timezonebias:int timezonedaylightbias:int localeid:int "
+            "uilanguageid:int helplanguageid:int dateformatstring timeformatstring "
+            "dateseparator timeseparator paginglimit:int versionnumber:int"
         ),
-        _standard_lookups(),
+        [Lookup("businessunitid", {"businessunitid": "businessunits"})],
+        default_state=None,
+        owned=False,
+        rules=USERSETTINGS_RULES,
+    ),
+    # Notes: a system table every organization has (reference/entities/annotation.md). The
+    # POP3 synchronizing-computer claim lives in one; no custom table exists (a real
+    # organization has none until someone customizes it).
+    EntityDef(
+        "annotations",
+        "annotation",
+        "annotationid",
+        _columns(
+            "subject notetext:memo isdocument:bool filename mimetype documentbody:memo "
+            f"filesize:int langid objecttypecode stepid {_SYSTEM}"
+        ),
+        [
+            *_standard_lookups(),
+            Lookup(
+                "objectid",
+                {
+                    "objectid_contact": "contacts",
+                    "objectid_account": "accounts",
+                    "objectid_lead": "leads",
+                    "objectid_mailbox": "mailboxes",
+                    "objectid_appointment": "appointments",
+                    "objectid_task": "tasks",
+                    "objectid_email": "emails",
+                    "objectid_recurringappointmentmaster": "recurringappointmentmasters",
+                },
+            ),
+        ],
+        default_state=None,
     ),
 )
 
 ACTIVITY_SETS = ("appointments", "recurringappointmentmasters", "tasks", "emails")
 """The tables an `activitypointers(<id>)` reference may point into."""
 LOGICAL_TO_SET = {e.logical_name: e.entity_set for e in ENTITIES.values()}
+
+TIME_ZONES: dict[int, tuple[str, str]] = {
+    0: ("Dateline Standard Time", "Etc/GMT+12"),
+    2: ("Hawaiian Standard Time", "Pacific/Honolulu"),
+    3: ("Alaskan Standard Time", "America/Anchorage"),
+    4: ("Pacific Standard Time", "America/Los_Angeles"),
+    10: ("Mountain Standard Time", "America/Denver"),
+    15: ("US Mountain Standard Time", "America/Phoenix"),
+    20: ("Central Standard Time", "America/Chicago"),
+    25: ("Canada Central Standard Time", "America/Regina"),
+    35: ("Eastern Standard Time", "America/New_York"),
+    50: ("Atlantic Standard Time", "America/Halifax"),
+    65: ("E. South America Standard Time", "America/Sao_Paulo"),
+    85: ("GMT Standard Time", "Europe/London"),
+    90: ("Greenwich Standard Time", "Atlantic/Reykjavik"),
+    92: ("UTC", "Etc/UTC"),
+    95: ("Central Europe Standard Time", "Europe/Budapest"),
+    100: ("Central European Standard Time", "Europe/Warsaw"),
+    105: ("Romance Standard Time", "Europe/Paris"),
+    110: ("W. Europe Standard Time", "Europe/Berlin"),
+    120: ("Egypt Standard Time", "Africa/Cairo"),
+    125: ("FLE Standard Time", "Europe/Kiev"),
+    130: ("GTB Standard Time", "Europe/Bucharest"),
+    135: ("Israel Standard Time", "Asia/Jerusalem"),
+    140: ("South Africa Standard Time", "Africa/Johannesburg"),
+    145: ("Russian Standard Time", "Europe/Moscow"),
+    150: ("Arab Standard Time", "Asia/Riyadh"),
+    190: ("India Standard Time", "Asia/Calcutta"),
+    210: ("China Standard Time", "Asia/Shanghai"),
+    215: ("Singapore Standard Time", "Asia/Singapore"),
+    225: ("W. Australia Standard Time", "Australia/Perth"),
+    230: ("Korea Standard Time", "Asia/Seoul"),
+    235: ("Tokyo Standard Time", "Asia/Tokyo"),
+    255: ("AUS Eastern Standard Time", "Australia/Sydney"),
+    290: ("New Zealand Standard Time", "Pacific/Auckland"),
+}
+"""The time zones the sandbox knows: usersettings.timezonecode → (timezonedefinition
+standardname, IANA zone). The docs give no list (usersettings.md: "use the
+TimeZoneDefinition.TimeZoneCode column"); the codes are Microsoft's Time Zone Index Values
+(support.microsoft.com/help/973627) in decimal, 92 (UTC) as Dataverse's timezonedefinitions
+carry it; the IANA zones are CLDR's windowsZones mapping of the standard names."""

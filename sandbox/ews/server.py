@@ -27,7 +27,18 @@ from lxml import etree
 from sandbox.ews import autodiscover
 from sandbox.ews.ops import OPERATIONS
 from sandbox.ews.store import Mailbox
-from sandbox.ews.xml import SOAP, Element, EwsError, SoapFault, envelope, fault, local, t
+from sandbox.ews.xml import (
+    SOAP,
+    Element,
+    EwsError,
+    SoapFault,
+    envelope,
+    fault,
+    local,
+    response_message,
+    t,
+    wrap_messages,
+)
 from sandbox.faults import FaultProfile
 from sandbox.identity import USERS, TokenRegistry, User
 from sandbox.requestlog import RequestLog
@@ -105,6 +116,12 @@ class EwsServer:
         self._mailboxes: dict[str, Mailbox] = {}
         self.autodiscover_redirects: dict[str, str] = {}
         """Autodiscover answers redirectAddr for these addresses (lower case) to the value."""
+        self.ews_blocked: set[str] = set()
+        """Users (lower-case UPNs, or "*" for all) whose EWS requests get HTTP 403, as when EWS
+        is turned off for the mailbox or the app is not on the tenant's EWS allow list."""
+        self._http_429: list[int] = []
+        self._internal_errors = 0
+        self._errors_lock = threading.Lock()
         self.subscriptions: dict[str, Any] = {}
         self._pending = threading.local()
         for user in USERS:
@@ -167,6 +184,35 @@ class EwsServer:
     @property
     def upns(self) -> set[str]:
         return set(self._mailboxes)
+
+    def answer_429(self, times: int = 1, retry_after: int = 1) -> None:
+        """The next `times` EWS requests get HTTP 429 with `Retry-After: retry_after` (what a
+        front end in Exchange Online's path may answer; the EWS reference lists only 503,
+        500/ErrorServerBusy and 200/ErrorInternalServerError for throttling)."""
+        with self._errors_lock:
+            self._http_429 += [retry_after] * times
+
+    def answer_internal_error(self, times: int = 1) -> None:
+        """The next `times` SOAP requests get the throttling answer "HTTP 200 … with an
+        ErrorInternalServerError error code" (EWS throttling in Exchange, table 4)."""
+        with self._errors_lock:
+            self._internal_errors += times
+
+    def refused_with(self, upn: str) -> tuple[int, str] | None:
+        """(status, Retry-After) when this request is refused before it is read, else None."""
+        if "*" in self.ews_blocked or upn.lower() in self.ews_blocked:
+            return 403, ""
+        with self._errors_lock:
+            if self._http_429:
+                return 429, str(self._http_429.pop(0))
+        return None
+
+    def _take_internal_error(self) -> bool:
+        with self._errors_lock:
+            if self._internal_errors <= 0:
+                return False
+            self._internal_errors -= 1
+            return True
 
     def queue_delivery(self, upn: str, mime: bytes, copy_from: Any) -> None:
         """Deliver after the current request releases its mailbox lock."""
@@ -252,6 +298,15 @@ class EwsServer:
                     "The server cannot service this request right now. Try again later.",
                     {"BackOffMilliseconds": str(self.busy_backoff_ms)},
                 )
+            if self._take_internal_error():
+                message = response_message(
+                    f"{op}ResponseMessage",
+                    EwsError(
+                        "ErrorInternalServerError",
+                        "An internal server error occurred. The operation failed.",
+                    ),
+                )
+                return 200, envelope(wrap_messages(op, [message])), op, "ErrorInternalServerError"
             handler = OPERATIONS.get(op)
             if handler is None:
                 raise SoapFault(
@@ -372,7 +427,7 @@ def _make_handler(server: EwsServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(payload)))
             if status == 401:
                 self.send_header("WWW-Authenticate", 'Basic realm="sandbox", Bearer')
-            if status == 503:
+            if status in (429, 503):
                 self.send_header("Retry-After", retry_after)
             self.end_headers()
             self.wfile.write(payload)
@@ -384,6 +439,16 @@ def _make_handler(server: EwsServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802
             self._body()
             path = urlsplit(self.path).path
+            if path.lower() == autodiscover.PATH and not isinstance(self.connection, ssl.SSLSocket):
+                # The HTTP redirect method ("Autodiscover for Exchange", phase 3): an
+                # unauthenticated GET over plain HTTP is sent on to the HTTPS service.
+                base = server.url.rsplit(EWS_PATH, 1)[0]
+                self.send_response(302)
+                self.send_header("Location", base + autodiscover.PATH)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                server.log.record("ews", None, "GET", "autodiscover", 302, "redirect")
+                return
             if path.lower() == EWS_PATH.lower():
                 # Exchange answers a GET on the endpoint with the service description pointer.
                 self._send(200, b"<wsdl>see /EWS/Services.wsdl</wsdl>", "text/xml")
@@ -407,6 +472,16 @@ def _make_handler(server: EwsServer) -> type[BaseHTTPRequestHandler]:
             if user is None:
                 server.log.record("ews", None, "POST", "?", 401, "unauthorized", started)
                 self._send(401, b"", "text/plain")
+                return
+            refused = server.refused_with(user.upn)
+            if refused is not None:
+                status, wait = refused
+                text = {
+                    403: b"EWS is not allowed for this mailbox or application.",
+                    429: b"Too many requests.",
+                }[status]
+                server.log.record("ews", user.upn, "POST", "?", status, f"HTTP {status}", started)
+                self._send(status, text, "text/plain", retry_after=wait or "1")
                 return
             status, payload, op, detail = server.handle_soap(user, body)
             server.log.record("ews", user.upn, "POST", op, status, detail, started)

@@ -2,7 +2,8 @@
 
 What msal's PublicClientApplication calls (with `instance_discovery=False`): the OpenID
 configuration under `<authority>/v2.0/`, the authorize page the browser opens, and the token
-endpoint (authorization code with PKCE, refresh token). See sandbox/README.md for the differences.
+endpoint (authorization code with PKCE, refresh token); plus the consent pages and the tenant's
+admin consent page (`<authority>/adminconsent`). See sandbox/README.md for the differences.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from werkzeug.wrappers import Response
 from sandbox.faults import FaultProfile
 from sandbox.identity import TENANT_ID, USERS, TokenRegistry, User
 from sandbox.idp import pages
+from sandbox.idp.consent import ConsentStore
 from sandbox.idp.grants import (
     KNOWN_CLIENTS,
     AuthRequest,
@@ -48,6 +50,7 @@ class IdpState:
     log: RequestLog
     faults: FaultProfile
     grants: GrantStore = field(default_factory=GrantStore)
+    consents: ConsentStore = field(default_factory=ConsentStore)
     signer: Signer = field(default_factory=Signer)
     base_url: str = ""
     access_token_lifetime: float = 3600.0
@@ -94,6 +97,8 @@ def _error_json(err: OAuthError) -> Response:
         "trace_id": trace,
         "correlation_id": correlation,
     }
+    if err.suberror:
+        body["suberror"] = err.suberror
     response = jsonify(body)
     response.status_code = err.status
     g.detail = f"{err.error} AADSTS{err.aadsts}"
@@ -121,6 +126,18 @@ def _send_to_client(auth: AuthRequest, params: Mapping[str, str]) -> Response:
         return Response(html, mimetype="text/html")
     joiner = "&" if "?" in auth.redirect_uri else "?"
     return redirect(auth.redirect_uri + joiner + urlencode(fields), code=302)
+
+
+def _no_consent(client_id: str) -> OAuthError:
+    """AADSTS65001 as Entra answers it at the token endpoint (reference-error-codes.md)."""
+    return OAuthError(
+        "invalid_grant",
+        65001,
+        f"The user or administrator has not consented to use the application with ID "
+        f"'{client_id}' named 'Mailbox Sync (sandbox)'. Send an interactive authorization "
+        "request for this user and resource.",
+        suberror="consent_required",
+    )
 
 
 def create_idp_app(state: IdpState) -> Flask:
@@ -306,6 +323,49 @@ def create_idp_app(state: IdpState) -> Flask:
         handle = state.grants.begin_login(auth)
         return login_page(tenant, handle, auth.login_hint)
 
+    def declined(auth: AuthRequest, handle: str, description: str) -> Response:
+        state.grants.cancel_login(handle)
+        g.detail = description.split(":", 1)[0]
+        return _send_to_client(auth, {"error": "access_denied", "error_description": description})
+
+    def issue_code(auth: AuthRequest, handle: str, user: User) -> Response:
+        finished = state.grants.finish_login(handle, user.upn)
+        if finished is None:  # the same form posted twice at once
+            return _message_page("Sign-in expired", "This sign-in page was already used.", 400)
+        g.user = user.upn
+        _, code = finished
+        return _send_to_client(
+            auth,
+            {"code": code, "client_info": _client_info(user), "session_state": str(uuid.uuid4())},
+        )
+
+    def consent_page(tenant: str, handle: str, auth: AuthRequest, user: User) -> Response:
+        """Ask the user for the scopes they have not consented to (or say only an admin may)."""
+        missing = state.consents.missing(user.upn, auth.scopes)
+        state.grants.mark_signed_in(handle, user.upn)
+        g.user = user.upn
+        action = f"/{tenant}/oauth2/v2.0/authorize"
+        if not state.consents.may_consent(user.upn):
+            g.detail = "AADSTS90094"
+            html = render_template_string(
+                pages.ADMIN_REQUIRED,
+                scopes=missing,
+                handle=handle,
+                action=action,
+                admin_url=f"{state.base_url}/{TENANT_ID}/adminconsent?client_id={auth.client_id}",
+            )
+        else:
+            g.detail = "consent"
+            html = render_template_string(
+                pages.CONSENT,
+                upn=user.upn,
+                client_id=auth.client_id,
+                scopes=missing,
+                handle=handle,
+                action=action,
+            )
+        return Response(html, mimetype="text/html")
+
     @app.post("/<tenant>/oauth2/v2.0/authorize")
     def sign_in(tenant: str) -> Response:
         handle = request.form.get("login", "")
@@ -316,15 +376,28 @@ def create_idp_app(state: IdpState) -> Flask:
                 "This sign-in page is no longer valid. Go back to the app and start again.",
                 400,
             )
-        if request.form.get("action") == "cancel":
-            state.grants.cancel_login(handle)
-            return _send_to_client(
-                auth,
-                {
-                    "error": "access_denied",
-                    "error_description": "AADSTS65004: User declined to consent to access the app.",
-                },
+        action = request.form.get("action")
+        if action == "cancel":
+            return declined(
+                auth, handle, "AADSTS65004: User declined to consent to access the app."
             )
+        if action in ("consent-accept", "consent-decline", "admin-back"):
+            signed_in = state.grants.signed_in(handle)
+            consenting = _user(signed_in) if signed_in else None
+            if consenting is None:
+                return _message_page(
+                    "Sign-in expired", "Sign in first. Go back to the app and start again.", 400
+                )
+            if action == "admin-back":
+                return declined(auth, handle, "AADSTS90094: Administrator consent is required.")
+            if action == "consent-decline":
+                return declined(
+                    auth, handle, "AADSTS65004: User declined to consent to access the app."
+                )
+            if not state.consents.may_consent(consenting.upn):  # a forged accept
+                return declined(auth, handle, "AADSTS90094: Administrator consent is required.")
+            state.consents.grant(consenting.upn, auth.scopes)
+            return issue_code(auth, handle, consenting)
         upn = request.form.get("upn", "").strip()
         user = state.tokens.user_for_password(upn, request.form.get("password", ""))
         if user is None:
@@ -332,14 +405,82 @@ def create_idp_app(state: IdpState) -> Flask:
             return login_page(
                 tenant, handle, upn, "Your account or password is incorrect. Try again."
             )
-        finished = state.grants.finish_login(handle, user.upn)
-        if finished is None:  # the same form posted twice at once
-            return _message_page("Sign-in expired", "This sign-in page was already used.", 400)
+        if state.consents.missing(user.upn, auth.scopes):
+            return consent_page(tenant, handle, auth, user)
+        return issue_code(auth, handle, user)
+
+    def admin_consent_page(
+        tenant: str, client_id: str, redirect_uri: str, state_value: str, upn: str, error: str
+    ) -> Response:
+        html = render_template_string(
+            pages.ADMIN_CONSENT,
+            action=f"/{tenant}/adminconsent",
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            state=state_value,
+            upn=upn,
+            error=error,
+        )
+        return Response(html, mimetype="text/html", status=400 if error else 200)
+
+    @app.get("/<tenant>/adminconsent")
+    def admin_consent(tenant: str) -> Response:
+        """Entra's tenant-wide admin consent URL, `/{organization}/adminconsent?client_id=…`
+        (grant-admin-consent.md; redirect_uri and state are optional)."""
+        args = request.args
+        client_id = args.get("client_id", "")
+        if tenant not in TENANT_ALIASES or client_id not in KNOWN_CLIENTS:
+            return _message_page(
+                "Sign-in failed",
+                f"AADSTS700016: Application with identifier '{client_id}' was not found in the "
+                "directory of the sandbox tenant.",
+                400,
+            )
+        redirect_uri = args.get("redirect_uri", "")
+        if redirect_uri and not is_loopback_redirect(redirect_uri):
+            return _message_page(
+                "Sign-in failed",
+                f"AADSTS50011: The redirect URI '{redirect_uri}' is not valid.",
+                400,
+            )
+        return admin_consent_page(tenant, client_id, redirect_uri, args.get("state", ""), "", "")
+
+    @app.post("/<tenant>/adminconsent")
+    def admin_consent_given(tenant: str) -> Response:
+        form = request.form
+        client_id, redirect_uri = form.get("client_id", ""), form.get("redirect_uri", "")
+        state_value = form.get("state", "")
+        if tenant not in TENANT_ALIASES or client_id not in KNOWN_CLIENTS:
+            return _message_page("Sign-in failed", "AADSTS700016: Unknown application.", 400)
+        if redirect_uri and not is_loopback_redirect(redirect_uri):
+            return _message_page("Sign-in failed", "AADSTS50011: Bad redirect URI.", 400)
+        upn = form.get("upn", "").strip()
+        user = state.tokens.user_for_password(upn, form.get("password", ""))
+        if user is None:
+            g.detail = "AADSTS50126"
+            return admin_consent_page(
+                tenant, client_id, redirect_uri, state_value, upn,
+                "Your account or password is incorrect. Try again.",
+            )  # fmt: skip
         g.user = user.upn
-        _, code = finished
-        return _send_to_client(
-            auth,
-            {"code": code, "client_info": _client_info(user), "session_state": str(uuid.uuid4())},
+        if not state.consents.is_admin(user.upn):
+            g.detail = "not an administrator"
+            return admin_consent_page(
+                tenant, client_id, redirect_uri, state_value, upn,
+                "Only an administrator can consent for the organization.",
+            )  # fmt: skip
+        state.consents.grant_tenant()
+        g.detail = "admin consent"
+        if redirect_uri:
+            fields = {"admin_consent": "True", "tenant": TENANT_ID, "state": state_value}
+            joiner = "&" if "?" in redirect_uri else "?"
+            query = urlencode({k: v for k, v in fields.items() if v})
+            return redirect(redirect_uri + joiner + query, code=302)
+        return _message_page(
+            "Permissions granted",
+            "Mailbox Sync may now act for every user of the sandbox tenant.",
+            200,
+            error=False,
         )
 
     @app.get("/<tenant>/oauth2/v2.0/logout")
@@ -415,12 +556,16 @@ def create_idp_app(state: IdpState) -> Flask:
             user = _user(code.upn)
             g.user = user.upn
             scopes = requested or list(code.request.scopes)
+            if state.consents.missing(user.upn, scopes):
+                raise _no_consent(client_id)
             return token_response(user, scopes, client_id, code.request.nonce)
         if grant_type == "refresh_token":
             refresh = state.grants.use_refresh(form.get("refresh_token", ""), client_id)
             user = _user(refresh.upn)
             g.user = user.upn
             scopes = requested or ["openid", "profile", "offline_access"]
+            if state.consents.missing(user.upn, scopes):
+                raise _no_consent(client_id)  # the refresh token is kept: it serves other scopes
             return token_response(user, scopes, client_id, None)
         raise OAuthError(
             "unsupported_grant_type",

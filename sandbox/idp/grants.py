@@ -32,12 +32,21 @@ REFRESH_LIFETIME = 90 * 24 * 3600.0  # Entra: refresh tokens, 90 days
 class OAuthError(Exception):
     """An OAuth 2.0 error answer (RFC 6749 §5.2) with Entra's AADSTS code in the description."""
 
-    def __init__(self, error: str, aadsts: int, description: str, status: int = 400) -> None:
+    def __init__(
+        self,
+        error: str,
+        aadsts: int,
+        description: str,
+        status: int = 400,
+        suberror: str | None = None,
+    ) -> None:
         super().__init__(f"{error}: AADSTS{aadsts}: {description}")
         self.error = error
         self.aadsts = aadsts
         self.description = f"AADSTS{aadsts}: {description}"
         self.status = status
+        self.suberror = suberror
+        """Entra's finer reason beside `error`, e.g. `consent_required` with invalid_grant."""
 
 
 def is_loopback_redirect(uri: str) -> bool:
@@ -125,6 +134,8 @@ class GrantStore:
 
     path: str | None = None
     _logins: dict[str, AuthRequest] = field(default_factory=dict)
+    _signed_in: dict[str, str] = field(default_factory=dict)
+    """Login handles whose user gave the right password and is now asked to consent."""
     _codes: dict[str, CodeGrant] = field(default_factory=dict)
     _refresh: dict[str, RefreshGrant] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -163,11 +174,24 @@ class GrantStore:
     def cancel_login(self, handle: str) -> None:
         with self._lock:
             self._logins.pop(handle, None)
+            self._signed_in.pop(handle, None)
+
+    def mark_signed_in(self, handle: str, upn: str) -> None:
+        """The password was right; the same handle now carries the consent page."""
+        with self._lock:
+            if handle in self._logins:
+                self._signed_in[handle] = upn
+
+    def signed_in(self, handle: str) -> str | None:
+        """The user who signed in with this handle, if they did."""
+        with self._lock:
+            return self._signed_in.get(handle)
 
     def finish_login(self, handle: str, upn: str) -> tuple[AuthRequest, str] | None:
         """Spend the login handle and make a one-time authorization code for the user."""
         with self._lock:
             request = self._logins.pop(handle, None)
+            self._signed_in.pop(handle, None)
             if request is None:
                 return None
             code = "sbxcode." + secrets.token_urlsafe(32)

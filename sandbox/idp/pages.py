@@ -68,3 +68,72 @@ FORM_POST = """<!doctype html>
   </form>
 </body></html>
 """
+
+CONSENT = (
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Permissions requested · Sandbox identity provider</title>
+"""
+    + _STYLE
+    + """</head>
+<body><div class="box">
+  <h1 id="idp-consent-title">Permissions requested</h1>
+  <p class="small">Signed in as {{ upn }}.</p>
+  <p>Mailbox Sync (sandbox app {{ client_id }}) wants to act as you on:</p>
+  <ul id="idp-consent-scopes">{% for scope in scopes %}<li>{{ scope }}</li>{% endfor %}</ul>
+  <p class="small">Accepting lets the app use these resources on your behalf until you or an
+     administrator withdraws the consent.</p>
+  <form method="post" action="{{ action }}">
+    <input type="hidden" name="login" value="{{ handle }}">
+    <button type="submit" id="idp-consent-accept" name="action" value="consent-accept">Accept</button>
+    <button type="submit" id="idp-consent-decline" name="action" value="consent-decline">Cancel</button>
+  </form>
+</div></body></html>
+"""
+)
+
+ADMIN_REQUIRED = (
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Administrator approval needed · Sandbox identity provider</title>
+"""
+    + _STYLE
+    + """</head>
+<body><div class="box">
+  <h1 id="idp-admin-title">Administrator approval needed</h1>
+  <p class="error" role="alert" id="idp-admin-message">AADSTS90094: Mailbox Sync needs
+     permissions in your organization that only an administrator can grant.</p>
+  <ul>{% for scope in scopes %}<li>{{ scope }}</li>{% endfor %}</ul>
+  <p class="small">An administrator can approve the app for everyone at {{ admin_url }}.</p>
+  <form method="post" action="{{ action }}">
+    <input type="hidden" name="login" value="{{ handle }}">
+    <button type="submit" id="idp-admin-back" name="action" value="admin-back">Return to the
+      application without consent</button>
+  </form>
+</div></body></html>
+"""
+)
+
+ADMIN_CONSENT = (
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Consent for your organization · Sandbox identity provider</title>
+"""
+    + _STYLE
+    + """</head>
+<body><div class="box">
+  <h1 id="idp-adminconsent-title">Consent on behalf of your organization</h1>
+  <p>Mailbox Sync (sandbox app {{ client_id }}) asks for its permissions (the sandbox's
+     organizations, Global Discovery and the mailboxes through EWS) for every user of the
+     sandbox tenant. Sign in as an administrator to accept.</p>
+  {% if error %}<p class="error" role="alert" id="idp-error">{{ error }}</p>{% endif %}
+  <form method="post" action="{{ action }}">
+    <input type="hidden" name="client_id" value="{{ client_id }}">
+    <input type="hidden" name="redirect_uri" value="{{ redirect_uri }}">
+    <input type="hidden" name="state" value="{{ state }}">
+    <label for="upn">Administrator</label>
+    <input type="email" id="upn" name="upn" value="{{ upn }}" autocomplete="username" required>
+    <label for="password">Password</label>
+    <input type="password" id="password" name="password" autocomplete="current-password" required>
+    <button type="submit" id="idp-adminconsent-accept" name="action" value="accept">Accept</button>
+  </form>
+</div></body></html>
+"""
+)

@@ -10,6 +10,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from sandbox.faults import FaultProfile
 from sandbox.identity import TENANT_ID, TokenRegistry
 from sandbox.idp.app import IdpState, create_idp_app
+from sandbox.idp.consent import ConsentStore
 from sandbox.idp.grants import SANDBOX_CLIENT_ID, GrantStore
 from sandbox.requestlog import RequestLog
 from sandbox.tls import make_tls_material
@@ -67,6 +68,27 @@ class IdentityServer:
     def access_token_lifetime(self, seconds: float) -> None:
         """Shorter lifetimes make clients refresh (msal refreshes tokens with < 5 min left)."""
         self.state.access_token_lifetime = seconds
+
+    @property
+    def consents(self) -> ConsentStore:
+        """Who consented to what (grant, revoke, the administrators)."""
+        return self.state.consents
+
+    @property
+    def consent_mode(self) -> str:
+        return self.state.consents.mode
+
+    @consent_mode.setter
+    def consent_mode(self, mode: str) -> None:
+        """ "granted" (everyone consented to everything: the default), "user" (per user and
+        scope, on a consent page) or "admin" (users may not consent; an administrator consents
+        for the tenant at `admin_consent_url`). See sandbox/idp/consent.py."""
+        self.state.consents.set_mode(mode)
+
+    @property
+    def admin_consent_url(self) -> str:
+        """The tenant-wide admin consent page of the sandbox's app registration."""
+        return f"{self.authority}/adminconsent?client_id={self.client_id}"
 
     def revoke_user(self, upn: str) -> int:
         """Revoke a user's refresh tokens, as an admin revoking sessions would."""

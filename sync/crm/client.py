@@ -35,11 +35,60 @@ from sync.crm.batch import (
 )
 from sync.crm.entities import primary_key_for
 from sync.crm.errors import error_for, retry_after_seconds
-from sync.sides import AuthError, Invalid, SideError, Unavailable
+from sync.sides import AuthError, Invalid, SideError, TokenExpired, Unavailable
 from sync.urls import is_secure_url
 
 DEFAULT_PAGE_SIZE = 5000
 _QUERY_SAFE = "$,()'=:@-*._~/"
+
+EXPIRED_VERSION_STAMP = "0x80044352"
+""""Version stamp associated with the client has expired. Please perform a full sync."
+(ExpiredVersionStamp, Web service error codes). The change-tracking page says only that "the
+system throws an exception" past `ExpireChangeTrackingInDays`; users report this fault
+(MicrosoftDocs/powerapps-docs issue #3845). The docs give no HTTP status, so the code (or its
+text) decides, whatever the status: 400, or a 5xx."""
+PRIVILEGE_DENIED = "0x80040220"
+"""SecLib's privilege check ("SecLib::CheckPrivilege failed … Required Depth: Global" when change
+tracking meets less than organization-level read: powerapps-docs issue #3883)."""
+NOT_TRACKED = "0x80072491"
+"""ChangeTrackingNotEnabledForEntity: "Entity {0} isn't enabled for change tracking."."""
+
+
+class ChangeTrackingRefused(Invalid):
+    """The service will not track changes of this table for this user.
+
+    `reason` is "privilege" (change tracking needs organization-level read: "If the user has
+    limited read access, the system throws a privilege check error") or "disabled" (the table
+    does not have change tracking enabled). Either way a reader by `modifiedon` still works."""
+
+    def __init__(self, message: str, code: str | None, reason: str) -> None:
+        super().__init__(message, code)
+        self.reason = reason
+
+
+def change_tracking_refusal(error: SideError) -> str | None:
+    """ "privilege" / "disabled" when `error` is the service refusing change tracking, else None."""
+    code = (error.code or "").lower()
+    text = error.message or ""
+    if code == NOT_TRACKED or "enabled for change tracking" in text:
+        return "disabled"
+    if code == PRIVILEGE_DENIED or "SecLib::" in text or "Required Depth" in text:
+        return "privilege"
+    return None
+
+
+def _delta_error(error: SideError) -> SideError:
+    """A refused delta link as the engine needs it: ExpiredVersionStamp (by code or text) is
+    TokenExpired at any status, 5xx included, so it is neither retried nor reported as an
+    outage; a refusal of change tracking itself is ChangeTrackingRefused."""
+    reason = change_tracking_refusal(error)
+    if reason is not None:
+        return ChangeTrackingRefused(error.message, error.code, reason)
+    if isinstance(error, TokenExpired):
+        return error
+    if (error.code or "").lower() == EXPIRED_VERSION_STAMP:
+        return TokenExpired(error.message, error.code)
+    return error
 
 
 class InsecureUrl(Invalid):
@@ -237,6 +286,8 @@ class DataverseClient:
                 throttled += 1
                 continue
             error = error_for(status, response.content, response.headers, delta=delta)
+            if delta:
+                error = _delta_error(error)
             if status == 401 and refreshed:
                 raise AuthError(
                     f"The service refused a newly issued token too: {error.message or status}. "
@@ -252,6 +303,16 @@ class DataverseClient:
                 self.sleep(self.retry.delay(attempt))
                 attempt += 1
                 continue
+            if delta and status >= 500 and isinstance(error, Unavailable):
+                # The service keeps failing on this delta link (the docs do not say how an
+                # expired one is answered): read everything again once, instead of failing
+                # every run on a link it may never serve again. A real outage fails that
+                # full read too, and the link is kept.
+                raise TokenExpired(
+                    f"The service answered {status} to the saved delta link "
+                    f"{attempt + 1} times ({error.message}): reading everything again.",
+                    error.code,
+                )
             raise error
 
     def get_json(self, path: str, headers: Mapping[str, str] | None = None) -> Any:
@@ -324,7 +385,8 @@ class DataverseClient:
     ) -> Iterator[DeltaPage]:
         """Change tracking: without `delta_link` every row (and a delta link at the end); with
         it, the rows created/changed since and the ids deleted since. A refused link raises
-        TokenExpired: the caller reads everything again."""
+        TokenExpired: the caller reads everything again. ChangeTrackingRefused: the table is
+        not tracked, or the user lacks organization-level read on it."""
         size = f"odata.maxpagesize={page_size or self.page_size}"
         url: str | None
         if delta_link:
@@ -333,7 +395,13 @@ class DataverseClient:
             url = entity_set + query_string(select=select)
             prefer, delta = self.read_preferences("odata.track-changes", size), False
         while url:
-            data = self.request("GET", url, headers=prefer, delta=delta).json()
+            try:
+                data = self.request("GET", url, headers=prefer, delta=delta).json()
+            except (AuthError, Invalid) as error:
+                reason = change_tracking_refusal(error)
+                if reason is None or isinstance(error, ChangeTrackingRefused):
+                    raise
+                raise ChangeTrackingRefused(error.message, error.code, reason) from error
             rows: list[dict[str, Any]] = []
             deleted: list[str] = []
             for item in data.get("value", []):

@@ -10,6 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_LOGICAL_NAMES = {
+    "tasks": "task",
+    "appointments": "appointment",
+    "recurringappointmentmasters": "recurringappointmentmaster",
+}
+"""Entity sets whose writes and reads follow the table definitions (sync/crm/metadata.py):
+those with UserLocal date columns the kinds treat as days, columns not valid for create or
+update, and activity states. Contacts keep their two date columns as DateOnly (birthdate,
+anniversary: behavior-format-date-time-attribute.md lists both as DateOnly and not changeable),
+so they need no definitions."""
+
 
 @dataclass(frozen=True)
 class EntitySpec:
@@ -22,6 +33,16 @@ class EntitySpec:
     """Columns for `$select`; None reads all (costly on the real service, fine for tests)."""
     expand: str | None = None
     """`$expand` for reads by id (e.g. the activity parties); not used with change tracking."""
+    logical_name: str | None = None
+    """The table's logical name, whose definitions shape writes and reads (None: used as is)."""
+    day_columns: tuple[str, ...] = ()
+    """UserLocal columns the kinds read and write as days although their Format is DateAndTime
+    (a task's dates: the mailbox keeps dates only). Columns whose Format is DateOnly are days
+    anyway."""
+
+    def __post_init__(self) -> None:
+        if self.logical_name is None and self.entity_set in _LOGICAL_NAMES:
+            object.__setattr__(self, "logical_name", _LOGICAL_NAMES[self.entity_set])
 
 
 def _parties(navigation: str) -> str:
@@ -36,7 +57,9 @@ _SERIES_OCCURRENCES = (
 
 KIND_SPECS: dict[str, EntitySpec] = {
     "contacts": EntitySpec("contacts", "contactid"),
-    "tasks": EntitySpec("tasks", "activityid"),
+    "tasks": EntitySpec(
+        "tasks", "activityid", day_columns=("scheduledstart", "scheduledend", "actualend")
+    ),
     "appointments": EntitySpec(
         "appointments", "activityid", expand=_parties("appointment_activity_parties")
     ),
@@ -47,6 +70,13 @@ KIND_SPECS: dict[str, EntitySpec] = {
     ),
     "emails": EntitySpec("emails", "activityid", expand=_parties("email_activity_parties")),
 }
+
+MESSAGES: dict[str, str] = {
+    "CreateException": "recurringappointmentmasters/Microsoft.Dynamics.CRM.CreateException",
+}
+"""Messages a write may carry instead of a row (a CreateOp whose only field is the message's
+name, holding its parameters), and where they are posted: CreateException is bound to the
+recurringappointmentmaster collection (its Web API action reference)."""
 
 _ACTIVITY_SETS = {
     "appointments",

@@ -1,20 +1,28 @@
 """DataverseSide: the CRM side of a sync (the `CrmSide` protocol of `sync.sides`) over the Web API.
 
-Changes come from change tracking (the delta link is the token, saved only from the last page);
-reads and idempotency lookups by id go in one `$batch` of GETs; writes go in `$batch` with one
-change set per operation, so one failing write never rolls back another, and every operation
-gets its own result, in order. Creates carry the GUID the engine chose: a create retried after a
+Changes come from change tracking where the service allows it (the delta link is the token,
+saved only from the last page), else, per table, from the `modifiedon` reader of
+`sync.crm.watermark` (change tracking needs organization-level read and tracking enabled on the
+table: DESIGN.md §3). The token says which reader made it (`ct:` / `wm:`); a token of the other
+reader means a full read. Reads and idempotency lookups by id go in one `$batch` of GETs;
+writes go in `$batch` with one change set per operation, so one failing write never rolls back
+another, and every operation gets its own result, in order. Creates carry the GUID the engine chose: a create retried after a
 crash meets "duplicate key", and is answered with the record the first attempt made.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from sync.crm import watermark
 from sync.crm.batch import BatchOp, BatchResult
-from sync.crm.client import DataverseClient, query_string
-from sync.crm.entities import KIND_SPECS, EntitySpec
+from sync.crm.capabilities import probe_change_tracking
+from sync.crm.client import ChangeTrackingRefused, DataverseClient, query_string
+from sync.crm.entities import KIND_SPECS, MESSAGES, EntitySpec
+from sync.crm.metadata import Column, Metadata, Table, from_service, to_service
 from sync.sides import (
     CreateOp,
     Deleted,
@@ -26,6 +34,7 @@ from sync.sides import (
     Result,
     SideError,
     Throttled,
+    TokenExpired,
     Unavailable,
     UpdateOp,
     Upsert,
@@ -33,7 +42,12 @@ from sync.sides import (
     Written,
 )
 
+log = logging.getLogger(__name__)
+
 _REPRESENTATION = {"Prefer": "return=representation"}
+CHANGES, MODIFIEDON, AUTO = "changes", "modifiedon", "auto"
+"""The readers: change tracking, the `modifiedon` watermark, or change tracking where allowed."""
+CT_PREFIX = "ct:"
 
 
 def clean_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,7 +70,11 @@ class DataverseSide:
         kind_specs: Mapping[str, EntitySpec] | None = None,
         owner_id: str | None = None,
         page_size: int | None = None,
+        reader: str = AUTO,
+        sweep_every: int = watermark.DEFAULT_SWEEP_EVERY,
     ) -> None:
+        if reader not in (AUTO, CHANGES, MODIFIEDON):
+            raise ValueError(f"unknown CRM change reader {reader!r}")
         self.client = client
         if client.annotations is None:
             # the kinds read display names of lookups (a contact's company) from formatted values
@@ -65,6 +83,15 @@ class DataverseSide:
         self.owner_id = owner_id
         """The user's systemuserid: records we create are bound to this owner."""
         self.page_size = page_size
+        self._metadata: Metadata | None = None
+        """The organization's table definitions and the user's time zone, read when needed."""
+        self.reader = reader
+        self.sweep_every = max(1, sweep_every)
+        """The `modifiedon` reader lists the ids to find deletions every this many reads."""
+        self.readers: dict[str, str] = {}
+        """kind → the reader its last read used (for status and tests)."""
+        self.refusals: dict[str, ChangeTrackingRefused] = {}
+        """kind → why change tracking was refused (the fallback's reason)."""
 
     def spec(self, kind: str) -> EntitySpec:
         try:
@@ -77,7 +104,7 @@ class DataverseSide:
         return Upsert(
             id=str(row[spec.key]).lower(),
             version=str(etag) if etag else None,
-            fields=clean_row(row),
+            fields=self._as_read(spec, row),
             key=key,
         )
 
@@ -86,15 +113,80 @@ class DataverseSide:
     def read_changes(
         self, kind: str, token: str | None, known: KnownVersions | None = None
     ) -> Iterator[Page]:
-        """Pages of changes by change tracking; `token` is a delta link (None: read all).
-        Parties are not in these rows (no `$expand` with change tracking): `read` has them."""
+        """Pages of changes; `token` None reads everything. Parties are not in these rows (no
+        `$expand` with change tracking): `read` has them. Raises TokenExpired for an expired
+        delta link and for a token of the reader not in use (switching readers reads all)."""
         spec = self.spec(kind)
+        if token is None:
+            yield from self._read_all(kind, spec)
+        elif token.startswith(watermark.PREFIX):
+            yield from self._read_since_watermark(kind, spec, token)
+        else:
+            # a delta link; saved without the prefix before the prefix existed
+            yield from self._read_delta(kind, spec, token.removeprefix(CT_PREFIX))
+
+    def _tracked(self, kind: str, spec: EntitySpec, link: str | None) -> Iterator[Page]:
         for page in self.client.track_changes(
-            spec.entity_set, delta_link=token, select=spec.select, page_size=self.page_size
+            spec.entity_set, delta_link=link, select=spec.select, page_size=self.page_size
         ):
             changes: list[Upsert | Deleted] = [self._upsert(spec, row) for row in page.rows]
             changes += [Deleted(id) for id in page.deleted]
-            yield Page(changes, token=page.delta_link if page.last else None, last=page.last)
+            token = CT_PREFIX + page.delta_link if page.last and page.delta_link else None
+            yield Page(changes, token=token, last=page.last)
+        self.readers[kind] = CHANGES
+
+    def _watermark(self, spec: EntitySpec) -> watermark.WatermarkReader:
+        return watermark.WatermarkReader(
+            self.client, spec.entity_set, spec.key, spec.select, self.page_size, self.sweep_every
+        )
+
+    def _read_all(self, kind: str, spec: EntitySpec) -> Iterator[Page]:
+        if self.reader != MODIFIEDON:
+            try:
+                yield from self._tracked(kind, spec, None)
+                return
+            except ChangeTrackingRefused as refused:
+                if self.reader == CHANGES:
+                    raise
+                self.refusals[kind] = refused
+                log.info(
+                    "change tracking of %s refused (%s): reading by modifiedon instead",
+                    spec.entity_set,
+                    refused.reason,
+                )
+        self.readers[kind] = MODIFIEDON
+        yield from self._watermark(spec).full(lambda row: self._as_read(spec, row))
+
+    def _read_delta(self, kind: str, spec: EntitySpec, link: str) -> Iterator[Page]:
+        if self.reader == MODIFIEDON or not link.startswith(("https://", "http://")):
+            raise TokenExpired("the saved token is not of the modifiedon reader", "reader-changed")
+        try:
+            yield from self._tracked(kind, spec, link)
+        except ChangeTrackingRefused as refused:
+            # the role or the table changed since: read everything again, by modifiedon
+            self.refusals[kind] = refused
+            raise TokenExpired(
+                f"change tracking of {spec.entity_set} is refused now: {refused.message}",
+                "reader-changed",
+            ) from refused
+
+    def _read_since_watermark(self, kind: str, spec: EntitySpec, token: str) -> Iterator[Page]:
+        if self.reader == CHANGES:
+            raise TokenExpired("the saved token is of the modifiedon reader", "reader-changed")
+        state = watermark.WatermarkState.decode(token)
+        reader = self._watermark(spec)
+        if self.reader == AUTO and state.reads + 1 >= reader.sweep_every:
+            # Once a sweep cycle, ask whether change tracking is allowed now (one small
+            # request): if so, switch to it, which starts with a full read.
+            refused = probe_change_tracking(self.client, spec.entity_set, spec.key)
+            if refused is None:
+                self.refusals.pop(kind, None)
+                raise TokenExpired(
+                    f"change tracking of {spec.entity_set} is allowed now", "reader-changed"
+                )
+            self.refusals[kind] = refused
+        self.readers[kind] = MODIFIEDON
+        yield from reader.changes(state, lambda row: self._as_read(spec, row))
 
     def _read_by_ids(self, spec: EntitySpec, ids: Sequence[str]) -> dict[str, Upsert]:
         unique = list(dict.fromkeys(i.lower() for i in ids))
@@ -129,31 +221,115 @@ class DataverseSide:
             for key, u in self._read_by_ids(spec, keys).items()
         }
 
+    # --- table definitions ---------------------------------------------------------------------
+
+    def _table(self, spec: EntitySpec) -> Table | None:
+        """The definitions of the spec's table (None for tables used as they are)."""
+        if spec.logical_name is None:
+            return None
+        if self._metadata is None:
+            self._metadata = Metadata(self.client)
+        return self._metadata.table(spec.logical_name)
+
+    def _zone(self) -> ZoneInfo:
+        """The signed-in user's time zone (usersettings), read once per organization."""
+        if self._metadata is None:
+            self._metadata = Metadata(self.client)
+        return self._metadata.time_zone(self.owner_id)
+
+    def _day_columns(self, spec: EntitySpec, table: Table) -> list[Column]:
+        names = set(spec.day_columns) | {c.name for c in table.columns.values() if c.shows_a_day}
+        return [table.columns[n] for n in sorted(names) if n in table.columns]
+
+    def _as_read(self, spec: EntitySpec, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A row as the kinds read it: `clean_row`, and UserLocal columns the kinds treat as days
+        written in the user's time zone (`metadata.from_service`)."""
+        clean = clean_row(row)
+        table = self._table(spec)
+        if table is None:
+            return clean
+        days = [c for c in self._day_columns(spec, table) if clean.get(c.name)]
+        if days:
+            zone = self._zone()
+            for column in days:
+                clean[column.name] = from_service(clean[column.name], column, zone)
+        return clean
+
+    def _as_written(
+        self, spec: EntitySpec, fields: Mapping[str, Any], creating: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The body of a create or update as the table takes it, and what a create must set
+        with an update right after it: dates in the form each column stores
+        (`metadata.to_service`); columns not valid for a create but valid for an update (an
+        appointment's state: statecode "IsValidForCreate False", appointment.md) moved to that
+        update, the status reason with them; columns valid for neither left out (a series'
+        `firstdayofweek` is not valid for update)."""
+        body = dict(fields)
+        table = self._table(spec)
+        if table is None:
+            return body, {}
+        later: dict[str, Any] = {}
+        zone: ZoneInfo | None = None
+        for name in list(body):
+            column = table.columns.get(name)
+            if column is None:
+                continue  # lookups, parties, annotations: the service judges them
+            if column.behaviour is not None and isinstance(body[name], str):
+                zone = zone or self._zone()
+                body[name] = to_service(body[name], column, zone)
+            allowed = column.valid_for_create if creating else column.valid_for_update
+            if allowed:
+                continue
+            value = body.pop(name)
+            if creating and column.valid_for_update:
+                later[name] = value
+            else:
+                log.debug("%s.%s is not valid for this write: left out", spec.entity_set, name)
+        if "statecode" in later and "statuscode" in body:
+            later["statuscode"] = body.pop("statuscode")
+        return body, later
+
     # --- writing -------------------------------------------------------------------------------
 
-    def _operation(self, spec: EntitySpec, op: WriteOp) -> BatchOp:
+    def _operations(self, spec: EntitySpec, op: WriteOp) -> list[BatchOp]:
+        """One op as the requests of its change set (a create may need a second: its state)."""
+        if isinstance(op, CreateOp) and _is_message(op):
+            [(name, parameters)] = op.fields.items()
+            return [BatchOp("POST", MESSAGES[name], dict(parameters))]
         if isinstance(op, CreateOp):
-            body = dict(op.fields)
+            body, later = self._as_written(spec, op.fields, creating=True)
             body[spec.key] = op.key.lower()
             if self.owner_id and not any(k.startswith("ownerid@") for k in body):
                 body["ownerid@odata.bind"] = f"/systemusers({self.owner_id})"
-            return BatchOp("POST", spec.entity_set, body, _REPRESENTATION)
+            if not later:
+                return [BatchOp("POST", spec.entity_set, body, _REPRESENTATION)]
+            # `$1` is the row the POST made (Content-ID references in a change set).
+            return [
+                BatchOp("POST", spec.entity_set, body),
+                BatchOp("PATCH", "$1", later, _REPRESENTATION),
+            ]
         if isinstance(op, UpdateOp):
+            body, _ = self._as_written(spec, op.fields, creating=False)
             headers = {**_REPRESENTATION, "If-Match": op.version or "*"}
-            return BatchOp("PATCH", f"{spec.entity_set}({op.id})", dict(op.fields), headers)
+            return [BatchOp("PATCH", f"{spec.entity_set}({op.id})", body, headers)]
         headers = {"If-Match": op.version} if op.version else {}
-        return BatchOp("DELETE", f"{spec.entity_set}({op.id})", None, headers)
+        return [BatchOp("DELETE", f"{spec.entity_set}({op.id})", None, headers)]
 
-    def _result(self, op: WriteOp, result: BatchResult) -> Result:
+    def _result(self, spec: EntitySpec, op: WriteOp, answers: Sequence[BatchResult]) -> Result:
+        """The op's result from the answers of its change set (the last one carries the row)."""
+        failed = next((a for a in answers if not a.ok), None)
         if isinstance(op, DeleteOp):
-            if result.ok or isinstance(result.error, NotFound):
+            if failed is None or isinstance(failed.error, NotFound):
                 return Written(op.id, None)
-            return result.error or Unavailable("no answer")
-        if not result.ok:
-            return result.error or Unavailable("no answer")
-        id = op.key.lower() if isinstance(op, CreateOp) else op.id
+            return failed.error or Unavailable("no answer")
+        if failed is not None:
+            return failed.error or Unavailable("no answer")
+        result = answers[-1]
         body = result.body if isinstance(result.body, Mapping) else {}
-        return Written(id, result.etag, clean_row(body))
+        if isinstance(op, CreateOp) and _is_message(op):
+            return Written(str(body.get("id") or op.key).lower(), None)
+        id = op.key.lower() if isinstance(op, CreateOp) else op.id
+        return Written(id, result.etag, self._as_read(spec, body))
 
     def write(self, kind: str, ops: Sequence[WriteOp]) -> list[Result]:
         """One result per op, in order. A duplicate create (our key exists: an earlier attempt
@@ -162,19 +338,29 @@ class DataverseSide:
             return []
         spec = self.spec(kind)
         try:
-            answers = self.client.batch(
-                [[self._operation(spec, op)] for op in ops], continue_on_error=True
-            )
+            sets = [self._operations(spec, op) for op in ops]
+            answers = self.client.batch(sets, continue_on_error=True)
         except (Unavailable, Throttled) as exc:
             # Nothing is known to have happened: each op is parked and retried later.
             return [exc for _ in ops]
-        results: list[Result] = [self._result(op, r) for op, r in zip(ops, answers, strict=True)]
+        results: list[Result] = []
+        position = 0
+        for op, requests in zip(ops, sets, strict=True):
+            results.append(self._result(spec, op, answers[position : position + len(requests)]))
+            position += len(requests)
         # Duplicate creates, and writes whose answer lacked the new version: read them back.
         again = [
             i
             for i, (op, res) in enumerate(zip(ops, results, strict=True))
-            if (isinstance(op, CreateOp) and isinstance(res, Duplicate))
-            or (isinstance(res, Written) and res.version is None and not isinstance(op, DeleteOp))
+            if not _is_message(op)
+            and (
+                (isinstance(op, CreateOp) and isinstance(res, Duplicate))
+                or (
+                    isinstance(res, Written)
+                    and res.version is None
+                    and not isinstance(op, DeleteOp)
+                )
+            )
         ]
         if again:
             ids = [results_id(ops[i]) for i in again]
@@ -187,6 +373,10 @@ class DataverseSide:
                 if row is not None:
                     results[i] = Written(row.id, row.version, row.fields)
         return results
+
+
+def _is_message(op: WriteOp) -> bool:
+    return isinstance(op, CreateOp) and len(op.fields) == 1 and next(iter(op.fields)) in MESSAGES
 
 
 def results_id(op: WriteOp) -> str:

@@ -9,7 +9,10 @@ sync/kinds/exceptions.py). Organizer and attendees are activity parties
 else it is kept as `addressused`.
 
 Appointment show-as is the CRM status reason (1 Free, 2 Tentative, 5 Busy, 6 Out of Office;
-the last two belong to the Scheduled state). The CRM has no reminder or IANA time-zone
+the last two belong to the Scheduled state); an appointment's `statecode` is not valid for create
+(appointment.md), so the CRM side sets state and status with an update right after the create.
+The organizer of a CRM appointment can only be a system user (Organizer: Targets systemuser): an
+organizer who is not one is kept in the mailbox only. The CRM has no reminder or IANA time-zone
 columns: those stay mailbox-only (a new series is created in the kind's `timezone`).
 """
 
@@ -35,6 +38,7 @@ SHOW_AS = {1: "Free", 2: "Tentative", 5: "Busy", 6: "OOF"}
 SHOW_AS_FROM_MAILBOX = {"Free": 1, "Tentative": 2, "Busy": 5, "OOF": 6, "WorkingElsewhere": 5}
 STATE_OF_STATUS = {1: 0, 2: 0, 3: 1, 4: 2, 5: 3, 6: 3}
 
+USER_BIND = "partyid_systemuser@odata.bind"
 Resolver = Callable[[str], dict[str, str] | None]
 """email → the bind of the CRM record with that address (e.g. {"partyid_contact@odata.bind":
 "/contacts(<id>)"}), or None when no record has it."""
@@ -75,6 +79,10 @@ def parties_field(navigation: str, resolve: Resolver | None) -> FieldMap:
             for address in addresses:
                 party: dict[str, Any] = {"participationtypemask": mask, "addressused": address}
                 bound = resolve(address) if resolve else None
+                if mask == ORGANIZER and not (bound and USER_BIND in bound):
+                    # The organizer may only be a system user (Organizer: Targets systemuser,
+                    # appointment.md): one who is not stays in the mailbox only.
+                    continue
                 if bound:
                     party.update(bound)
                 parties.append(party)

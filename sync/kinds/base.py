@@ -80,7 +80,9 @@ def norm_moment(value: Any) -> str | None:
 
 
 def norm_date(value: Any) -> str | None:
-    """Dates as `YYYY-MM-DD`; a moment keeps only its date part."""
+    """Dates as `YYYY-MM-DD`; a moment keeps only its date part, the day of the offset it is
+    written with (the CRM side writes UserLocal days in the user's zone, so this is the day
+    the user sees: sync/crm/metadata.py)."""
     if value in (None, ""):
         return None
     if isinstance(value, datetime):

@@ -1,19 +1,26 @@
 """Exceptions of a recurring series: moved and deleted occurrences, as one value of the series.
 
-Dataverse keeps them apart from the `recurringappointmentmasters` row (reference: "Create a
-recurring appointment series, instance, or exception", appointment / recurringappointmentmaster
-tables):
-- a moved occurrence is an `appointments` row with `instancetypecode` 3 (Recurring Exception),
-  `seriesid` pointing to the master (relationship `recurringappointmentmaster_appointment`) and
-  `originalstartdate` the start the pattern gave it;
-- a deleted occurrence is an entry of the master's `deletedexceptionslist`.
+Dataverse keeps them apart from the `recurringappointmentmasters` row and makes them its own way
+(create-recurring-appointment-series-instance-exception.md, update-recurring-appointment.md,
+delete-or-end-a-recurring-appointment-series-or-instance.md; the columns below are read-only in
+appointment.md and recurringappointmentmaster.md, so they are never written):
+- the service expands a master into `appointments` rows, `instancetypecode` 2 (Recurring
+  Instance), `seriesid` the master, `originalstartdate` the start the pattern gave them;
+- a moved occurrence is an instance that was updated: the service makes it an exception
+  (`instancetypecode` 3);
+- a deleted occurrence is an instance that was deleted: the service lists its original start in
+  the master's `deletedexceptionslist`;
+- an occurrence the service has not expanded yet (past its expansion window) is made an
+  exception, or deleted, with the `CreateException` message (Target: the appointment with its
+  series; OriginalStartDate; IsDeleted), which the CRM side posts for a CreateOp holding only
+  the message (sync/crm/entities.py MESSAGES).
 
 The mailbox names both by their original start (`deleted_occurrences`, `modified_occurrences`
 of sync/mailbox/fields.py). The canonical value is {"deleted": [moment…], "modified":
 [{"original_start", "start", "end"}…]} (sorted; None when there is none), so a series stays one
-link and one fingerprint. The exception rows are written by the engine after the master
-(`child_ops`), with GUIDs derived from the series and the original start: a retried write finds
-the row the first attempt made.
+link and one fingerprint. The exception writes are made by the engine after the master
+(`child_ops`), from the master's rows as read now: a retried write finds what the first attempt
+made and does not make it again.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
-from sync.kinds.base import ChildRows, FieldMap, Fields, norm_moment
+from sync.kinds.base import ChildRows, FieldMap, Fields, norm_moment, parse_moment
 from sync.sides import CreateOp, DeleteOp, UpdateOp, WriteOp
 
 NAVIGATION = "recurringappointmentmaster_appointment"
@@ -32,6 +40,9 @@ SERIES_BIND = "seriesid_recurringappointmentmaster@odata.bind"
 INSTANCE = 2
 EXCEPTION_TYPES = (3, 4)
 """instancetypecode: 3 Recurring Exception, 4 Recurring Future Exception (2 is a plain instance)."""
+OCCURRENCE_TYPES = (INSTANCE, *EXCEPTION_TYPES)
+CREATE_EXCEPTION = "CreateException"
+"""The message that makes an exception of (or deletes) an occurrence that has no row yet."""
 EXPAND = (
     f"{NAVIGATION}($select=activityid,instancetypecode,originalstartdate,"
     "scheduledstart,scheduledend)"
@@ -42,7 +53,7 @@ _NAMESPACE = uuid.UUID("0b7cf3b4-5a55-4d39-9a7e-2f3c1d0e6a11")
 
 
 def exception_id(series_id: str, original_start: str) -> str:
-    """The GUID of the exception row we create for one occurrence (stable across retries)."""
+    """The key of the write that makes one occurrence an exception (stable across retries)."""
     return str(uuid.uuid5(_NAMESPACE, f"{series_id.lower()}|{norm_moment(original_start)}"))
 
 
@@ -69,12 +80,36 @@ def parse_deleted_list(text: Any) -> list[str]:
     return [part for part in re.split(r"[\s,;]+", str(text or "")) if part]
 
 
-def _exception_rows(row: Fields) -> list[Mapping[str, Any]]:
-    return [
-        child
+def _occurrence_rows(row: Fields) -> dict[str | None, Mapping[str, Any]]:
+    """The master's instance and exception rows (as expanded by the read), by original start."""
+    return {
+        norm_moment(child.get("originalstartdate")): child
         for child in row.get(NAVIGATION) or []
-        if int(child.get("instancetypecode") or 0) in EXCEPTION_TYPES
-    ]
+        if int(child.get("instancetypecode") or 0) in OCCURRENCE_TYPES
+    }
+
+
+def _duration(row: Fields) -> timedelta | None:
+    """The length of the series' occurrences (the master's `duration`, else its times)."""
+    if row.get("duration") not in (None, ""):
+        return timedelta(minutes=int(row["duration"]))
+    start, end = parse_moment(row.get("starttime")), parse_moment(row.get("endtime"))
+    return end - start if start and end else None
+
+
+def _original_end(row: Fields, original_start: Any) -> str | None:
+    start, length = parse_moment(original_start), _duration(row)
+    return norm_moment(start + length) if start and length is not None else None
+
+
+def _moved(row: Fields, child: Mapping[str, Any]) -> bool:
+    """An exception row whose times are not the ones the pattern gives (an exception at its
+    original times, e.g. a move undone, is no move)."""
+    original = norm_moment(child.get("originalstartdate"))
+    return (norm_moment(child.get("scheduledstart")), norm_moment(child.get("scheduledend"))) != (
+        original,
+        _original_end(row, original),
+    )
 
 
 def from_crm(row: Fields) -> Any:
@@ -84,15 +119,16 @@ def from_crm(row: Fields) -> Any:
             "start": child.get("scheduledstart"),
             "end": child.get("scheduledend"),
         }
-        for child in _exception_rows(row)
+        for child in _occurrence_rows(row).values()
+        if int(child.get("instancetypecode") or 0) in EXCEPTION_TYPES and _moved(row, child)
     ]
     return value(parse_deleted_list(row.get("deletedexceptionslist")), moved)
 
 
 def to_crm(exceptions: Any) -> dict[str, Any]:
-    """The master's part; the exception rows go through `child_ops`."""
-    gone = (exceptions or {}).get("deleted") or []
-    return {"deletedexceptionslist": "\n".join(gone) or None}
+    """Nothing on the master: `deletedexceptionslist` is read-only (the service keeps it); the
+    exceptions are written by `child_ops`."""
+    return {}
 
 
 def to_mailbox(exceptions: Any) -> dict[str, Any]:
@@ -107,52 +143,54 @@ def from_mailbox(item: Fields) -> Any:
     return value(item.get("deleted_occurrences"), item.get("modified_occurrences"))
 
 
-def _instances(row: Fields) -> dict[str | None, Mapping[str, Any]]:
-    """The master's plain instances (rows the service expanded), by original start."""
-    return {
-        norm_moment(child.get("originalstartdate") or child.get("scheduledstart")): child
-        for child in row.get(NAVIGATION) or []
-        if int(child.get("instancetypecode") or 0) == INSTANCE
+def _create_exception(
+    series_id: str, row: Fields, start: str, times: Mapping[str, Any] | None
+) -> CreateOp:
+    """The CreateException message for an occurrence without a row: moved to `times`, or
+    deleted when `times` is None."""
+    target: dict[str, Any] = {
+        "@odata.type": "Microsoft.Dynamics.CRM.appointment",
+        SERIES_BIND: f"/recurringappointmentmasters({series_id})",
     }
+    if times is not None:
+        target |= {**times, "subject": row.get("subject"), "location": row.get("location")}
+    parameters = {"Target": target, "OriginalStartDate": start, "IsDeleted": times is None}
+    return CreateOp(exception_id(series_id, start), {CREATE_EXCEPTION: parameters})
 
 
 def child_ops(series_id: str, row: Fields, exceptions: Any) -> list[WriteOp]:
-    """The writes that make the master's exception rows (`row`, read with `EXPAND`) say
-    `exceptions`: create the missing, move the changed, delete the ones no longer wanted.
-
-    Where the service expanded the series into instance rows (the real Dataverse does, the
-    sandbox does not), a move updates the instance (the service makes it an exception) and a
-    deleted occurrence deletes it (the service lists it in `deletedexceptionslist`)."""
+    """The writes that make the master's occurrences (`row`, read with `EXPAND`) say
+    `exceptions`: a deleted occurrence deletes its row; a moved one updates its row (an
+    instance becomes an exception); one with no row yet goes through CreateException; an
+    exception no longer moved (nor deleted) is put back at its original times."""
     wanted = {m["original_start"]: m for m in (exceptions or {}).get("modified") or []}
-    existing = {norm_moment(c.get("originalstartdate")): c for c in _exception_rows(row)}
-    instances = _instances(row)
+    gone = set((exceptions or {}).get("deleted") or [])
+    listed = set(parse_deleted_list(row.get("deletedexceptionslist")))
+    rows = _occurrence_rows(row)
     ops: list[WriteOp] = []
-    for start in (exceptions or {}).get("deleted") or []:
-        if start in instances:
-            ops.append(DeleteOp(str(instances[start]["activityid"]), None))
+    for start in sorted(gone):
+        child = rows.get(start)
+        if child is not None:
+            ops.append(DeleteOp(str(child["activityid"]), None))
+        elif start not in listed:
+            ops.append(_create_exception(series_id, row, start, None))
     for start, moved in wanted.items():
+        if start in gone:
+            continue
         times = {"scheduledstart": moved["start"], "scheduledend": moved["end"]}
-        child = existing.get(start)
-        if child is None and start in instances:
-            ops.append(UpdateOp(str(instances[start]["activityid"]), None, times))
-        elif child is None:
-            fields = {
-                **times,
-                "subject": row.get("subject"),
-                "location": row.get("location"),
-                "instancetypecode": 3,
-                "originalstartdate": start,
-                SERIES_BIND: f"/recurringappointmentmasters({series_id})",
-            }
-            ops.append(CreateOp(exception_id(series_id, start), fields))
+        child = rows.get(start)
+        if child is None:
+            ops.append(_create_exception(series_id, row, start, times))
         elif (norm_moment(child.get("scheduledstart")), norm_moment(child.get("scheduledend"))) != (
             moved["start"],
             moved["end"],
         ):
             ops.append(UpdateOp(str(child["activityid"]), None, times))
-    for start, child in existing.items():
-        if start not in wanted:
-            ops.append(DeleteOp(str(child["activityid"]), None))
+    for start, child in rows.items():
+        back = {"scheduledstart": start, "scheduledend": _original_end(row, start)}
+        restored = start not in wanted and start not in gone and start is not None
+        if restored and _moved(row, child) and back["scheduledend"] is not None:
+            ops.append(UpdateOp(str(child["activityid"]), None, back))
     return ops
 
 

@@ -8,6 +8,12 @@ Column values come from the recurringappointmentmaster table reference: recurren
 
 `expand` lists a series' occurrences in its time zone, so a series crossing a DST change keeps
 its wall-clock time (what the mailbox and the CRM both do).
+
+`patternstartdate` and `patternenddate` are days here (`YYYY-MM-DD`). In Dataverse they are
+UserLocal columns with Format DateOnly (recurringappointmentmaster.md): the CRM side writes a day
+as its midnight in the user's time zone and reads it back in that zone (sync/crm/metadata.py),
+so the first ten characters of what it reads are the day. `firstdayofweek` is valid for create
+only (same page): the CRM side leaves it out of updates.
 """
 
 from __future__ import annotations

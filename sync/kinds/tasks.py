@@ -107,7 +107,10 @@ def _categories_to_mailbox(value: Any) -> dict[str, Any]:
 
 def _task_date(column: str, mailbox: str, direction: Direction = Direction.BOTH) -> FieldMap:
     """Mailbox tasks have dates, not times (Exchange keeps midnight): compare the dates, so a
-    CRM due time is not taken for a change; a date from the mailbox is written as midnight UTC."""
+    CRM due time is not taken for a change. The CRM columns are UserLocal (task.md): the CRM side
+    writes a date as its midnight in the user's time zone and reads them back as moments in that
+    zone (sync/crm/metadata.py), so the date compared is the one the user sees; midnight UTC
+    would be the day before for anyone east of UTC."""
 
     def midnight(value: Any) -> Any:
         return f"{value}T00:00:00Z" if value else None
@@ -117,7 +120,7 @@ def _task_date(column: str, mailbox: str, direction: Direction = Direction.BOTH)
         mailbox=(mailbox,),
         direction=direction,
         normalize=norm_date,
-        crm_write=lambda v: {column: midnight(v)},
+        crm_write=lambda v: {column: v},
         to_mailbox=lambda v: {mailbox: midnight(v)},
     )
 

@@ -4,6 +4,13 @@ Which organization and which computer synchronize a mailbox is written as an ext
 on a hidden folder under the mailbox's root ("Mailbox Sync for Dynamics 365"). Writes carry the
 folder's ChangeKey, so of two computers that read the same claim and both try to take it, Exchange
 accepts exactly one UpdateFolder; the other gets a stale-ChangeKey error and `ClaimTaken`.
+
+UpdateFolder does honour the ChangeKey: the EWS reference (ResponseCode) says that for SendItem,
+UpdateItem and UpdateFolder "the caller must pass in a correct and current change key", and a
+missing or stale one is answered ErrorChangeKeyRequiredForWriteOperations (FolderId: the
+ChangeKey "identifies a version of a folder … Use this attribute to make sure that the correct
+version of a folder is used"). That code is the one a lost race gets (sync.mailbox.ews_connection
+CONFLICT_ERRORS); a write is never sent without the change key the claim was read with.
 """
 
 from __future__ import annotations
@@ -156,6 +163,10 @@ def take_claim(conn: EwsConnection, claim: Claim, expected: Claim | None) -> Cla
 
     Raises ClaimTaken(current) when it changed meanwhile, by value or by ChangeKey race."""
     folder = hidden_folder(conn)
+    if not getattr(folder, "changekey", None):  # the write would not be conditional: read again
+        folder = conn.call(lambda: refresh_folder(folder), idempotent=True)
+        if not getattr(folder, "changekey", None):
+            raise ClaimTaken(_parse(getattr(folder, CLAIM_FIELD, None)))
     current = _parse(getattr(folder, CLAIM_FIELD, None))
     if current != expected:
         raise ClaimTaken(current)

@@ -37,6 +37,7 @@ from sync.mailbox import ews_marks, ews_recurrence
 from sync.mailbox.ews_connection import (
     BasicAuth,
     EwsConnection,
+    NtlmAuth,
     OAuthToken,
     side_error,
     trust_ca_file,
@@ -60,7 +61,7 @@ from sync.sides import (
     Written,
 )
 
-__all__ = ["BasicAuth", "EwsConnection", "EwsSide", "OAuthToken", "trust_ca_file"]
+__all__ = ["BasicAuth", "EwsConnection", "EwsSide", "NtlmAuth", "OAuthToken", "trust_ca_file"]
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from exchangelib import DELEGATE, Account, Configuration, Credentials
 from exchangelib import errors as ews_errors
 from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
 from exchangelib.protocol import BaseProtocol, FaultTolerance
-from exchangelib.transport import BASIC, OAUTH2
+from exchangelib.transport import BASIC, NTLM, OAUTH2
 from exchangelib.version import EXCHANGE_2016, Build, Version
 
 from sync.sides import (
@@ -72,8 +72,33 @@ def trust_ca_file(ca_file: str) -> None:
         _extra_cas[ca_file] = pem
 
 
+READ_CHUNK = 64 * 1024
+"""Bytes a parser is handed at a time from an EWS answer."""
+
+
+class ChunkedResponse(requests.Response):
+    """exchangelib parses each answer from `response.iter_content()`, whose default chunk is one
+    byte: a Python call per byte of XML, about a tenth of a sync's CPU. The same bytes, handed
+    over 64 KiB at a time (never for a streaming subscription's answer: see TlsAdapter)."""
+
+    def iter_content(
+        self, chunk_size: int | None = 1, decode_unicode: bool = False
+    ) -> Iterator[Any]:
+        return super().iter_content(READ_CHUNK if chunk_size == 1 else chunk_size, decode_unicode)
+
+
 class TlsAdapter(requests.adapters.HTTPAdapter):
-    """A requests adapter with TLS 1.2 or later, certificate checks and the registered CAs."""
+    """A requests adapter with TLS 1.2 or later, certificate checks and the registered CAs;
+    its answers are read in large chunks (`ChunkedResponse`)."""
+
+    def build_response(self, req: Any, resp: Any) -> requests.Response:
+        response = super().build_response(req, resp)
+        body = req.body if isinstance(req.body, bytes) else str(req.body or "").encode()
+        # GetStreamingEvents' answer is cut into documents by a reader that takes exactly one
+        # byte per step of iter_content() (exchangelib's DocumentYielder): left as it is.
+        if b"GetStreamingEvents" not in body:
+            response.__class__ = ChunkedResponse
+        return response
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         context = ssl.create_default_context()
@@ -103,12 +128,29 @@ class BasicAuth:
 
 
 @dataclass(frozen=True)
+class NtlmAuth:
+    """A Windows account (DOMAIN\\user or UPN) and password, signed in with NTLM: Exchange
+    Server on premises, where Windows authentication is on by default (exchangelib's `NTLM`
+    auth type, through requests_ntlm). The password itself never goes over the wire."""
+
+    username: str
+    password: str = ""
+
+    def __repr__(self) -> str:
+        return f"NtlmAuth({self.username!r}, '********')"
+
+
+@dataclass(frozen=True)
 class OAuthToken:
     """A bearer token for EWS from `token_provider`. When the server refuses the token, the
     provider's `refresh()` (sync.auth.TokenSource) issues a new one; a provider without it is
     simply asked again."""
 
     token_provider: Callable[[], str]
+
+
+MailboxAuth = BasicAuth | NtlmAuth | OAuthToken
+"""How one connection signs in to Exchange."""
 
 
 def _fresh_token(provider: Callable[[], str]) -> str:
@@ -139,17 +181,54 @@ class _ProvidedTokenCredentials(OAuth2AuthorizationCodeCredentials):
             self._provider = provider
 
 
+FORBIDDEN = "HTTP 403"
+"""The `AuthError.code` of an HTTP 403: Exchange refused this app or mailbox EWS at all."""
+TOO_MANY_REQUESTS = "HTTP 429"
+"""The `Throttled.code` of an HTTP 429 that outlasted the wait (see _Policy)."""
+
+
+class EwsForbidden(ews_errors.TransportError):
+    """HTTP 403 from EWS: the request was understood and refused as a whole."""
+
+
 class _Policy(FaultTolerance):
-    """FaultTolerance (waits out ErrorServerBusy up to max_wait), but a 401 fails at once.
+    """FaultTolerance (waits out ErrorServerBusy up to max_wait), but a 401 fails at once, and
+    403 and 429 are told apart from a server that cannot be reached.
 
     exchangelib's fault-tolerant policy treats a 401 as throttling and retries it for up to
     `max_wait`: a wrong password would look like a hang. We want a clear sign-in error instead.
+    exchangelib knows neither 403 nor 429 and reports both as "Unknown failure in response",
+    which the adapter would call unreachable. A 403 is what Exchange answers when EWS is off
+    for the mailbox or the app (DESIGN.md §3: Exchange Online's EWS block); a 429 asks us to
+    wait (its `Retry-After` is honoured like ErrorServerBusy's BackOffMilliseconds, within
+    max_wait).
     """
 
     def raise_response_errors(self, response: Any) -> None:
         if response.status_code == 401:
             raise ews_errors.UnauthorizedError(f"The server refused the sign-in ({response.url})")
+        if response.status_code == 403:
+            raise EwsForbidden(_first_text(response))
+        if response.status_code == 429:
+            wait = _retry_after_seconds(response.headers.get("Retry-After"))
+            raise ews_errors.ErrorServerBusy(TOO_MANY_REQUESTS, back_off=wait)
         super().raise_response_errors(response)
+
+
+def _first_text(response: Any) -> str:
+    """A short, printable first line of an answer's body (no markup dump in messages)."""
+    text = (getattr(response, "text", "") or "").strip()
+    if not text or text.startswith("<"):
+        return ""
+    return text.splitlines()[0][:200]
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` in seconds (delta-seconds only; a date or junk: the policy's default)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -158,6 +237,10 @@ CONFLICT_ERRORS: tuple[type[Exception], ...] = (
     ews_errors.ErrorIrresolvableConflict,
     ews_errors.ErrorStaleObject,
     ews_errors.ErrorInvalidChangeKey,
+    # "returned when the change key for an item is missing or stale. For SendItem, UpdateItem,
+    # and UpdateFolder operations, the caller must pass in a correct and current change key"
+    # (EWS reference, ResponseCode): the answer to a lost ChangeKey race on a folder.
+    ews_errors.ErrorChangeKeyRequiredForWriteOperations,
 )
 NOT_FOUND_ERRORS: tuple[type[Exception], ...] = (
     ews_errors.ErrorItemNotFound,
@@ -174,6 +257,10 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     ews_errors.ErrorConnectionFailedTransientError,
     ews_errors.ErrorMailboxStoreUnavailable,
     ews_errors.ErrorMailboxMoveInProgress,
+    # "HTTP 200 … with an ErrorInternalServerError error code. An inner ErrorServerBusy error
+    # code may be present. This indicates that the client should delay sending additional
+    # requests until a later time." (EWS throttling in Exchange, table 4)
+    ews_errors.ErrorInternalServerError,
 )
 RETRYABLE_CODES = frozenset(
     [cls.__name__ for cls in TRANSIENT_ERRORS]
@@ -210,10 +297,19 @@ def side_error(exc: BaseException) -> SideError:
             "Check the password or sign in again.",
             code,
         )
+    if isinstance(exc, EwsForbidden):
+        detail = f": {message}" if message and message != code else ""
+        return AuthError(
+            f"Exchange refused Mailbox Sync access to the mailbox (HTTP 403 Forbidden{detail}). "
+            "EWS is turned off for this mailbox, or this app is not on the organization's EWS "
+            "allow list. Ask your Exchange administrator to allow EWS for Mailbox Sync.",
+            FORBIDDEN,
+        )
     if isinstance(exc, ews_errors.ErrorServerBusy):
-        return Throttled(message, code, retry_after=float(exc.back_off or 0))
+        return Throttled(_busy_message(exc.back_off), code, retry_after=float(exc.back_off or 0))
     if isinstance(exc, ews_errors.RateLimitError):
-        return Throttled(message, code, retry_after=float(getattr(exc, "wait", 0) or 0))
+        wait = float(getattr(exc, "wait", 0) or 0)
+        return Throttled(_busy_message(wait), code, retry_after=wait)
     if isinstance(exc, TRANSIENT_ERRORS):
         return Unavailable(f"Exchange could not be reached or timed out: {message}", code)
     if isinstance(exc, ews_errors.ResponseMessageError):
@@ -223,6 +319,14 @@ def side_error(exc: BaseException) -> SideError:
     if isinstance(exc, ews_errors.EWSError):
         return Invalid(message, code)
     return Unavailable(message, code)
+
+
+def _busy_message(wait: float | None) -> str:
+    after = f" It asked to wait {wait:.0f} s;" if wait else ""
+    return (
+        f"Exchange is throttling requests (too many requests or a busy server).{after} "
+        "sync tries again later."
+    )
 
 
 # --- the connection ----------------------------------------------------------------------------
@@ -242,7 +346,7 @@ class EwsConnection:
         self,
         endpoint: str,
         email: str,
-        auth: BasicAuth | OAuthToken,
+        auth: MailboxAuth,
         ca_file: str | None = None,
         version: Build = EXCHANGE_2016,
         max_wait: float = 300,
@@ -260,6 +364,9 @@ class EwsConnection:
         if isinstance(auth, BasicAuth):
             self._credentials = Credentials(auth.username, auth.password)
             auth_type = BASIC
+        elif isinstance(auth, NtlmAuth):
+            self._credentials = Credentials(auth.username, auth.password)
+            auth_type = NTLM
         else:
             self._credentials = _ProvidedTokenCredentials(auth.token_provider)
             auth_type = OAUTH2
@@ -366,14 +473,14 @@ _shared_lock = threading.Lock()
 
 
 def shared_connection(
-    endpoint: str, email: str, auth: BasicAuth | OAuthToken, ca_file: str | None = None
+    endpoint: str, email: str, auth: MailboxAuth, ca_file: str | None = None
 ) -> EwsConnection:
     """One connection per mailbox, endpoint and credentials for the whole process.
 
     Each messaging run (and its claim check) would otherwise make a new exchangelib Account and
     look its folders up again: a GetFolder per folder per run. A changed password or another
     sign-in method is another key, so a new connection."""
-    secret = auth.password if isinstance(auth, BasicAuth) else ""
+    secret = auth.password if isinstance(auth, BasicAuth | NtlmAuth) else ""
     key = (
         endpoint,
         email.lower(),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
 
-from sync.mailbox.server_settings import ServerSettings, client_tls_context
+from sync.mailbox.server_settings import ServerSettings, client_tls_context, tls_refused
 from sync.sides import AuthError, TokenExpired, Unavailable
 
 TOKEN_PREFIX = "pop3uidl1:"
@@ -129,6 +129,8 @@ class Pop3Session:
                 f"the TLS certificate of POP3 server {where} is not trusted: {error.verify_message}",
                 code="tls",
             ) from None
+        except ssl.SSLError as error:
+            raise tls_refused("POP3", where, error) from None
         except (OSError, poplib.error_proto) as error:
             raise Unavailable(
                 f"cannot connect to POP3 server {where}: {_error_text(error)}", code="connect"
@@ -150,6 +152,8 @@ class Pop3Session:
                 f"the TLS certificate of POP3 server {where} is not trusted: {error.verify_message}",
                 code="tls",
             ) from None
+        except ssl.SSLError as error:
+            raise tls_refused("POP3", where, error) from None
         except (poplib.error_proto, OSError) as error:
             raise Unavailable(
                 f"POP3 server {where} refused STARTTLS (STLS), so the password is not sent: "
@@ -175,9 +179,13 @@ class Pop3Session:
             raise Unavailable(f"POP3 server {where} dropped the login: {error}") from None
 
     def _drop(self) -> None:
+        """Forget the connection. Closing may fail on a socket a refused TLS handshake has
+        already closed (poplib lets EBADF through): that must not hide why it was dropped."""
         if self._conn is not None:
             try:
                 self._conn.close()
+            except OSError:
+                pass
             finally:
                 self._conn = None
 

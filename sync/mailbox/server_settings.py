@@ -9,6 +9,8 @@ import ssl
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from sync.sides import Unavailable
+
 Security = Literal["ssl", "starttls"]
 """`ssl`: TLS from the first byte (POP3S 995, SMTPS 465); `starttls`: plain connect, then the
 protocol's STARTTLS / STLS (POP3 110, submission 587)."""
@@ -24,6 +26,17 @@ def client_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def tls_refused(protocol: str, where: str, error: ssl.SSLError) -> Unavailable:
+    """A failed TLS handshake (not a certificate's fault) in words: most often the server
+    offers only TLS older than 1.2, which we refuse, so the password is never sent."""
+    reason = error.reason or str(error)
+    return Unavailable(
+        f"the TLS handshake with {protocol} server {where} failed ({reason}): TLS 1.2 or later "
+        "is required; ask the mail provider to enable it",
+        code="tls",
+    )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,12 @@ from email.message import EmailMessage
 from typing import Any, ClassVar
 
 from sync.mailbox.mime import Attachment, build_message, recipients, utc_moment
-from sync.mailbox.server_settings import Security, ServerSettings, client_tls_context
+from sync.mailbox.server_settings import (
+    Security,
+    ServerSettings,
+    client_tls_context,
+    tls_refused,
+)
 from sync.sides import AuthError, Invalid, SideError, Unavailable
 
 
@@ -190,6 +195,9 @@ class SmtpSender:
                 f"the TLS certificate of SMTP server {where} is not trusted: {error.verify_message}",
                 code="tls",
             ) from None
+        except ssl.SSLError as error:
+            _close(conn)
+            raise tls_refused("SMTP", where, error) from None
         except smtplib.SMTPResponseException as error:
             _close(conn)
             raise _response_error(error, where) from None

@@ -7,13 +7,13 @@ adapter is local so the wizard still loads when one of them is missing.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from sync.setup.instance import NoteClaims
 from sync.setup.messages import N_, SetupError
 from sync.setup.ports import (
     ClaimInfo,
@@ -25,11 +25,9 @@ from sync.setup.ports import (
     SetupPorts,
 )
 from sync.setup.profile import MAILBOX_PASSWORD, Profile
-from sync.sides import Duplicate, NotFound
+from sync.sides import NotFound
 
 GLOBAL_DISCOVERY = "https://globaldisco.crm.dynamics.com/api/discovery/v2.0/Instances"
-CLAIMS_TABLE = "mbs_syncclaims"
-_CLAIM_NAMESPACE = uuid.UUID("5d0c6f0e-2b7a-4a8f-9f39-61a3f0b2c4d1")
 MAILBOX_COLUMNS = [
     "mailboxid",
     "emailaddress",
@@ -87,72 +85,16 @@ class DataverseDirectory:
             found.extend(_mailbox(row) for row in page)
         return found
 
-    def set_delivery_methods(self, mailbox_id: str, incoming: int, outgoing: int, act: int) -> None:
-        body = {
-            "incomingemaildeliverymethod": incoming,
-            "outgoingemaildeliverymethod": outgoing,
-            "actdeliverymethod": act,
-        }
-        self.client.update("mailboxes", mailbox_id, body, if_match="*")
+    def set_act_delivery_method(self, mailbox_id: str, act: int) -> None:
+        # the email methods are left out of the body: a PATCH writes only what it names
+        self.client.update("mailboxes", mailbox_id, {"actdeliverymethod": act}, if_match="*")
 
     def count(self, entity_set: str, odata_filter: str) -> int:
         return int(self.client.count(entity_set, filter=odata_filter))
 
 
-class DataverseClaims:
-    """The POP3 claim: one `mbs_syncclaims` row per user, its id derived from the user id.
-
-    A first claim is a create with that fixed id (two creates: one gets Duplicate); a change
-    is a PATCH with the row's ETag (a stale ETag: Conflict). Either way the loser is told.
-    """
-
-    def __init__(self, client: Any, user_id: str) -> None:
-        self.client = client
-        self.user_id = user_id
-        self.row_id = str(uuid.uuid5(_CLAIM_NAMESPACE, user_id.lower()))
-        self._etag: str | None = None
-
-    def read(self) -> ClaimInfo | None:
-        try:
-            row = self.client.get(CLAIMS_TABLE, self.row_id)
-        except NotFound:
-            self._etag = None
-            return None
-        self._etag = row.get("@odata.etag")
-        if not row.get("mbs_instanceid"):
-            return None
-        return ClaimInfo(
-            instance_id=str(row["mbs_instanceid"]),
-            instance_name=str(row.get("mbs_instancename") or ""),
-            org_id="",
-            org_url="",
-            claimed_at=_parse_time(row.get("modifiedon")),
-        )
-
-    def take(self, claim: ClaimInfo, expected: ClaimInfo | None) -> ClaimInfo:
-        from sync.sides import Conflict
-
-        body = {
-            "mbs_name": f"Synchronizing computer of {self.user_id}",
-            "mbs_systemuserid": self.user_id,
-            "mbs_instanceid": claim.instance_id,
-            "mbs_instancename": claim.instance_name,
-        }
-        current = self.read()
-        if _holder(current) != _holder(expected):
-            raise ClaimTaken(current)
-        try:
-            if self._etag is None:
-                self.client.create(CLAIMS_TABLE, body, id=self.row_id)
-            else:
-                self.client.update(CLAIMS_TABLE, self.row_id, body, if_match=self._etag)
-        except (Duplicate, Conflict):
-            raise ClaimTaken(self.read()) from None
-        return claim
-
-
-def _holder(claim: ClaimInfo | None) -> str | None:
-    return claim.instance_id if claim else None
+DataverseClaims = NoteClaims
+"""The POP3 claim store: a note of the user's in the organization (see NoteClaims)."""
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -213,14 +155,19 @@ def _from_ews(raw: Any) -> ClaimInfo | None:
 def mailbox_auth(
     config: MailboxConfig, secrets: Mapping[str, str], provider: Callable[[], Any], upn: str | None
 ) -> Callable[[str], Any]:
-    """The Exchange credentials for a service URL: the stored password, or a bearer token from
-    the sign-in whose audience is that server (`provider` is asked only then)."""
+    """The Exchange credentials for a service URL: the stored password (sent as HTTP Basic or
+    with NTLM, as chosen), or a bearer token from the sign-in for that server's resource
+    (sync.auth.ews_scope: Exchange Online's, or the on-premises server's own); `provider` is
+    asked only then."""
     from sync.auth import ews_scope
-    from sync.mailbox.ews_connection import BasicAuth, OAuthToken
+    from sync.mailbox.ews_connection import BasicAuth, MailboxAuth, NtlmAuth, OAuthToken
 
-    def auth_for(url: str) -> BasicAuth | OAuthToken:
+    def auth_for(url: str) -> MailboxAuth:
+        password = secrets.get(MAILBOX_PASSWORD, "")
         if config.auth == "basic":
-            return BasicAuth(config.username, secrets.get(MAILBOX_PASSWORD, ""))
+            return BasicAuth(config.username, password)
+        if config.auth == "ntlm":
+            return NtlmAuth(config.username, password)
         return OAuthToken(provider().token_callable([ews_scope(url)], upn))
 
     return auth_for
@@ -243,7 +190,14 @@ def ews_endpoint(
         return discover(config.email, auth_for, ca_file, candidate_urls)
     ews = urlsplit(str(sandbox["ews_url"]))
     service = f"{ews.scheme}://{ews.netloc}/autodiscover/autodiscover.xml"
-    return discover(config.email, auth_for, ca_file, lambda _email: [service])
+    return discover(
+        config.email,
+        auth_for,
+        ca_file,
+        lambda _email: [service],
+        redirect_probes=lambda _email: [],  # no DNS: the sandbox's domains are in none
+        srv_lookup=lambda _name: [],
+    )
 
 
 class AdapterTester:

@@ -118,6 +118,13 @@ BUILTIN_FILTERS: tuple[FilterDef, ...] = (
 BY_SLUG = {f.slug: f for f in BUILTIN_FILTERS}
 
 
+def is_offline(slug: str) -> bool:
+    """Whether `slug` names a built-in offline filter (stored, not offered until offline is
+    built)."""
+    definition = BY_SLUG.get(slug)
+    return definition is not None and definition.kind.startswith(odata.OFFLINE_PREFIX)
+
+
 @dataclass(frozen=True)
 class Choices:
     """The step's answers."""

@@ -61,6 +61,7 @@ def configure(profile: Profile, ports: SetupPorts, options: ConfigureOptions) ->
     done.append(f"Synchronizing organization: {chosen.friendly_name} ({chosen.unique_name})")
 
     directory = ports.directory(chosen)
+    done += [f"  {n}" for n in organizations.check_change_readers(profile, lambda: directory)]
     user: CrmUser = directory.current_user()
     config, secrets = mailbox.parse_mailbox_form(options.mailbox_form, profile.mailbox_secrets())
     record = mailbox.check_mailbox_owner(directory, user, config.email)
@@ -68,8 +69,10 @@ def configure(profile: Profile, ports: SetupPorts, options: ConfigureOptions) ->
         record = mailbox.set_to_this_client(directory, record, consent=True)
     mailbox.save_mailbox(profile, directory, ports.mailbox_tester(), user, config, secrets)
     done.append(f"Mailbox: {config.email} ({config.type}), connection tested")
-    for status in mailbox.delivery_status(record):
+    for status in mailbox.delivery_status(record, config.type):
         mark = "ok" if status.is_this_client else "NOT this client"
+        if not status.synced_here:
+            mark = "left as it is: this app does not sync email yet"
         done.append(f"  {status.label}: {status.current} [{mark}]")
 
     store = ports.claims(chosen, config, user)

@@ -2,15 +2,20 @@
 
 The claim lives where every computer of the user sees it (DESIGN.md §3): in the Exchange
 mailbox through `sync.mailbox.claims` (written with the folder's change key), or, for POP3,
-in the organization's `mbs_syncclaims` table (written with the row's ETag). Both stores raise
-ClaimTaken when someone else wrote first, so two computers can never both win.
+in the organization: a note (`annotations`, a table every organization has, so nothing needs
+creating or customizing) of the user's with an id derived from the user id, written with the
+row's ETag (`NoteClaims`). Both stores raise ClaimTaken when someone else wrote first, so two
+computers can never both win.
 """
 
 from __future__ import annotations
 
+import json
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sync.runs import raise_alert, resolve_alerts
 from sync.setup import profile as keys
@@ -19,6 +24,10 @@ from sync.setup.ports import ClaimInfo, ClaimStore, ClaimTaken, OrgInfo
 from sync.setup.profile import Profile
 
 MINE, OTHER, NONE = "mine", "other", "none"
+NOTES = "annotations"
+CLAIM_NOTE_SUBJECT = "Mailbox Sync for Dynamics 365: the synchronizing computer"
+"""The title of the claim's note, as CRM users see it (it holds only the computer's name)."""
+_CLAIM_NAMESPACE = uuid.UUID("5d0c6f0e-2b7a-4a8f-9f39-61a3f0b2c4d1")
 LOST_ALERT = "instance-claim-lost"
 MAX_INSTANCE_NAME = 100
 """Other computers show the name in a sentence; it is stored in the claim in the mailbox."""
@@ -143,3 +152,85 @@ def ensure_still_synchronizing(profile: Profile, store: ClaimStore) -> bool:
         severity="error",
     )
     return False
+
+
+class NoteClaims:
+    """The POP3 claim in the organization, in a note: one per CRM user, its `annotationid`
+    derived from the user id, so every computer of the user reads and writes the same row.
+
+    Why a note: `annotations` exists in every organization and users may write their own
+    notes, whereas a table of our own (`mbs_syncclaims`) exists only where an administrator
+    created it: elsewhere its first request is a 404 (reference/entities/annotation.md lists
+    Create, Retrieve and Update with a caller-chosen `annotationid`).
+
+    A first claim is a create with that id (of two creates one gets Duplicate, 412
+    0x80040237); a change is a PATCH with the row's ETag (a stale one: Conflict). Either way
+    the loser is told who holds it (ClaimTaken)."""
+
+    def __init__(self, client: Any, user_id: str) -> None:
+        self.client = client
+        """A sync.crm.client.DataverseClient (get / create / update)."""
+        self.user_id = user_id
+        self.row_id = str(uuid.uuid5(_CLAIM_NAMESPACE, f"note/{user_id.lower()}"))
+        self._etag: str | None = None
+
+    def read(self) -> ClaimInfo | None:
+        """The claim as the organization holds it (one GET; None: nobody claimed yet)."""
+        from sync.sides import NotFound
+
+        try:
+            row = self.client.get(NOTES, self.row_id, select=["notetext", "modifiedon"])
+        except NotFound:
+            self._etag = None
+            return None
+        self._etag = row.get("@odata.etag")
+        try:
+            data = json.loads(str(row.get("notetext") or ""))
+        except ValueError:
+            return None  # edited by hand into something else: free to take (with its ETag)
+        if not isinstance(data, dict) or not data.get("instance_id"):
+            return None
+        return ClaimInfo(
+            instance_id=str(data["instance_id"]),
+            instance_name=str(data.get("instance_name") or ""),
+            org_id=str(data.get("org_id") or ""),
+            org_url=str(data.get("org_url") or ""),
+            claimed_at=_parse_time(row.get("modifiedon")),
+        )
+
+    def take(self, claim: ClaimInfo, expected: ClaimInfo | None) -> ClaimInfo:
+        """Write `claim` if the stored one is still `expected`; else raise ClaimTaken."""
+        from sync.sides import Conflict, Duplicate
+
+        current = self.read()
+        if _holder(current) != _holder(expected):
+            raise ClaimTaken(current)
+        text = {
+            "instance_id": claim.instance_id,
+            "instance_name": claim.instance_name,
+            "org_id": claim.org_id,
+            "org_url": claim.org_url,
+            "systemuserid": self.user_id,
+        }
+        body = {"subject": CLAIM_NOTE_SUBJECT, "notetext": json.dumps(text, sort_keys=True)}
+        try:
+            if self._etag is None:
+                self.client.create(NOTES, body, id=self.row_id)
+            else:
+                self.client.update(NOTES, self.row_id, body, if_match=self._etag)
+        except (Duplicate, Conflict):
+            raise ClaimTaken(self.read()) from None
+        return claim
+
+
+def _holder(claim: ClaimInfo | None) -> str | None:
+    return claim.instance_id if claim else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -1,9 +1,11 @@
 """The mailbox step: read the form, enforce the CRM's mailbox rules, test the connection.
 
 Rules (DESIGN.md 1.1 step 3): one mailbox per CRM user, and an address already mapped to
-another CRM user is refused, naming that user and what to do. The CRM mailbox record's three
-delivery methods must name this client ("Outlook") for a workload to sync; the wizard shows
-them and sets them only with the user's consent.
+another CRM user is refused, naming that user and what to do. A workload syncs only while the
+CRM mailbox record's delivery method for it names this client ("Outlook"). This app syncs
+appointments, contacts and tasks only (email is not built yet), so the wizard sets only that
+method, with the user's consent, and leaves the email methods as they are: pointing them at a
+client that sends nothing would leave CRM email in "Pending Send" for good.
 """
 
 from __future__ import annotations
@@ -18,18 +20,27 @@ from sync.setup.messages import N_, Msg, SetupError
 from sync.setup.ports import CrmDirectory, CrmUser, MailboxConfig, MailboxRecord, MailboxTester
 from sync.setup.profile import Profile
 from sync.sides import AuthError, Invalid, SideError, Unavailable
+from sync.store.db import Database
 
 MAX_USERNAME = 256
 """Longer than any Windows (DOMAIN\\user) or UPN sign-in name; it is sent in every request."""
 
-# the value of each method that means "this client" (Dynamics 365 for Outlook)
+AUTH_TYPES = ("oauth", "basic", "ntlm")
+"""How to sign in to Exchange: the app's Microsoft sign-in (OAuth: Exchange Online, or Exchange
+Server with hybrid modern authentication), or a Windows account's password sent as HTTP Basic
+or as NTLM (Exchange Server on premises; exchangelib's `NTLM` through requests_ntlm)."""
+
+# the value of each method that means "this client" (Microsoft Dynamics 365 for Outlook);
+# the option values are mailbox.md's (MicrosoftDocs/powerapps-docs, mailbox table reference)
 THIS_CLIENT = {"incoming": 1, "outgoing": 1, "act": 0}
+ACT_ALERT = "mailbox-method-not-set"
+"""The alert open while appointments, contacts and tasks are not synced for their method."""
 
 METHOD_LABELS: dict[str, dict[int, Msg]] = {
     "incoming": {
         0: N_("None"),
         1: N_("This client (Dynamics 365 for Outlook)"),
-        2: N_("Server-Side Synchronization"),
+        2: N_("Server-Side Synchronization or Email Router"),
         3: N_("Forward Mailbox"),
     },
     "outgoing": {
@@ -43,6 +54,12 @@ METHOD_LABELS: dict[str, dict[int, Msg]] = {
         2: N_("None"),
     },
 }
+ACT_METHOD_NAMES = {
+    0: "Microsoft Dynamics 365 for Outlook",
+    1: "Server-Side Synchronization",
+    2: "None",
+}
+"""The act method's options in words, as the CRM's mailbox form names them (for alerts)."""
 WORKLOADS: dict[str, Msg] = {
     "incoming": N_("Incoming email"),
     "outgoing": N_("Outgoing email"),
@@ -65,6 +82,8 @@ class MethodStatus:
     label: Msg
     current: Msg
     is_this_client: bool
+    synced_here: bool
+    """This app syncs the workload (else its method is shown, and left as it is)."""
 
 
 # --- the form ------------------------------------------------------------------------------
@@ -115,9 +134,9 @@ def parse_mailbox_form(
         )
         if ews_url and url_problem is not None:
             errors["ews_url"] = url_problem
-        if auth not in ("oauth", "basic"):
+        if auth not in AUTH_TYPES:
             errors["auth"] = N_("Choose how to sign in to Exchange.")
-        if auth == "basic":
+        if auth in ("basic", "ntlm"):  # a Windows account's name and password
             if not username:
                 errors["username"] = N_("Enter the user name for Exchange (DOMAIN\\user or UPN).")
             if not password and not stored.get(keys.MAILBOX_PASSWORD):
@@ -210,8 +229,16 @@ def check_mailbox_owner(directory: CrmDirectory, user: CrmUser, address: str) ->
     return own
 
 
-def delivery_status(record: MailboxRecord) -> list[MethodStatus]:
-    """Each workload's delivery method and whether it names this client."""
+def synced_workloads(mailbox_type: str) -> frozenset[str]:
+    """The workloads this app syncs for a mailbox type: appointments, contacts and tasks need
+    Exchange (a POP3 mailbox holds email only, as in Dynamics); email joins once it is built."""
+    return frozenset({"act"}) if mailbox_type == "exchange" else frozenset()
+
+
+def delivery_status(record: MailboxRecord, mailbox_type: str = "exchange") -> list[MethodStatus]:
+    """Each workload's delivery method, whether it names this client and whether we sync it
+    (a method we do not sync is shown and left as it is)."""
+    synced = synced_workloads(mailbox_type)
     values = {"incoming": record.incoming, "outgoing": record.outgoing, "act": record.act}
     return [
         MethodStatus(
@@ -219,6 +246,7 @@ def delivery_status(record: MailboxRecord) -> list[MethodStatus]:
             label=WORKLOADS[name],
             current=METHOD_LABELS[name].get(value, N_("Unknown (%(value)s)", value=value)),
             is_this_client=value == THIS_CLIENT[name],
+            synced_here=name in synced,
         )
         for name, value in values.items()
     ]
@@ -227,36 +255,71 @@ def delivery_status(record: MailboxRecord) -> list[MethodStatus]:
 def set_to_this_client(
     directory: CrmDirectory, record: MailboxRecord, consent: bool
 ) -> MailboxRecord:
-    """Point all three methods at this client, only with the user's consent."""
+    """Point appointments, contacts and tasks at this client, only with the user's consent.
+
+    The email methods are never written: this app sends and tracks no email yet, so taking
+    email from server-side sync would stop it (CRM email would wait in "Pending Send")."""
     if not consent:
         raise SetupError(
             N_(
-                "Tick the box to agree: this stops any other synchronization method "
-                "(such as server-side sync) for this mailbox."
+                "Tick the box to agree: this stops server-side synchronization of "
+                "appointments, contacts and tasks for this mailbox."
             ),
             "consent",
         )
     try:
-        directory.set_delivery_methods(
-            record.id, THIS_CLIENT["incoming"], THIS_CLIENT["outgoing"], THIS_CLIENT["act"]
-        )
+        directory.set_act_delivery_method(record.id, THIS_CLIENT["act"])
     except AuthError:
         raise SetupError(
             N_(
                 "You may not change your mailbox record. Ask your administrator to set "
-                "incoming email, outgoing email and appointments, contacts and tasks to "
-                "Dynamics 365 for Outlook (Settings > Email Configuration > Mailboxes)."
+                "Appointments, Contacts, and Tasks to Microsoft Dynamics 365 for Outlook "
+                "(Settings > Email Configuration > Mailboxes)."
             ),
             "consent",
         ) from None
-    return MailboxRecord(
-        record.id,
-        record.owner_id,
-        record.email,
-        THIS_CLIENT["incoming"],
-        THIS_CLIENT["outgoing"],
-        THIS_CLIENT["act"],
+    return replace(record, act=THIS_CLIENT["act"])
+
+
+def act_method_problem(database: Database, act: int | None) -> str | None:
+    """Why appointments, contacts and tasks may not sync here, by the mailbox record's
+    `actdeliverymethod` (None: the user has no mailbox record); None when they may.
+
+    Not this client: the alert says which method is set and what to do; it is resolved once
+    the method names this client again. Two clients syncing one mailbox would make every item
+    twice, so we stand aside."""
+    if act == THIS_CLIENT["act"]:
+        resolve_alerts(database, ACT_ALERT)
+        return None
+    if act is None:
+        message = (
+            "Your CRM user has no mailbox record, so appointments, contacts and tasks are not "
+            "synchronized."
+        )
+        action = (
+            "Ask your administrator to create your mailbox record (Settings > Email "
+            "Configuration > Mailboxes) with Appointments, Contacts, and Tasks set to "
+            "Microsoft Dynamics 365 for Outlook."
+        )
+    else:
+        method = ACT_METHOD_NAMES.get(act, f"an unknown method ({act})")
+        message = (
+            "Your CRM mailbox record sets Appointments, Contacts, and Tasks to "
+            f"{method}, not to this client, so this computer does not synchronize them."
+        )
+        action = (
+            "Ask your administrator to set Appointments, Contacts, and Tasks back to Microsoft "
+            "Dynamics 365 for Outlook on your mailbox record (Settings > Email Configuration > "
+            "Mailboxes), or press 'Set to this client' in Setup > Mailbox."
+        )
+    raise_alert(
+        database,
+        ACT_ALERT,
+        title="Appointments, contacts and tasks are not synchronized",
+        message=message,
+        action=action,
     )
+    return message
 
 
 # --- the connection -----------------------------------------------------------------------
@@ -269,7 +332,18 @@ def check_connection(
     EWS address used (what autodiscover found when none was typed)."""
     try:
         return tester.test(config, secrets)
-    except AuthError:
+    except AuthError as refused:
+        if refused.code == "consent_required":
+            raise  # sync.auth.ConsentRequired: the page names the consent and where to give it
+        if refused.code == "HTTP 403":  # EWS itself refused (sync.mailbox.ews_connection)
+            raise SetupError(
+                N_(
+                    "Exchange refused Mailbox Sync access to the mailbox (HTTP 403): EWS is "
+                    "turned off for this mailbox, or the app is not on your organization's EWS "
+                    "allow list. Ask your Exchange administrator to allow EWS for Mailbox Sync."
+                ),
+                "type",
+            ) from None
         raise SetupError(
             N_(
                 "The mailbox refused the sign-in for %(email)s. Check the user name and "
@@ -319,16 +393,11 @@ def save_mailbox(
 
 
 def note_methods(profile: Profile, record: MailboxRecord) -> None:
-    """An alert while any workload's method is not this client (the dashboard shows it)."""
-    missing = [s for s in delivery_status(record) if not s.is_this_client]
-    if missing:
-        raise_alert(
-            profile.database,
-            "mailbox-method-not-set",
-            title="Mailbox delivery method not set to this client",
-            message="Not synchronized: " + ", ".join(str(s.label) for s in missing) + ".",
-            action="Open Settings > Mailbox and choose 'Set to this client', or ask your "
-            "administrator to set the methods to Dynamics 365 for Outlook.",
-        )
-    else:
-        resolve_alerts(profile.database, "mailbox-method-not-set")
+    """The alert while appointments, contacts and tasks are not this client's (the dashboard
+    shows it); the messaging job checks the record again at every run. A POP3 mailbox syncs
+    none of them, so their method is no concern of its."""
+    config = profile.mailbox()
+    if config is not None and "act" not in synced_workloads(config.type):
+        resolve_alerts(profile.database, ACT_ALERT)
+        return
+    act_method_problem(profile.database, record.act)

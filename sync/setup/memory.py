@@ -86,13 +86,10 @@ class MemoryDirectory:
     def mailboxes_with_address(self, address: str) -> list[MailboxRecord]:
         return [m for m in self.org.mailboxes.values() if m.email.lower() == address.lower()]
 
-    def set_delivery_methods(self, mailbox_id: str, incoming: int, outgoing: int, act: int) -> None:
+    def set_act_delivery_method(self, mailbox_id: str, act: int) -> None:
         if not self.org.may_edit_mailboxes:
             raise AuthError("no privilege on mailbox")
-        record = self.org.mailboxes[mailbox_id]
-        self.org.mailboxes[mailbox_id] = replace(
-            record, incoming=incoming, outgoing=outgoing, act=act
-        )
+        self.org.mailboxes[mailbox_id] = replace(self.org.mailboxes[mailbox_id], act=act)
 
     def count(self, entity_set: str, odata_filter: str) -> int:
         return self.org.counts.get(f"{entity_set}?{odata_filter}", 0)

@@ -57,7 +57,7 @@ class MailboxConfig:
     """Empty: found by autodiscover from `email`."""
     found_ews_url: str = ""
     """What autodiscover found when the connection was tested (used while `ews_url` is empty)."""
-    auth: str = "oauth"  # exchange: "oauth" | "basic"
+    auth: str = "oauth"  # exchange: "oauth" | "basic" | "ntlm" (Exchange Server on premises)
     username: str = ""
     pop3_host: str = ""
     pop3_port: int = 995
@@ -106,8 +106,9 @@ class CrmDirectory(Protocol):
 
     def mailboxes_with_address(self, address: str) -> list[MailboxRecord]: ...
 
-    def set_delivery_methods(self, mailbox_id: str, incoming: int, outgoing: int, act: int) -> None:
-        """Raises sync.sides.AuthError when the user may not change the record."""
+    def set_act_delivery_method(self, mailbox_id: str, act: int) -> None:
+        """Write the record's method for appointments, contacts and tasks (never the email
+        ones). Raises sync.sides.AuthError when the user may not change the record."""
         ...
 
     def count(self, entity_set: str, odata_filter: str) -> int: ...

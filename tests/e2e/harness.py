@@ -22,11 +22,13 @@ from sandbox.faults import FaultProfile
 from sandbox.identity import TokenRegistry, stable_id, user_by_upn
 from sandbox.requestlog import LoggedRequest, RequestLog
 from sync.crm.client import DataverseClient, RetryPolicy
+from sync.crm.parties import PartyResolver
 from sync.crm.side import DataverseSide
 from sync.engine import EngineSettings, KindResult, begin_run, sync_kind
 from sync.engine.filters import in_filter
 from sync.engine.state import UNTRACKED, LinkRow
 from sync.kinds import KINDS, Kind
+from sync.kinds.appointments import appointments_kind, recurring_kind
 from sync.mailbox import ews_convert
 from sync.mailbox.ews import EwsConnection, EwsSide, OAuthToken
 from sync.mailbox.fields import TRACKED_CATEGORY
@@ -136,19 +138,35 @@ class Agent:
     database: Database
     settings: EngineSettings
     store: SqlLinkStore = field(init=False)
+    kinds: dict[str, Kind] = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = SqlLinkStore(self.database, ORG_ID)
+        self.kinds = synced_kinds(self.crm)
 
     def sync(self, kinds: Iterable[str] = KIND_NAMES) -> dict[str, KindResult]:
         begin_run(self.crm, self.mailbox)
         return {
-            name: sync_kind(KINDS[name], self.crm, self.mailbox, self.store, self.settings)
+            name: sync_kind(self.kinds[name], self.crm, self.mailbox, self.store, self.settings)
             for name in kinds
         }
 
     def links(self, kind: str) -> list[LinkRow]:
         return self.store.load_links(kind)
+
+
+def synced_kinds(crm: Side) -> dict[str, Kind]:
+    """The kinds as the app builds them (sync/connect.py `kinds_to_sync`): the calendar kinds
+    resolve party addresses to CRM records, so an organizer who is a user is written as the
+    user (the only organizer an appointment takes: appointment.md, Organizer Targets)."""
+    if not isinstance(crm, DataverseSide):
+        return dict(KINDS)
+    resolve = PartyResolver(crm.client)
+    return {
+        **KINDS,
+        "appointments": appointments_kind(resolve),
+        "recurringappointments": recurring_kind(resolve),
+    }
 
 
 def make_agent(pair: SandboxPair, database: Database | None = None, **settings: Any) -> Agent:
@@ -211,6 +229,7 @@ def seed_tasks(pair: SandboxPair, n: int) -> list[str]:
 
 def seed_appointments(pair: SandboxPair, n: int) -> list[str]:
     base = tomorrow_at(9)
+    alice = f"/systemusers({pair.me})"  # an organizer is a system user (appointment.md)
     ids = []
     for i in range(n):
         start = base + timedelta(days=i % 25, hours=i % 8)
@@ -222,7 +241,7 @@ def seed_appointments(pair: SandboxPair, n: int) -> list[str]:
             "scheduledend": moment(start + timedelta(minutes=30 + 30 * (i % 2))),
             "isalldayevent": False,
             "appointment_activity_parties": [
-                {"participationtypemask": 7, "addressused": ALICE},
+                {"participationtypemask": 7, "partyid_systemuser@odata.bind": alice},
                 {"participationtypemask": 5, "addressused": f"guest{i}@customer.example"},
             ],
         }
@@ -285,6 +304,7 @@ def first_occurrence(pattern: Mapping[str, Any], after: datetime) -> datetime:
 
 def seed_series(pair: SandboxPair, n: int) -> list[str]:
     """Recurring series as recurringappointmentmasters, cycling through the pattern types."""
+    alice = f"/systemusers({pair.me})"  # an organizer is a system user (appointment.md)
     ids = []
     for i in range(n):
         pattern = dict(_PATTERNS[i % len(_PATTERNS)])
@@ -302,7 +322,7 @@ def seed_series(pair: SandboxPair, n: int) -> list[str]:
             "isregenerate": False,
             "isweekdaypattern": False,
             "recurringappointmentmaster_activity_parties": [
-                {"participationtypemask": 7, "addressused": ALICE},
+                {"participationtypemask": 7, "partyid_systemuser@odata.bind": alice},
                 {"participationtypemask": 5, "addressused": f"team{i}@customer.example"},
             ],
             **pattern,

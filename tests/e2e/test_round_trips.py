@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sandbox.identity import user_by_upn
 from sync.kinds import KINDS
 from sync.kinds.base import norm_moment
 from tests.e2e.harness import (
@@ -38,12 +39,16 @@ def test_a_meeting_organized_by_someone_else_keeps_its_organizer(
     fresh_pair: SandboxPair,
 ) -> None:
     start = tomorrow_at(10)
+    bob = user_by_upn("bob@contoso.example")
+    assert bob is not None
+    # The organizer is a system user (appointment.md: Organizer, Targets systemuser).
     meeting = fresh_pair.dataverse.insert(
         ORG, "appointments",
         {"subject": "Bob's review", "scheduledstart": moment(start),
          "scheduledend": moment(start + timedelta(hours=1)),
          "appointment_activity_parties": [
-             {"participationtypemask": 7, "addressused": "bob@contoso.example"},
+             {"participationtypemask": 7,
+              "partyid_systemuser@odata.bind": f"/systemusers({bob.systemuser_id(ORG)})"},
              {"participationtypemask": 5, "addressused": ALICE}]},
         as_user=ALICE,
     )  # fmt: skip

@@ -17,7 +17,6 @@ from sync.kinds import KINDS, exceptions
 from sync.kinds.appointments import recurring_kind
 from sync.kinds.base import Kind
 from sync.kinds.recurrence import expand, from_columns
-from sync.sides import UpdateOp
 from tests.e2e.harness import (
     ALICE,
     FORMATTED,
@@ -58,7 +57,7 @@ def _agent(pair: SandboxPair) -> Agent:
 
 def _sync(agent: Agent, series: Kind | None = None) -> dict[str, KindResult]:
     """Single appointments, then series (with `series` as the series kind, e.g. in a zone)."""
-    kinds = [KINDS["appointments"], series or KINDS["recurringappointments"]]
+    kinds = [agent.kinds["appointments"], series or agent.kinds["recurringappointments"]]
     return {
         k.name: sync_kind(k, agent.crm, agent.mailbox, agent.store, agent.settings) for k in kinds
     }
@@ -135,13 +134,16 @@ def test_a_weekly_series_across_dst_keeps_its_wall_clock_and_its_exceptions(
     paris = recurring_kind(timezone="Europe/Paris")
     master = pair.dataverse.insert(
         ORG, SERIES,
+        # A Paris series in the CRM too: utcconversiontimezonecode 105 (Romance Standard Time),
+        # the zone the service expands it in.
         {"subject": "Paris weekly", "starttime": "2027-03-15T08:00:00Z",
+         "utcconversiontimezonecode": 105,
          "endtime": "2027-03-15T09:00:00Z", "duration": 60,
          "recurrencepatterntype": 1, "interval": 1, "daysofweekmask": 2, "firstdayofweek": 1,
          "patternstartdate": "2027-03-15T00:00:00Z", "patternendtype": 2, "occurrences": 5,
          "isnthmonthly": False, "isnthyearly": False, "isweekdaypattern": False,
          "recurringappointmentmaster_activity_parties": [
-             {"participationtypemask": 7, "addressused": ALICE}]},
+             {"participationtypemask": 7, "partyid_systemuser@odata.bind": f"/systemusers({pair.me})"}]},
         as_user=ALICE,
     )  # fmt: skip
     agent = _agent(pair)
@@ -168,9 +170,13 @@ def test_a_weekly_series_across_dst_keeps_its_wall_clock_and_its_exceptions(
     assert (result.crm.updated, result.mailbox.updated, result.errors) == (1, 0, 0)
     row = _master(agent, master)
     assert exceptions.parse_deleted_list(row["deletedexceptionslist"]) == ["2027-03-22T08:00:00Z"]
-    [child] = row[exceptions.NAVIGATION]
+    [child] = [c for c in row[exceptions.NAVIGATION] if c["instancetypecode"] == 3]
     assert (child["instancetypecode"], child["originalstartdate"], child["scheduledstart"]) == (
         3, "2027-03-29T07:00:00Z", "2027-03-29T12:00:00Z")  # fmt: skip
+    # The instances the service expanded in Paris time: 08:00 UTC, then 07:00 UTC from 29 March.
+    starts = sorted(c["originalstartdate"] for c in row[exceptions.NAVIGATION])
+    assert starts == ["2027-03-15T08:00:00Z", "2027-03-29T07:00:00Z", "2027-04-05T07:00:00Z",
+                      "2027-04-12T07:00:00Z"]  # fmt: skip
     assert _quiet(_sync(agent, paris))
     assert [lk.crm_id for lk in agent.links("recurringappointments")].count(master) == 1
     calendar = full_read(agent.mailbox, "appointments")
@@ -187,13 +193,13 @@ def test_exceptions_made_in_the_crm_reach_the_mailbox_once(pair: SandboxPair) ->
 
     moved = {"original_start": _iso(third), "start": _iso(third + timedelta(hours=2)),
              "end": _iso(third + timedelta(hours=2, minutes=45))}  # fmt: skip
-    # A CRM user moves the third occurrence (an exception row: the master does not change) …
-    pair.dataverse.insert(
-        ORG, "appointments",
-        {"subject": "Series 0", "instancetypecode": 3, "originalstartdate": moved["original_start"],
-         "scheduledstart": moved["start"], "scheduledend": moved["end"],
-         exceptions.SERIES_BIND: f"/{SERIES}({master})"},
-        as_user=ALICE,
+    # A CRM user moves the third occurrence: an update of its instance, which the service makes
+    # an exception (update-recurring-appointment.md); the master does not change …
+    client = pair.crm_client()
+    instances = _instances(agent, master)
+    client.update(
+        "appointments", instances[moved["original_start"]],
+        {"scheduledstart": moved["start"], "scheduledend": moved["end"]}, if_match="*",
     )  # fmt: skip
     result = _sync(agent)
     assert (result["recurringappointments"].mailbox.updated, result["appointments"].changed) == (
@@ -202,10 +208,7 @@ def test_exceptions_made_in_the_crm_reach_the_mailbox_once(pair: SandboxPair) ->
     )
     assert _item_for(agent, master)["modified_occurrences"] == [moved]
     # … and deletes the second one (Dataverse lists it on the master).
-    [answer] = agent.crm.write(
-        SERIES, [UpdateOp(master, None, {"deletedexceptionslist": _iso(second)})]
-    )
-    assert not isinstance(answer, Exception), answer
+    client.delete("appointments", instances[_iso(second)])
     assert _sync(agent)["recurringappointments"].mailbox.updated == 1
     item = _item_for(agent, master)
     assert (item["deleted_occurrences"], item["modified_occurrences"]) == ([_iso(second)], [moved])
@@ -224,13 +227,10 @@ def test_a_fresh_install_relinks_series_with_exceptions_and_creates_nothing(
     _sync(first)
     values = KINDS["recurringappointments"].crm_values(_master(first, master))
     fourth = expand(values["recurrence"], values["series_times"]["start"])[3]
-    pair.dataverse.insert(
-        ORG, "appointments",
-        {"subject": "Series 0", "instancetypecode": 3, "originalstartdate": _iso(fourth),
-         "scheduledstart": _iso(fourth + timedelta(hours=1)),
-         "scheduledend": _iso(fourth + timedelta(hours=2)),
-         exceptions.SERIES_BIND: f"/{SERIES}({master})"},
-        as_user=ALICE,
+    pair.crm_client().update(
+        "appointments", _instances(first, master)[_iso(fourth)],
+        {"scheduledstart": _iso(fourth + timedelta(hours=1)),
+         "scheduledend": _iso(fourth + timedelta(hours=2))}, if_match="*",
     )  # fmt: skip
     _sync(first)
     assert _item_for(first, master)["modified_occurrences"]
@@ -247,6 +247,12 @@ def test_a_fresh_install_relinks_series_with_exceptions_and_creates_nothing(
     assert len(full_read(fresh.mailbox, "appointments")) == items
     assert exception_rows() == before
     assert _quiet(_sync(fresh))
+
+
+def _instances(agent: Agent, master: str) -> dict[str, str]:
+    """The ids of a master's occurrence rows, by original start."""
+    rows = _master(agent, master)[exceptions.NAVIGATION]
+    return {str(c["originalstartdate"]): str(c["activityid"]) for c in rows}
 
 
 def _iso(moment: datetime) -> str:

@@ -97,8 +97,16 @@ def test_task_round_trip_status_priority_categories() -> None:
     assert done == {"statecode": 1, "statuscode": 5}
 
 
+def _users(email: str) -> dict[str, str] | None:
+    """The resolver of a CRM where me@contoso.com is a system user."""
+    return {"partyid_systemuser@odata.bind": "/systemusers(u-me)"} if email == ME_EMAIL else None
+
+
+ME_EMAIL = "me@contoso.com"
+
+
 def test_appointment_round_trip_with_parties_resolved_by_email() -> None:
-    _round_trip(APPOINTMENTS, APPOINTMENT_ROW)
+    _round_trip(appointments_kind(_users), APPOINTMENT_ROW)
     item = APPOINTMENTS.mailbox_create(APPOINTMENTS.crm_values(APPOINTMENT_ROW))
     assert item["organizer"] == "me@contoso.com"
     assert item["required_attendees"] == ["ann@contoso.com", "bob@fabrikam.com"]
@@ -108,14 +116,31 @@ def test_appointment_round_trip_with_parties_resolved_by_email() -> None:
         lambda email: (
             {"partyid_contact@odata.bind": f"/contacts({contacts[email]})"}
             if email in contacts
-            else None
+            else _users(email)
         )
     )
     parties = kind.crm_create(kind.mailbox_values(item))["appointment_activity_parties"]
     assert {"participationtypemask": 5, "addressused": "ann@contoso.com",
             "partyid_contact@odata.bind": "/contacts(c-ann)"} in parties  # fmt: skip
     assert {"participationtypemask": 5, "addressused": "bob@fabrikam.com"} in parties
-    assert {"participationtypemask": 7, "addressused": "me@contoso.com"} in parties
+    assert {"participationtypemask": 7, "addressused": "me@contoso.com",
+            "partyid_systemuser@odata.bind": "/systemusers(u-me)"} in parties  # fmt: skip
+
+
+def test_an_organizer_who_is_not_a_system_user_is_not_written() -> None:
+    """appointment.md, Organizer: "Targets systemuser" only. An organizer the CRM cannot hold
+    (a contact, an outside address) stays in the mailbox; the attendees are written."""
+    item = APPOINTMENTS.mailbox_create(APPOINTMENTS.crm_values(APPOINTMENT_ROW))
+    item["organizer"] = "ann@contoso.com"
+    kind = appointments_kind(
+        lambda email: (
+            {"partyid_contact@odata.bind": "/contacts(c-ann)"}
+            if email == "ann@contoso.com"
+            else None
+        )
+    )
+    parties = kind.crm_create(kind.mailbox_values(item))["appointment_activity_parties"]
+    assert [p["participationtypemask"] for p in parties] == [5, 5, 6]
 
 
 def test_recurring_master_round_trip() -> None:
@@ -323,7 +348,11 @@ def test_any_recurrence_survives_columns_and_back(
 
 
 def test_meeting_organized_by_someone_else_keeps_its_organizer_in_crm() -> None:
-    world = World(MemoryCrm(me=ME), MemoryMailbox(), MemoryLinkStore(), APPOINTMENTS)
+    """The CRM's organizer (a system user: appointment.md, Organizer Targets systemuser) stays
+    when the mailbox, whose organizer is its owner, changes the attendees."""
+    bob = {"partyid_systemuser@odata.bind": "/systemusers(u-bob)"}
+    kind = appointments_kind(lambda email: bob if email == "bob@fabrikam.com" else None)
+    world = World(MemoryCrm(me=ME), MemoryMailbox(), MemoryLinkStore(), kind)
     world.now = datetime(2026, 11, 25, tzinfo=UTC)
     row = world.crm.put("appointments", {**APPOINTMENT_ROW, "_ownerid_value": ME,
         "appointment_activity_parties": [
@@ -353,5 +382,7 @@ def test_task_due_time_survives_date_only_mailbox_tasks() -> None:
     assert world.crm_rows()[row.id]["scheduledend"] == "2026-11-27T17:00:00Z"  # time kept
     world.mailbox.edit("tasks", item_id, {"due_date": "2026-11-30T00:00:00Z"})
     world.sync()
-    assert world.crm_rows()[row.id]["scheduledend"] == "2026-11-30T00:00:00Z"
+    # The day: the CRM side writes it as its midnight in the user's zone (task.md: ScheduledEnd
+    # is UserLocal), not as midnight UTC (tests/crm/test_metadata_dates.py).
+    assert world.crm_rows()[row.id]["scheduledend"] == "2026-11-30"
     assert world.sync().changed == 0

@@ -66,8 +66,14 @@ def test_exceptions_made_in_the_crm_reach_the_mailbox_and_then_rest() -> None:
 
 
 def test_values_and_child_writes() -> None:
+    """The exception writes are the documented ones (create-recurring-appointment-series-
+    instance-exception.md, update-recurring-appointment.md): update an instance or exception
+    row, delete one, or CreateException for an occurrence without a row; never a row created
+    with instancetypecode/originalstartdate/seriesid, nor deletedexceptionslist written (both
+    read-only: appointment.md, recurringappointmentmaster.md)."""
     row = {
         "subject": "Standup",
+        "duration": 15,
         "deletedexceptionslist": "2026-10-21T07:00:00Z;2026-10-19T07:00:00Z",
         exceptions.NAVIGATION: [
             {"activityid": "x1", "instancetypecode": 3, "originalstartdate": "2026-10-23T07:00:00Z",
@@ -83,30 +89,44 @@ def test_values_and_child_writes() -> None:
     assert [m["original_start"] for m in value["modified"]] == [
         "2026-10-23T07:00:00Z", "2026-10-26T07:00:00Z"]  # fmt: skip
     assert exceptions.from_mailbox(exceptions.to_mailbox(value)) == value
-    assert exceptions.from_crm({**row, **exceptions.to_crm(value)}) == value
+    assert exceptions.to_crm(value) == {}  # deletedexceptionslist is read-only
     assert exceptions.from_crm({}) is None and exceptions.from_mailbox({}) is None
     assert exceptions.child_ops("s1", row, value) == []
 
+    # x1 moved again, NEW moved (no row: CreateException), x2 no longer moved (back in place).
     wanted = {"deleted": [], "modified": [
         {**value["modified"][0], "start": "2026-10-23T10:00:00Z", "end": "2026-10-23T10:15:00Z"},
         NEW]}  # fmt: skip
     ops = exceptions.child_ops("s1", row, wanted)
-    assert [type(op) for op in ops] == [UpdateOp, CreateOp, DeleteOp]
-    update, create, delete = ops
+    assert [type(op) for op in ops] == [UpdateOp, CreateOp, UpdateOp]
+    update, create, back = ops
     assert isinstance(update, UpdateOp) and update.id == "x1"
     assert isinstance(create, CreateOp)
     assert create.key == exceptions.exception_id("S1", NEW["original_start"])
-    assert create.fields[exceptions.SERIES_BIND] == "/recurringappointmentmasters(s1)"
-    assert isinstance(delete, DeleteOp) and delete.id == "x2"
+    message = create.fields[exceptions.CREATE_EXCEPTION]
+    assert (message["OriginalStartDate"], message["IsDeleted"]) == (NEW["original_start"], False)
+    assert message["Target"][exceptions.SERIES_BIND] == "/recurringappointmentmasters(s1)"
+    assert message["Target"]["scheduledstart"] == NEW["start"]
+    assert isinstance(back, UpdateOp) and (back.id, back.fields) == (
+        "x2", {"scheduledstart": "2026-10-26T07:00:00Z", "scheduledend": "2026-10-26T07:15:00Z"})  # fmt: skip
+    # An exception back at its original times is no move.
+    in_place = {**row, exceptions.NAVIGATION: [{**row[exceptions.NAVIGATION][1],
+                "scheduledstart": "2026-10-26T07:00:00Z", "scheduledend": "2026-10-26T07:15:00Z"}]}  # fmt: skip
+    assert exceptions.from_crm(in_place)["modified"] == []
 
-    # Expanded instances (the real service): moved → update it, deleted → delete it.
-    on_instance = {"deleted": ["2026-10-28T07:00:00Z"], "modified": [
+    # Expanded instances (the real service): moved → update it, deleted → delete it; an
+    # occurrence deleted that has no row: CreateException with IsDeleted.
+    on_instance = {"deleted": ["2026-10-28T07:00:00Z", "2026-11-02T07:00:00Z"], "modified": [
         {"original_start": "2026-10-28T07:00:00Z", "start": "2026-10-28T09:00:00Z",
          "end": "2026-10-28T09:15:00Z"}]}  # fmt: skip
-    ops = exceptions.child_ops("s1", {exceptions.NAVIGATION: row[exceptions.NAVIGATION][2:]},
-                               on_instance)  # fmt: skip
-    assert [(type(op), op.id) for op in ops if not isinstance(op, CreateOp)] == [
-        (DeleteOp, "i3"), (UpdateOp, "i3")]  # fmt: skip
+    ops = exceptions.child_ops(
+        "s1", {exceptions.NAVIGATION: row[exceptions.NAVIGATION][2:]}, on_instance
+    )
+    assert [(type(op), getattr(op, "id", None)) for op in ops] == [
+        (DeleteOp, "i3"), (CreateOp, None)]  # fmt: skip
+    deleted = ops[1]
+    assert isinstance(deleted, CreateOp)
+    assert deleted.fields[exceptions.CREATE_EXCEPTION]["IsDeleted"] is True
 
 
 def test_every_mailbox_create_looks_up_its_key_and_a_crash_still_creates_once() -> None:

@@ -23,7 +23,9 @@ def _wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-unty
 
 def test_jobs_have_fixed_ids_and_limits_and_runs_are_recorded(data_dir: Path) -> None:
     database = open_database(data_dir)
-    scheduler = SyncScheduler(SyncService(database), interval=3600, offline_interval=3600)
+    offline = lambda _recorder: ("ok", None)  # noqa: E731 (offline, once it is built)
+    service = SyncService(database, {OFFLINE: offline})
+    scheduler = SyncScheduler(service, interval=3600, offline_interval=3600)
     scheduler.start()
     try:
         jobs = {job.id: job for job in scheduler._scheduler.get_jobs()}
@@ -102,3 +104,21 @@ def test_a_run_while_another_process_syncs_the_same_data_is_skipped_naming_it(
     assert run.outcome == "skipped" and ran == []
     assert f"sync --once (process {holder.pid}" in (run.message or "")
     assert service.run(MESSAGING) and ran == ["x"]  # the holder gone, the next run runs
+
+
+def test_the_offline_job_is_not_scheduled_while_offline_is_not_built(data_dir: Path) -> None:
+    """Issue 10: no offline body, no offline job: the history is not filled with "skipped"
+    offline runs every few minutes, and asking for one does nothing."""
+    database = open_database(data_dir)
+    scheduler = SyncScheduler(SyncService(database), interval=3600, offline_interval=0.2)
+    scheduler.start()
+    try:
+        assert [job.id for job in scheduler._scheduler.get_jobs()] == [JOB_IDS[MESSAGING]]
+        _wait_for(lambda: any(r.finished_at for r in recent_runs(database, job=MESSAGING)))
+        scheduler.sync_now(OFFLINE)
+        scheduler.reschedule(OFFLINE, 60)
+        assert scheduler.next_run(OFFLINE) is None
+        time.sleep(0.5)
+        assert recent_runs(database, job=OFFLINE) == []
+    finally:
+        scheduler.shutdown()

@@ -62,11 +62,12 @@ def test_a_redirect_loop_ends_with_a_clear_error(ews: Any) -> None:
 
 def test_an_unknown_address_or_wrong_password_says_what_to_do(ews: Any) -> None:
     here = lambda _email: [service(ews)]  # noqa: E731
+    offline = {"redirect_probes": lambda _e: [], "srv_lookup": lambda _n: []}  # no DNS here
     with pytest.raises(Invalid, match="no Exchange settings for nobody@contoso.example"):
-        discover("nobody@contoso.example", basic(ALICE), ews.ca_file, here)
+        discover("nobody@contoso.example", basic(ALICE), ews.ca_file, here, **offline)
     wrong = lambda _url: BasicAuth(ALICE, "wrong")  # noqa: E731
     with pytest.raises(AuthError):
-        discover(ALICE, wrong, ews.ca_file, here)
+        discover(ALICE, wrong, ews.ca_file, here, **offline)
 
 
 def test_the_documented_places_and_answers() -> None:

@@ -29,18 +29,20 @@ def test_same_data_on_every_start() -> None:
 
 
 def test_scale_zero_has_only_users_and_mailboxes() -> None:
+    """Each user has a systemusers row, a mailbox and a usersettings row (the time zone)."""
     server = _server(0)
     for org, tables in server.store.orgs.items():
         members = [u for u in USERS if org in u.organizations]
         assert len(tables["systemusers"]) == len(tables["mailboxes"]) == len(members)
-        assert sum(len(t) for t in tables.values()) == 2 * len(members)
+        assert len(tables["usersettingscollection"]) == len(members)
+        assert sum(len(t) for t in tables.values()) == 3 * len(members)
 
 
 def test_full_scale_counts_and_shapes() -> None:
     server = _server(1.0)
     tables = server.store.orgs["contoso"]
     counts = {
-        name: len(tables[name])
+        name: sum(1 for row in tables[name].rows.values() if not row.values.get("_seriesid_value"))
         for name in (
             "accounts",
             "contacts",

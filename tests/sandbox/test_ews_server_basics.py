@@ -129,13 +129,14 @@ def test_create_find_update_delete_folder(alice, server):
         fresh.claim = "org-2"
         fresh.save(update_fields=["claim"])
         assert fresh.changekey != old_key
-        # A second writer with the old change key loses (the "only one" claim).
-        from exchangelib.errors import ErrorStaleObject
+        # A second writer with the old change key loses (the "only one" claim), with the code
+        # the EWS reference gives UpdateFolder (ResponseCode: ErrorChangeKeyRequiredFor...).
+        from exchangelib.errors import ErrorChangeKeyRequiredForWriteOperations
 
         stale = alice.root.get_folder(folder)
         stale.changekey = old_key
         stale.claim = "org-3"
-        with pytest.raises(ErrorStaleObject):
+        with pytest.raises(ErrorChangeKeyRequiredForWriteOperations):
             stale.save(update_fields=["claim"])
         stored = server.mailbox(ALICE).folders[folder.id]
         assert [v.findtext(f"{{{T}}}Value") for v in stored.ext.values()] == ["org-2"]

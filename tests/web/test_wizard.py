@@ -289,7 +289,9 @@ def wizard_database(wizard: Wizard):  # type: ignore[no-untyped-def]
 def test_delivery_methods_set_with_consent_only(wizard: Wizard, world: MemoryWorld) -> None:
     wizard.organization("fabrikam")
     page = page_text(wizard.client.get("/setup/mailbox"))
-    assert page.count("Not this client") == 3 and 'data-testid="set-methods"' in page
+    # only appointments, contacts and tasks are this app's: the email methods are left alone
+    assert page.count("Not this client") == 1 and 'data-testid="set-methods"' in page
+    assert page.count("Left as it is") == 2 and 'data-testid="email-methods-note"' in page
     refused = wizard.post("/setup/mailbox/methods", {}, headers={"HX-Request": "true"})
     assert 'data-testid="methods-error"' in page_text(refused) and "Tick the box" in page_text(
         refused
@@ -300,11 +302,11 @@ def test_delivery_methods_set_with_consent_only(wizard: Wizard, world: MemoryWor
     org = world.orgs[wizard.org_id("fabrikam")]
     assert {
         (m.incoming, m.outgoing, m.act) for m in org.mailboxes.values() if m.email == ALICE
-    } == {(1, 1, 0)}
+    } == {(2, 2, 0)}
     org.may_edit_mailboxes = False
     for record_id, record in list(org.mailboxes.items()):
         if record.email == ALICE:
-            org.mailboxes[record_id] = record.__class__(**{**vars(record), "incoming": 2})
+            org.mailboxes[record_id] = record.__class__(**{**vars(record), "act": 1})
     admin = wizard.post("/setup/mailbox/methods", {"consent": "yes"})
     assert admin.status_code == 422 and "Ask your administrator to set" in page_text(admin)
 

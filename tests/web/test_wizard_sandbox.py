@@ -152,12 +152,15 @@ def test_wizard_end_to_end_on_the_sandbox(
         assert sandbox.ews.mailbox(ALICE).counts()["contacts"] >= wanted
         again = _run_messaging(app)
         assert again.outcome == "ok" and again.message == "Nothing changed."
-        # a quiet run of the app: one request per entity set and per folder, and the claim
-        # check (one GetFolder of the hidden folder by its id); folders are not looked up again
+        # a quiet run of the app: one request per entity set and per folder, the claim
+        # check (one GetFolder of the hidden folder by its id) and the mailbox record's
+        # delivery method (one GET: server-side sync may take the workload over at any
+        # time); folders are not looked up again
         sandbox.log.clear()
         assert _run_messaging(app).message == "Nothing changed."
         assert sorted((e.service, e.target) for e in sandbox.log) == [
-            ("dataverse", "contacts"), ("ews", "GetFolder"), ("ews", "SyncFolderItems")
+            ("dataverse", "contacts"), ("dataverse", "mailboxes"), ("ews", "GetFolder"),
+            ("ews", "SyncFolderItems"),
         ]  # fmt: skip
     finally:
         app.extensions["mailbox_sync.database"].dispose()
@@ -269,6 +272,14 @@ def test_a_filter_of_ones_own_counts_and_syncs_just_its_records(
                                                 "interval_seconds": "300"})  # fmt: skip
         assert done.status_code == 303
         assert get_setting(app.extensions["mailbox_sync.database"], "kinds") == ["tasks"]
+        # Bob's mailbox record gives appointments, contacts and tasks to server-side sync:
+        # the run stands aside, says so, and syncs once he sets them to this client
+        own_tasks = sandbox.ews.mailbox(BOB).counts()["tasks"]  # his, made in Outlook
+        run = _run_messaging(app)
+        assert run.outcome == "skipped" and "Server-Side Synchronization" in (run.message or "")
+        assert sandbox.ews.mailbox(BOB).counts()["tasks"] == own_tasks
+        assert "Server-Side Synchronization" in page_text(web.get("/"))
+        web.post("/setup/mailbox/methods", data={"csrf_token": token, "consent": "yes"})
         run = _run_messaging(app)
         assert run.outcome == "ok", run.message
         assert run.counts["tasks"]["mailbox"]["created"] == wanted
@@ -286,10 +297,20 @@ def test_a_filter_of_ones_own_counts_and_syncs_just_its_records(
             assert ("tasks" in (latest.counts or {})) is synced, (only, latest.counts)
         assert any(phase and phase.startswith("tasks") for _d, _t, phase in steps), steps
 
-        # deleted: nothing syncs any more (its tasks leave the mailbox on the next run)
+        # deleted: nothing syncs any more, and its tasks leave the mailbox on the next run
+        # (the CRM keeps them); then the kind costs nothing
         web.post(f"/setup/choices/filters/{slug.removeprefix('user-')}/delete",
                  data={"csrf_token": token})  # fmt: skip
         assert f'data-testid="filter-{slug}"' not in page_text(web.get("/setup/choices"))
         assert get_setting(app.extensions["mailbox_sync.database"], "kinds") == []
+        crm_tasks = len(sandbox.dataverse.table("contoso", "tasks").rows)
+        run = _run_messaging(app)
+        assert run.outcome == "ok", run.message
+        assert run.counts["tasks"]["mailbox"]["deleted"] == wanted
+        assert sandbox.ews.mailbox(BOB).counts()["tasks"] == own_tasks
+        assert len(sandbox.dataverse.table("contoso", "tasks").rows) == crm_tasks
+        sandbox.log.clear()
+        assert _run_messaging(app).outcome == "ok"
+        assert not [e for e in sandbox.log if e.target in ("tasks", "SyncFolderItems")]
     finally:
         app.extensions["mailbox_sync.database"].dispose()

@@ -75,11 +75,20 @@ def resolve_folder(mbx: Mailbox, node: Element | None) -> Folder:
 
 
 def check_folder_change_key(folder: Folder, node: Element) -> None:
-    change_key = node.get("ChangeKey") if local(node) == "FolderId" else None
-    if change_key and change_key_version(change_key) != folder.version:
+    """UpdateFolder's optimistic concurrency, as the EWS reference states it (ResponseCode):
+    ErrorChangeKeyRequiredForWriteOperations "is returned when the change key for an item is
+    missing or stale. For SendItem, UpdateItem, and UpdateFolder operations, the caller must
+    pass in a correct and current change key". A change key that is not one at all is
+    ErrorInvalidChangeKey ("The change key is invalid.", the UpdateFolder operation page). A
+    distinguished folder id carries no change key in practice (docs silent): not checked."""
+    if local(node) != "FolderId":
+        return
+    change_key = node.get("ChangeKey")
+    if not change_key or change_key_version(change_key) != folder.version:
         raise EwsError(
-            "ErrorStaleObject",
-            "The change key passed in the request does not match the current change key for the folder.",
+            "ErrorChangeKeyRequiredForWriteOperations",
+            "The change key passed in the request is missing or does not match the current "
+            "change key for the folder.",
         )
 
 

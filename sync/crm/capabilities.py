@@ -1,0 +1,145 @@
+"""What the signed-in user may do in an organization, asked without changing anything.
+
+For the setup check and `run.py doctor`: the read depth a security role gives on each synced
+table (RetrieveUserPrivilegeByPrivilegeName, powerapps-docs
+`developer/data-platform/security-access-coding.md`), whether a table has change tracking
+enabled (its definition's `ChangeTrackingEnabled`, `use-change-tracking-synchronize-data-
+external-systems.md`) and whether the service really tracks it for this user (one tracked
+request for one row: the answer the sync will meet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sync.crm.client import ChangeTrackingRefused, DataverseClient
+from sync.sides import SideError
+
+DEPTHS = ("None", "Basic", "Local", "Deep", "Global")
+"""The Web API's PrivilegeDepth names, narrowest first ("None": not granted)."""
+DEPTH_WORDS = {
+    "None": "no",
+    "Basic": "user-level",
+    "Local": "business-unit-level",
+    "Deep": "parent: child business-unit-level",
+    "Global": "organization-level",
+}
+"""How the security role editor names each depth (User, Business Unit, Parent: Child Business
+Units, Organization)."""
+
+SYNCED_TABLES: Mapping[str, tuple[str, str, str]] = {
+    "contacts": ("contact", "contactid", "prvReadContact"),
+    "appointments": ("appointment", "activityid", "prvReadActivity"),
+    "recurringappointmentmasters": ("recurringappointmentmaster", "activityid", "prvReadActivity"),
+    "tasks": ("task", "activityid", "prvReadActivity"),
+}
+"""entity set → (logical name, key, read privilege). Activities share `prvReadActivity`: the
+security role has one Activity row (the App for Outlook deployment page lists prvReadActivity
+next to prvReadContact)."""
+
+
+def widest(depths: list[Any]) -> str:
+    """The widest of the depths several roles give ("None" for none). The Web API answers the
+    names; numbers (0 Basic … 3 Global, the PrivilegeDepth enum values) are read too."""
+    best = 0
+    for depth in depths:
+        if isinstance(depth, int) and not isinstance(depth, bool) and 0 <= depth <= 3:
+            best = max(best, depth + 1)
+        elif isinstance(depth, str) and depth in DEPTHS:
+            best = max(best, DEPTHS.index(depth))
+    return DEPTHS[best]
+
+
+def privilege_depth(client: DataverseClient, user_id: str, privilege: str) -> str:
+    """The user's depth of one privilege, from all their roles (team roles included)."""
+    path = (
+        f"systemusers({user_id})/Microsoft.Dynamics.CRM."
+        f"RetrieveUserPrivilegeByPrivilegeName(PrivilegeName='{privilege}')"
+    )
+    data = client.get_json(path)
+    privileges = data.get("RolePrivileges") if isinstance(data, Mapping) else None
+    return widest([p.get("Depth") for p in privileges or [] if isinstance(p, Mapping)])
+
+
+def change_tracking_enabled(client: DataverseClient, logical_name: str) -> bool | None:
+    """The table definition's `ChangeTrackingEnabled`; None when definitions cannot be read."""
+    try:
+        data = client.get_json(
+            f"EntityDefinitions(LogicalName='{logical_name}')?$select=ChangeTrackingEnabled"
+        )
+    except SideError:
+        return None
+    value = data.get("ChangeTrackingEnabled") if isinstance(data, Mapping) else None
+    return value if isinstance(value, bool) else None
+
+
+def probe_change_tracking(
+    client: DataverseClient, entity_set: str, key: str
+) -> ChangeTrackingRefused | None:
+    """One tracked request for one row: None when the service tracks the table for this user,
+    else its refusal. Other errors (sign-in, network) are raised."""
+    try:
+        next(iter(client.track_changes(entity_set, select=[key], page_size=1)), None)
+    except ChangeTrackingRefused as refused:
+        return refused
+    return None
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    """What one synced table allows this user."""
+
+    entity_set: str
+    logical_name: str
+    privilege: str
+    depth: str | None
+    """The read depth; None when the roles could not be asked."""
+    tracked: bool | None
+    """The table's change tracking setting; None when its definition could not be read."""
+    refusal: ChangeTrackingRefused | None
+    """Why the service refused a tracked read (None: it tracks changes for this user)."""
+
+    @property
+    def change_tracking(self) -> bool:
+        return self.refusal is None
+
+    @property
+    def tracking_disabled(self) -> bool:
+        """The table itself is not tracked (by its definition, or the service's refusal)."""
+        return self.tracked is False or (
+            self.refusal is not None and self.refusal.reason == "disabled"
+        )
+
+    @property
+    def depth_short(self) -> bool:
+        """The role gives less than the organization-level read change tracking needs."""
+        if self.depth is not None:
+            return self.depth != "Global"
+        return self.refusal is not None and self.refusal.reason == "privilege"
+
+
+def table_access(
+    client: DataverseClient,
+    user_id: str,
+    entity_set: str,
+    depths: dict[str, str | None] | None = None,
+) -> TableAccess:
+    """Ask the roles, the definition and the service about one synced table. `depths` caches
+    privilege depths between tables (the activities share one privilege)."""
+    logical, key, privilege = SYNCED_TABLES[entity_set]
+    cache = depths if depths is not None else {}
+    if privilege not in cache:
+        try:
+            cache[privilege] = privilege_depth(client, user_id, privilege)
+        except SideError:
+            cache[privilege] = None
+    return TableAccess(
+        entity_set=entity_set,
+        logical_name=logical,
+        privilege=privilege,
+        depth=cache[privilege],
+        tracked=change_tracking_enabled(client, logical),
+        refusal=probe_change_tracking(client, entity_set, key),
+    )

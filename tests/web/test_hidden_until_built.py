@@ -1,0 +1,236 @@
+"""Nothing the user can see does nothing (issue 8 point 5, issue 10 point 10).
+
+Email sync and offline are not built yet, so their options, cards and status entries are not
+shown (their stored settings stay, for when they are built); the wizard leaves the CRM's email
+delivery methods alone and says so; a POP3 mailbox is offered no contacts, appointments or
+tasks, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from sync.runs import RunRecorder
+from sync.settings import get_setting
+from sync.setup import choices as choices_step
+from sync.setup.adapters import DataverseDirectory
+from sync.setup.memory import MemoryWorld, demo_world
+from sync.setup.ports import MailboxRecord
+from sync.setup.profile import Profile
+from tests.helpers import ROOT, page_text, signed_in
+from tests.web.test_wizard import ALICE, ALICE_PASSWORD, Wizard, make_app
+
+
+@pytest.fixture
+def world() -> MemoryWorld:
+    return demo_world()
+
+
+@pytest.fixture
+def wizard_app(data_dir: Path, world: MemoryWorld) -> Iterator[Flask]:
+    app = make_app(data_dir, world)
+    yield app
+    app.extensions["mailbox_sync.database"].dispose()
+
+
+@pytest.fixture
+def wizard(wizard_app: Flask, world: MemoryWorld) -> Wizard:
+    return Wizard(signed_in(wizard_app), world)
+
+
+def _profile(app: Flask, data_dir: Path) -> Profile:
+    return Profile(app.extensions["mailbox_sync.database"], data_dir)
+
+
+# --- A: the email delivery methods are left as they are --------------------------------------
+
+
+class RecordingClient:
+    """Stands in for the Dataverse client: records each update."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, str, dict[str, Any], str | None]] = []
+
+    def update(self, entity_set: str, key: str, body: dict[str, Any], if_match: str | None = None):  # type: ignore[no-untyped-def]
+        self.updates.append((entity_set, key, dict(body), if_match))
+
+
+def test_setting_the_method_writes_only_appointments_contacts_and_tasks() -> None:
+    """A PATCH writes what it names: the email methods must not be in it, even unchanged."""
+    from sync.setup import mailbox
+
+    client = RecordingClient()
+    record = MailboxRecord("mb-1", "user-1", ALICE, incoming=2, outgoing=2, act=1)
+    updated = mailbox.set_to_this_client(DataverseDirectory(client), record, consent=True)
+    assert client.updates == [("mailboxes", "mb-1", {"actdeliverymethod": 0}, "*")]
+    assert (updated.incoming, updated.outgoing, updated.act) == (2, 2, 0)
+
+
+def test_the_mailbox_step_says_the_email_methods_are_left_alone(
+    wizard: Wizard, world: MemoryWorld, wizard_app: Flask, data_dir: Path
+) -> None:
+    wizard.organization("fabrikam")  # Alice's record there: (2, 2, 1), server-side sync
+    page = page_text(wizard.client.get("/setup/mailbox"))
+    assert "This app does not sync email yet" in page
+    assert page.count("Left as it is") == 2 and page.count("Not this client") == 1
+    assert "I agree to set Appointments, Contacts, and Tasks to this client." in page
+    wizard.post("/setup/mailbox/methods", {"consent": "yes"})
+    org = world.orgs[wizard.org_id("fabrikam")]
+    (mine,) = [m for m in org.mailboxes.values() if m.email == ALICE]
+    assert (mine.incoming, mine.outgoing, mine.act) == (2, 2, 0)
+    page = page_text(wizard.client.get("/setup/mailbox"))
+    assert 'data-testid="set-methods"' not in page  # nothing left for this client to set
+    # the email methods are not this client's, yet no alert: we do not sync email
+    database = wizard_app.extensions["mailbox_sync.database"]
+    from sync.runs import open_alerts
+
+    assert [a.code for a in open_alerts(database)] == []
+
+
+# --- B: email tracking and offline are not offered ---------------------------------------------
+
+
+def test_email_tracking_and_offline_filters_are_not_offered_but_kept(
+    wizard: Wizard, wizard_app: Flask, data_dir: Path
+) -> None:
+    wizard.organization()
+    wizard.mailbox()
+    wizard.instance("yes")
+    profile = _profile(wizard_app, data_dir)
+    # stored by `run.py configure` (or by an older version): kept for the email/offline work
+    choices_step.save_choices(
+        profile,
+        choices_step.Choices(("my-active-contacts", "offline-my-accounts"), tracking="all"),
+    )
+    page = page_text(wizard.client.get("/setup/choices"))
+    assert "Email tracking" not in page and 'data-testid="tracking-' not in page
+    assert "Offline filters" not in page and "offline-my-" not in page
+    answer = wizard.post(
+        "/setup/choices",
+        {"filters": ["my-active-contacts", "my-open-tasks"], "interval_seconds": "300"},
+    )
+    assert answer.status_code == 303
+    stored = choices_step.current_choices(profile)
+    assert stored.tracking == "all"
+    assert set(stored.filters) == {"my-active-contacts", "my-open-tasks", "offline-my-accounts"}
+    assert get_setting(profile.database, "kinds") == ["contacts", "tasks"]
+    assert "Email tracking" not in page_text(wizard.client.get("/setup/done"))
+    assert "Email tracking" not in page_text(wizard.client.get("/settings"))
+
+
+def test_the_counts_leave_out_offline_filters(wizard: Wizard) -> None:
+    wizard.organization()
+    wizard.mailbox()
+    wizard.instance("yes")
+    fragment = page_text(
+        wizard.post(
+            "/setup/choices/counts",
+            {"filters": ["my-active-contacts", "offline-my-accounts"]},
+        )
+    )
+    assert 'data-testid="total-contacts"' in fragment
+    assert "offline" not in fragment.lower()
+
+
+def test_dashboard_and_status_show_no_email_or_offline_cards(
+    wizard_app: Flask, data_dir: Path
+) -> None:
+    database = wizard_app.extensions["mailbox_sync.database"]
+    RunRecorder(database, "messaging", "now").finish("ok", "Nothing changed.")
+    html = page_text(signed_in(wizard_app).get("/?setup=later"))
+    assert 'data-testid="kind-contacts"' in html
+    for hidden in ("email", "outgoing", "offline"):
+        assert f'data-testid="kind-{hidden}"' not in html
+    assert "Email tracking" not in html and "Outgoing email" not in html
+    assert "Offline data" not in html
+    wizard_app.extensions["mailbox_sync.database"].dispose()
+    answer = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "status", "--json", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    kinds = [k["kind"] for k in json.loads(answer.stdout)["kinds"]]
+    assert kinds == ["contacts", "appointments", "tasks"]
+
+
+# --- C: a POP3 mailbox has no contacts, appointments or tasks ----------------------------------
+
+
+def test_a_pop3_profile_is_offered_no_kinds_and_told_why(
+    wizard: Wizard, wizard_app: Flask, data_dir: Path
+) -> None:
+    wizard.organization()
+    answer = wizard.mailbox(
+        type="pop3", pop3_host="pop.example", smtp_host="smtp.example", password=ALICE_PASSWORD
+    )
+    assert answer.status_code == 303
+    wizard.instance("yes")
+    page = page_text(wizard.client.get("/setup/choices"))
+    assert 'data-testid="pop3-note"' in page
+    assert "Contacts, appointments and tasks need an Exchange mailbox" in page
+    assert 'data-testid="filter-' not in page and 'data-testid="add-filter"' not in page
+    assert 'data-testid="interval"' not in page and "direction-" not in page
+    assert wizard.post("/setup/choices", {}).status_code == 303
+    profile = _profile(wizard_app, data_dir)
+    assert get_setting(profile.database, "kinds") == []
+    assert profile.is_complete()
+
+
+def test_configure_sets_only_appointments_contacts_and_tasks_and_says_so(
+    data_dir: Path, world: MemoryWorld, wizard_app: Flask
+) -> None:
+    """`run.py configure --set-methods`: the same rule as the wizard's button, told the same."""
+    from sync.setup.configure import ConfigureOptions, configure
+    from sync.setup.memory import memory_ports
+
+    done = configure(
+        _profile(wizard_app, data_dir),
+        memory_ports(world, ALICE),
+        ConfigureOptions(
+            org="fabrikam",
+            mailbox_form={"type": "exchange", "email": ALICE, "auth": "oauth"},
+            set_methods=True,
+            take_over=True,
+        ),
+    )
+    org = next(o for o in world.orgs.values() if o.info.unique_name == "fabrikam")
+    (mine,) = [m for m in org.mailboxes.values() if m.email == ALICE]
+    assert (mine.incoming, mine.outgoing, mine.act) == (2, 2, 0)
+    lines = [line for line in done if line.startswith("  ")]
+    assert lines[0].endswith("[left as it is: this app does not sync email yet]")
+    assert lines[1].endswith("[left as it is: this app does not sync email yet]")
+    assert lines[2].endswith("[ok]")
+
+
+def test_a_pop3_mailbox_leaves_every_method_alone(
+    wizard: Wizard, world: MemoryWorld, wizard_app: Flask
+) -> None:
+    """Nothing of appointments, contacts and tasks syncs over POP3: no button takes them from
+    server-side sync, and no alert asks for it."""
+    from sync.runs import open_alerts
+
+    wizard.organization("fabrikam")  # Alice's record there: (2, 2, 1)
+    answer = wizard.mailbox(
+        type="pop3", pop3_host="pop.example", smtp_host="smtp.example", password=ALICE_PASSWORD
+    )
+    assert answer.status_code == 303
+    page = page_text(wizard.client.get("/setup/mailbox"))
+    assert page.count("Left as it is") == 3 and "Not this client" not in page
+    assert 'data-testid="act-needs-exchange"' in page and 'data-testid="set-methods"' not in page
+    refused = wizard.post("/setup/mailbox/methods", {"consent": "yes"})
+    assert refused.status_code == 422 and "need an Exchange mailbox" in page_text(refused)
+    org = world.orgs[wizard.org_id("fabrikam")]
+    (mine,) = [m for m in org.mailboxes.values() if m.email == ALICE]
+    assert (mine.incoming, mine.outgoing, mine.act) == (2, 2, 1)
+    alerts = open_alerts(wizard_app.extensions["mailbox_sync.database"])
+    assert "mailbox-method-not-set" not in [a.code for a in alerts]
