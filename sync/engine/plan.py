@@ -8,7 +8,7 @@ field-level merge (`merge.py`) what to write. No I/O here: the run reads, the ap
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -422,7 +422,7 @@ def _second_copies(
     by_mailbox: dict[str, LinkRow],
     adopted: dict[str, Upsert],
     crm_deleted: set[str],
-    wanted: Any,
+    wanted: Callable[[Upsert], bool],
     actions: list[Action],
 ) -> None:
     """Unlinked items carrying the key of a record that has a linked (or adopted) copy: two
