@@ -132,9 +132,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         scheduler.start()
         stack.callback(scheduler.shutdown)
         host = "127.0.0.1" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
-        # one write, so no log line of another thread lands between the link and its newline
+        # one write, so no log line of another thread lands inside it; last of the start-up
+        # lines (the scheduler is quiet unless -v) and set apart, bold on a terminal
+        link = f"Open http://{host}:{port}/login?token={token}"
+        if sys.stdout.isatty():
+            link = f"\033[1m{link}\033[0m"
         sys.stdout.write(
-            f"Mailbox Sync is running. Open http://{host}:{port}/login?token={token}\n"
+            f"\nMailbox Sync is running. {link}\n"
+            "  (a one-time sign-in link for your browser; Ctrl+C stops the app)\n\n"
         )
         sys.stdout.flush()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
@@ -173,7 +178,6 @@ def _progress_bar(done: int, total: int, phase: str | None) -> None:
 def cmd_sync(args: argparse.Namespace) -> int:
     from sync.connect import messaging_service
     from sync.runs import recent_runs
-    from sync.sandbox_profile import INFO_FILE, read_info
     from sync.service import MESSAGING
 
     if not args.once:
@@ -188,9 +192,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     data_dir = _data_dir(args)
-    info_file = Path(args.sandbox_json) if args.sandbox_json else data_dir / "sandbox" / INFO_FILE
-    # a named file must be there; the sandbox's own one only when it has been started
-    info = read_info(info_file) if args.sandbox_json or info_file.exists() else None
+    info = _running_sandbox(args)
     database = _open_database(args)
     _close_interrupted(database)
     bar = _progress_bar if sys.stderr.isatty() else None
@@ -212,7 +214,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _iso(value: Any) -> str | None:
-    return value.isoformat() + "Z" if value is not None else None
+    """A stored (naive UTC) moment as ISO 8601 to the second: `2026-12-04T08:10:35Z`."""
+    return value.replace(microsecond=0).isoformat() + "Z" if value is not None else None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -237,6 +240,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "errors": k.errors,
                 "conflicts": k.conflicts,
                 "in_sync": k.in_sync,
+                # email (issue 8): counts that are no write on a side, and sums over all runs
+                "other": k.other,
+                "totals": k.totals,
+                "message": k.message,
             }
             for k in kind_statuses(database, settings.get("kinds") or [])
         ],
@@ -301,13 +308,11 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Every setup check, read-only: the findings, then exit 0 (all fine) or 5."""
-    from sync.sandbox_profile import INFO_FILE, read_info
     from sync.setup.doctor import any_missing, run_doctor
     from sync.setup.profile import Profile
 
     data_dir = _data_dir(args)
-    info_file = Path(args.sandbox_json) if args.sandbox_json else data_dir / "sandbox" / INFO_FILE
-    info = read_info(info_file) if args.sandbox_json or info_file.exists() else None
+    info = _running_sandbox(args)
     findings = run_doctor(Profile(_open_database(args, read_only_ok=True), data_dir), info)
     if args.json:
         print(json.dumps({"findings": [f.as_dict() for f in findings]}, indent=2))
@@ -376,6 +381,9 @@ def cmd_configure(args: argparse.Namespace) -> int:
         own_filters=args.add_filter,
         tracking=args.tracking,
         interval_seconds=args.interval,
+        track_sent_items=args.track_sent_items,  # [h1a] email
+        track_days_back=args.track_days_back,
+        send_crm_email=args.send_crm_email,
     )
     from sync.store.lock import Busy, hold, lock_directory
 
@@ -401,6 +409,83 @@ def cmd_configure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _running_sandbox(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The sandbox named by --sandbox-json (it must be there), else the one `serve` started
+    in the data directory, if it has been started."""
+    from sync.sandbox_profile import INFO_FILE, read_info
+
+    info_file = (
+        Path(args.sandbox_json) if args.sandbox_json else _data_dir(args) / "sandbox" / INFO_FILE
+    )
+    return read_info(info_file) if args.sandbox_json or info_file.exists() else None
+
+
+def cmd_signin(args: argparse.Namespace) -> int:
+    """Sign in without a browser on this computer: the device code flow."""
+    from sync.auth import EncryptionUnavailable
+    from sync.setup.signin import device_sign_in, microsoft_config, sandbox_config
+    from sync.sides import SideError
+
+    info = None if args.client_id else _running_sandbox(args)
+    try:
+        if args.client_id:
+            config = microsoft_config(args.client_id, args.tenant)
+        elif info is not None:
+            config = sandbox_config(info)
+        else:
+            raise BadInput(
+                "Give --client-id (your app registration's application ID) to sign in to a "
+                "Microsoft tenant, or --sandbox-json to sign in to a running sandbox."
+            )
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    if args.user and config["provider"] != "sandbox":
+        raise BadInput("--user signs in by itself on the sandbox only; a tenant asks you.")
+    password = _secret_from_env(args.password_env) if args.user else ""
+    if args.user and not password:
+        raise BadInput("--user needs --password-env naming the variable that holds the password.")
+    config["plaintext"] = bool(args.allow_plaintext_cache)
+    approve = _sandbox_approver(args.user, password) if args.user else None
+    database = _open_database(args)
+    try:
+        account = device_sign_in(
+            database, _data_dir(args), config, info, lambda text: print(text, flush=True), approve
+        )
+    except EncryptionUnavailable as error:
+        print(
+            f"error: the token cache cannot be encrypted here ({error.reason}). Run again with "
+            "--allow-plaintext-cache to keep it unencrypted in the data folder (readable by "
+            "your user only).",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    except SideError as error:
+        print(f"error: {error.message or type(error).__name__}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Signed in as {account.username}.")
+    return 0
+
+
+def _sandbox_approver(upn: str, password: str) -> Any:
+    """Answers the sandbox's code page as the user would (scripts and tests; the sandbox only:
+    its page is on this computer)."""
+
+    def approve(flow: Any) -> None:
+        import requests
+
+        from sync.urls import is_loopback, split_url
+
+        page = split_url(str(flow.get("verification_uri", "")))
+        if page is None or not is_loopback(page.hostname):
+            raise BadInput("The sandbox's sign-in page is not on this computer.")
+        form = {"user_code": flow["user_code"], "upn": upn, "password": password}
+        answer = requests.post(page.geturl(), data={**form, "action": "sign-in"}, timeout=30)
+        if answer.status_code != 200:
+            raise BadInput(f"The sandbox refused the sign-in of {upn} (HTTP {answer.status_code}).")
+
+    return approve
+
+
 def _sandbox_info(args: argparse.Namespace) -> dict[str, Any] | None:
     """The sandbox's describe() JSON (`run.py sandbox --json` output saved to a file)."""
     from sync.sandbox_profile import read_info
@@ -422,8 +507,16 @@ def _fault_spec(spec: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="where the local database and keys live")
-    common.add_argument("--port", type=int, default=None, help="port to listen on (0: any free)")
-    common.add_argument("-v", "--verbose", action="store_true")
+    common.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="serve: the port to listen on (default 8765, 0: any free); sandbox: the port of "
+        "its first server (0: any free); other commands: not used",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="log in detail (every library, DEBUG)"
+    )
 
     parser = argparse.ArgumentParser(
         prog="mailbox-sync",
@@ -442,7 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sync = commands.add_parser("sync", parents=[common], help="one messaging sync, then exit")
-    sync.add_argument("--once", action="store_true")
+    sync.add_argument(
+        "--once", action="store_true", help="run one sync, then exit (required: for cron)"
+    )
     sync.add_argument("--kind", action="append", help="only this kind (repeatable)")
     sync.add_argument("--sandbox-json", help="the sandbox to use (`run.py sandbox --json` output)")
     sync.add_argument(
@@ -456,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.set_defaults(func=cmd_sync)
 
     status = commands.add_parser("status", parents=[common], help="last runs and alerts")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=cmd_status)
 
     sandbox = commands.add_parser("sandbox", parents=[common], help="start the sandbox servers")
@@ -485,24 +580,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(func=cmd_doctor)
 
+    signin = commands.add_parser(
+        "signin",
+        parents=[common],
+        help="sign in without a browser here: prints a page and a code (device code flow)",
+    )
+    signin.add_argument("--client-id", help="your app registration's application (client) ID")
+    signin.add_argument("--tenant", default="organizations", help="tenant ID or domain")
+    signin.add_argument("--sandbox-json", help="sign in to this running sandbox")
+    signin.add_argument("--user", help="sandbox only: sign in as this user without a browser")
+    signin.add_argument("--password-env", help="the variable holding --user's password")
+    signin.add_argument(
+        "--allow-plaintext-cache",
+        action="store_true",
+        help="keep the tokens unencrypted (mode 0600) when this computer has no keyring",
+    )
+    signin.set_defaults(func=cmd_signin)
+
     conf = commands.add_parser(
         "configure", parents=[common], help="the setup wizard's choices, without a browser"
     )
     conf.add_argument("--org", required=True, help="unique name of the synchronizing organization")
     conf.add_argument("--connect", action="append", help="a connected organization (repeatable)")
     conf.add_argument("--confirm-org-change", action="store_true", help="agree to a new sync org")
-    conf.add_argument("--mailbox-type", choices=["exchange", "pop3"], required=True)
+    conf.add_argument(
+        "--mailbox-type",
+        choices=["exchange", "pop3"],
+        required=True,
+        help="Exchange (EWS) or a POP3 account with its SMTP server",
+    )
     conf.add_argument("--email", required=True, help="the mailbox address")
     conf.add_argument("--ews-url", help="EWS endpoint (empty: autodiscover)")
-    conf.add_argument("--auth", choices=["oauth", "basic", "ntlm"], default="oauth")
-    conf.add_argument("--username")
+    conf.add_argument(
+        "--auth",
+        choices=["oauth", "basic", "ntlm"],
+        default="oauth",
+        help="Exchange sign-in: your Microsoft sign-in (oauth), or on premises a user name "
+        "and password (basic) or a Windows account (ntlm)",
+    )
+    conf.add_argument("--username", help="basic/ntlm or POP3 user name (POP3: default the address)")
     conf.add_argument("--password-env", help="environment variable holding the password")
-    conf.add_argument("--pop3-host")
-    conf.add_argument("--pop3-port", type=int)
-    conf.add_argument("--pop3-security", choices=["ssl", "starttls"], default="ssl")
-    conf.add_argument("--smtp-host")
-    conf.add_argument("--smtp-port", type=int)
-    conf.add_argument("--smtp-security", choices=["ssl", "starttls"], default="starttls")
+    conf.add_argument("--pop3-host", help="POP3 server name")
+    conf.add_argument("--pop3-port", type=int, help="POP3 port (default 995 with ssl)")
+    conf.add_argument(
+        "--pop3-security", choices=["ssl", "starttls"], default="ssl", help="POP3 encryption"
+    )
+    conf.add_argument("--smtp-host", help="SMTP server name (POP3 accounts send through it)")
+    conf.add_argument("--smtp-port", type=int, help="SMTP port (default 587 with starttls)")
+    conf.add_argument(
+        "--smtp-security",
+        choices=["ssl", "starttls"],
+        default="starttls",
+        help="SMTP encryption",
+    )
     conf.add_argument("--smtp-password-env", help="environment variable of the SMTP password")
     conf.add_argument(
         "--set-methods",
@@ -523,8 +653,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="a filter of one's own (repeatable), e.g. "
         "'tasks:Due this week:_ownerid_value eq me;scheduledend le today+7'",
     )
-    # kept for scripts, not offered: email tracking is not built yet (stored for when it is)
-    conf.add_argument("--tracking", default="replies", help=argparse.SUPPRESS)
+    # [h1a] email: Dynamics' personal tracking options, Sent Items, the days back, sending
+    conf.add_argument(
+        "--tracking",
+        default=None,
+        choices=["none", "all", "replies", "records", "email_enabled"],
+        help="track email automatically: none, all, replies (to CRM email), records (from "
+        "contacts, leads, accounts), email_enabled (from any email-enabled record); any but "
+        "none sets Incoming Email to this client (default: as stored; none the first time)",
+    )
+    conf.add_argument(
+        "--track-sent-items",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="track Sent Items too (default: yes)",
+    )
+    conf.add_argument(
+        "--track-days-back",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also track the messages of the last N days (default 0: from now on)",
+    )
+    conf.add_argument(
+        "--send-crm-email",
+        action="store_true",
+        help="send CRM email in Pending Send through this mailbox (sets Outgoing Email to "
+        "this client)",
+    )
     conf.add_argument("--interval", type=int, default=300, help="seconds between syncs")
     conf.add_argument("--sandbox-json", help="file with `run.py sandbox --json` output")
     conf.add_argument(
@@ -552,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     protect_all_handlers()  # no token or password in any log line, whatever the level
     if not args.verbose:
         # migrations and HTTP clients speak at INFO on every start: keep the terminal for us
-        for noisy in ("alembic", "httpx", "exchangelib", "werkzeug"):
+        for noisy in ("alembic", "httpx", "exchangelib", "werkzeug", "apscheduler"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     if getattr(args, "port", None) is None and args.command == "serve":
         args.port = DEFAULT_PORT

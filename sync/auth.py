@@ -155,13 +155,16 @@ class EncryptionUnavailable(RuntimeError):
     `allow_plaintext=True`.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, command: str | None = None) -> None:
         super().__init__(
             "Tokens cannot be stored encrypted on this computer "
             f"({reason}). They can be stored unencrypted, in a file only your user may read, "
             "if you agree."
         )
         self.reason = reason
+        """What is missing, in plain words (never a raw import error)."""
+        self.command = command
+        """The one command that fixes it on this system, where known."""
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,9 @@ def forget_consent_needed(data_dir: str | Path, scopes: Sequence[str] | None = N
         _write_pending(path, entries)
 
 
+_WARNED_PLAINTEXT: set[str] = set()
+
+
 def open_token_cache(path: str | Path, allow_plaintext: bool) -> tuple[PersistedTokenCache, bool]:
     """The persisted msal cache at `path` and whether it is encrypted.
 
@@ -364,9 +370,13 @@ def open_token_cache(path: str | Path, allow_plaintext: bool) -> tuple[Persisted
         persistence = build_encrypted_persistence(location)
     except Exception as exc:  # ImportError (no PyGObject), keyring errors, unsupported OS
         if not allow_plaintext:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EncryptionUnavailable(reason) from exc
-        log.warning("token cache stored unencrypted (the user agreed): %s", location)
+            from sync.keyring_help import advice_for
+
+            advice = advice_for(exc)
+            raise EncryptionUnavailable(advice.reason, advice.command) from exc
+        if location not in _WARNED_PLAINTEXT:  # once per process, not at every request
+            _WARNED_PLAINTEXT.add(location)
+            log.warning("token cache stored unencrypted (the user agreed): %s", location)
         persistence = FilePersistence(location)  # created with mode 0600
     return PersistedTokenCache(persistence), bool(persistence.is_encrypted)
 
@@ -579,6 +589,45 @@ class TokenProvider:
                 f"Sign-in failed: {_first_line(result.get('error_description', '')) or result['error']}",
                 code=str(result["error"]),
             )
+        claims = result.get("id_token_claims", {})
+        username = claims.get("preferred_username", "")
+        account = next((a for a in self.accounts() if a.username == username), None)
+        if account is None:
+            raise AuthError("Sign-in returned no account; sign in again.", code="no_account")
+        return dataclasses.replace(account, name=str(claims.get("name", "")))
+
+    def start_device_flow(self, scopes: Sequence[str]) -> dict[str, Any]:
+        """Begin a device code sign-in (for a computer without a browser, as `az login
+        --use-device-code` does): show the returned `message` (the page and the code) to the
+        user, then call `finish_device_flow` with the same dict."""
+        try:
+            flow = dict(self.app.initiate_device_flow(scopes=list(scopes)))
+        except requests.RequestException as exc:
+            raise Unavailable(
+                f"The sign-in service could not be reached: {type(exc).__name__}."
+            ) from exc
+        if "user_code" not in flow:
+            detail = _first_line(str(flow.get("error_description", ""))) or flow.get("error")
+            raise AuthError(f"The device sign-in could not start: {detail}", code="device_flow")
+        return flow
+
+    def finish_device_flow(self, flow: Mapping[str, Any]) -> Account:
+        """Wait (polling as the service asks) until the user signed in on the page, declined
+        or the code expired; the signed-in account, its tokens now in the cache."""
+        try:
+            result = self.app.acquire_token_by_device_flow(dict(flow))
+        except requests.RequestException as exc:
+            raise Unavailable(
+                f"The sign-in service could not be reached: {type(exc).__name__}."
+            ) from exc
+        if "error" in result:
+            reasons = {
+                "authorization_declined": "The sign-in was cancelled on the page.",
+                "expired_token": "The code expired before anyone signed in: run signin again.",
+            }
+            error = str(result["error"])
+            description = _first_line(str(result.get("error_description", "")))
+            raise AuthError(reasons.get(error) or f"Sign-in failed: {description or error}", error)
         claims = result.get("id_token_claims", {})
         username = claims.get("preferred_username", "")
         account = next((a for a in self.accounts() if a.username == username), None)

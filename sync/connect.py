@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import select
 
@@ -24,7 +25,7 @@ from sync.kinds.base import Direction, Kind
 from sync.messaging import Connection, MessagingJob, NotReady
 from sync.runs import ProgressListener
 from sync.service import MESSAGING, SyncService
-from sync.setup.ports import MailboxConfig
+from sync.setup.ports import MailboxConfig, MailboxRecord
 from sync.setup.profile import (
     MESSAGING_DISABLED_REASON,
     Profile,
@@ -36,6 +37,9 @@ from sync.store.models import ConflictRecord, SyncFilter
 
 if TYPE_CHECKING:
     from sync.auth import TokenProvider
+    from sync.mail.ports import EmailDirectory, TrackingMailbox
+    from sync.mail.service import MailService
+    from sync.mail.track_run import TrackingStage
 
 CONFIRM_EMPTIED = "confirm_emptied"
 """Set by the alert's "it is intended" button; read (and cleared) by the next run."""
@@ -161,6 +165,7 @@ class ProfileConnector:
         )
         if settings.confirm_emptied:
             profile.set(CONFIRM_EMPTIED, False)  # the user's confirmation covers one run
+        record = _record_reader(client, user_id)  # [h1a] one read a run, for every workload
         return Connection(
             org_id=org.id,
             crm=crm,
@@ -168,7 +173,45 @@ class ProfileConnector:
             settings=settings,
             kinds=kinds + retiring,
             close=client.close,
-            act_method=_act_reader(client, user_id),
+            act_method=lambda: r.act if (r := record()) is not None else None,
+            tracking=self._tracking(client, mailbox, config, user_id, record),
+        )
+
+    # [h1a] email tracking ------------------------------------------------------------------------
+
+    def _tracking(
+        self,
+        client: DataverseClient,
+        mailbox: Side,
+        config: MailboxConfig,
+        user_id: str,
+        record: Callable[[], MailboxRecord | None],
+    ) -> TrackingStage | None:
+        """The tracking stage of the run, or None: not asked (`--kind` without email), or
+        nothing could be tracked (a POP3 mailbox has no category to track by hand)."""
+        from sync.mail import settings as email_settings
+        from sync.mail.facade import RecordRef
+        from sync.mail.track_run import TrackingStage, TrackSettings
+
+        if self.only is not None and "email" not in self.only:
+            return None
+        profile = self.profile
+        email = email_settings.ensure_started(
+            profile, email_settings.load(profile), datetime.now(UTC)
+        )
+        pop3 = config.type == "pop3"
+        if pop3 and not email.tracking_on:
+            return None
+        directory, tracking_mailbox = email_ports(client, mailbox, user_id)
+        settings = TrackSettings.from_settings(
+            email, RecordRef("systemusers", user_id), [config.email], pop3=pop3
+        )
+        return TrackingStage(
+            directory,
+            tracking_mailbox,
+            settings,
+            chosen=email.tracking_on,
+            incoming_method=lambda: r.incoming if (r := record()) is not None else None,
         )
 
     def _provider(self, info: Mapping[str, Any] | None) -> TokenProvider:
@@ -190,7 +233,18 @@ class ProfileConnector:
         client = DataverseClient(
             api_url, provider.token_callable([dataverse_scope(org_url)], upn), annotations="*"
         )
-        return DataverseSide(client, owner_id=owner_id or None), client
+        # [h4] table definitions kept in the local database for a day; the modifiedon reader's
+        # deletion sweep every `watermark_sweep_every` reads (profile setting)
+        from sync.crm.watermark import SWEEP_SETTING, sweep_every_setting
+        from sync.store.cache import SettingsCache
+
+        side = DataverseSide(
+            client,
+            owner_id=owner_id or None,
+            sweep_every=sweep_every_setting(self.profile.get(SWEEP_SETTING)),
+            metadata_store=SettingsCache(self.profile.database),
+        )
+        return side, client
 
     def _mailbox_side(
         self,
@@ -223,14 +277,90 @@ class ProfileConnector:
 
 def _act_reader(client: DataverseClient, user_id: str) -> Callable[[], int | None]:
     """Reads the user's mailbox record's `actdeliverymethod` (None: no record) for the run."""
+    record = _record_reader(client, user_id)
+    return lambda: r.act if (r := record()) is not None else None
 
-    def read() -> int | None:
+
+def _record_reader(client: DataverseClient, user_id: str) -> Callable[[], MailboxRecord | None]:
+    """[h1a] Reads the user's CRM mailbox record once (the first call), for the run's checks of
+    each workload's method (appointments/contacts/tasks, incoming email)."""
+    kept: list[MailboxRecord | None] = []
+
+    def read() -> MailboxRecord | None:
         from sync.setup.adapters import DataverseDirectory
 
-        record = DataverseDirectory(client).mailbox_of_user(user_id)
-        return record.act if record is not None else None
+        if not kept:
+            kept.append(DataverseDirectory(client).mailbox_of_user(user_id))
+        return kept[0]
 
     return read
+
+
+def email_ports(
+    client: DataverseClient, mailbox: Side, user_id: str
+) -> tuple[EmailDirectory, TrackingMailbox]:
+    """[h1a] The two email ports over the run's Dataverse client and mailbox side: the CRM's
+    emails (`DataverseEmails`) and the mailbox's messages (EWS through `EwsTrackingMailbox`;
+    a POP3 side is one itself)."""
+    from sync.crm.emails import DataverseEmails
+    from sync.mailbox.ews import EwsSide
+    from sync.mailbox.ews_mail import EwsTrackingMailbox
+
+    directory = DataverseEmails(client, user_id)
+    if isinstance(mailbox, EwsSide):
+        return directory, EwsTrackingMailbox(mailbox)
+    return directory, cast("TrackingMailbox", mailbox)
+
+
+def mail_facade_factory(
+    profile: Profile, sandbox_info: SandboxInfo
+) -> Callable[[], MailService | None]:
+    """[h1a] The Mail page's facade factory (`app.extensions["mail_facade"]`): a `MailService`
+    over the stored profile, built once and kept while the profile's organization, mailbox and
+    user stay the same; None until setup is complete (the page then says what to do)."""
+    kept: dict[str, Any] = {}
+
+    def build() -> MailService | None:
+        from sync.mail.facade import RecordRef
+        from sync.mail.service import MailService
+
+        if not profile.is_complete():
+            return None
+        org = profile.synchronizing_org()
+        config = profile.mailbox()
+        user = profile.get("crm_user") or {}
+        if org is None or config is None or not user.get("id"):
+            return None
+        identity = f"{org.id}|{config.type}|{config.email}|{user.get('id')}"
+        if kept.get("identity") == identity:
+            service: MailService = kept["service"]
+            return service
+        if "service" in kept:
+            kept.pop("service").close()
+        connector = ProfileConnector(profile, sandbox_info)
+        info = sandbox_info()
+        provider = connector._provider(info)
+        _crm, client = connector._crm_side(org.url, org.api_url, str(user["id"]), provider)
+        try:
+            mailbox = connector._mailbox_side(config, info, org.id, provider)
+            directory, tracking_mailbox = email_ports(client, mailbox, str(user["id"]))
+        except Exception:
+            client.close()
+            raise
+        service = MailService(
+            directory,
+            tracking_mailbox,
+            profile,
+            org.id,
+            RecordRef("systemusers", str(user["id"])),
+            [config.email],
+            pop3=config.type == "pop3",
+            close=client.close,
+        )
+        kept.update(identity=identity, service=service)
+        return service
+
+    return build
 
 
 class ConflictReverser:

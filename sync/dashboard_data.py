@@ -3,7 +3,9 @@
 Pure queries and arithmetic, no Flask, so `status --json` and the web pages tell the same story.
 A run's `counts` is `{kind: {"crm": {...}, "mailbox": {...}, "errors": n, "conflicts": n}}`,
 where `"crm"` holds the writes made *in* the CRM (mailbox → CRM) and `"mailbox"` the writes made in
-the mailbox (CRM → mailbox).
+the mailbox (CRM → mailbox). Email keeps flat counts (`counts["email"]`: tracked, linked,
+untracked, attachments_skipped, errors; `counts["outgoing"]`: sent, failed, already_sent, errors),
+read into the same two sides by `split_counts`, so every card and the chart use one model.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from sync.runs import recent_runs
+from sync.settings import get_setting
 from sync.store.db import Database
 from sync.store.models import Link, Run
 
@@ -24,12 +27,37 @@ MESSAGING_KINDS: tuple[tuple[str, str], ...] = (
     ("appointments", "Appointments"),
     ("tasks", "Tasks"),
 )
-"""One card per kind that syncs today. Email tracking, outgoing email and offline data get
-theirs (DESIGN.md 1.2) when they are built: a card for work nothing does would say "never" or
+"""One card per kind that syncs today (the email cards: EMAIL_KINDS). Offline data gets its
+card (DESIGN.md 1.2) when it is built: a card for work nothing does would say "never" or
 "skipped" for ever."""
 LINK_KINDS: dict[str, str] = {"recurringappointments": "appointments"}
 """Engine kinds shown on another kind's card (a recurring series is an appointment to the user)."""
 ACTIONS = ("created", "updated", "deleted", "tracked", "sent")
+
+# --- email cards (issue 8 part 7) ---------------------------------------------------------
+EMAIL_KINDS: tuple[tuple[str, str], ...] = (
+    ("email", "Email tracking"),
+    ("outgoing", "Outgoing email"),
+)
+"""Cards shown only while the profile turns the work on (`email_kinds_enabled`)."""
+FLAT_COUNTS: dict[str, dict[str, str]] = {
+    "email": {
+        "tracked": "crm",
+        "linked": "crm",
+        "untracked": "other",
+        "attachments_skipped": "other",
+    },
+    "outgoing": {"sent": "mailbox", "already_sent": "other", "failed": "other"},
+}
+"""Where each flat count of an email kind goes on the card: a write in the CRM (a tracked
+message, one linked to the CRM email that was there already), in the mailbox (a CRM email sent
+through it), or neither (untracked, skipped attachments, sends refused, found already sent)."""
+ACTION_LABELS: dict[str, str] = {
+    "attachments_skipped": "attachments skipped",
+    "already_sent": "already sent",
+    "failed": "not sent (refused)",
+}
+"""Words for the count keys that are not words themselves (translated where shown)."""
 
 
 @dataclass
@@ -49,6 +77,30 @@ class KindStatus:
     message: str | None = None
     in_sync: int = 0
     """Records linked on both sides now (not what the last run did: what stays in step)."""
+    other: dict[str, int] = field(default_factory=dict)
+    """What the last run did that is no write on either side (e.g. untracked, skipped)."""
+    totals: dict[str, int] = field(default_factory=dict)
+    """Each count summed over every run (the email cards: tracked, sent, … so far)."""
+
+    def action_label(self, action: str) -> str:
+        """The English words for a count's key (the page translates them)."""
+        return ACTION_LABELS.get(action, action)
+
+
+def split_counts(
+    kind: str, counts: Mapping[str, Any] | None
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """One kind's counts in a run as (to_crm, to_mailbox, other), whichever shape it has."""
+    counts = counts or {}
+    flat = FLAT_COUNTS.get(kind)
+    if flat is None:
+        return _nonzero(counts.get("crm")), _nonzero(counts.get("mailbox")), {}
+    sides: dict[str, dict[str, int]] = {"crm": {}, "mailbox": {}, "other": {}}
+    for key, side in flat.items():
+        value = counts.get(key)
+        if isinstance(value, int) and value:
+            sides[side][key] = value
+    return sides["crm"], sides["mailbox"], sides["other"]
 
 
 def _nonzero(counts: Mapping[str, Any] | None) -> dict[str, int]:
@@ -70,17 +122,45 @@ def linked_counts(database: Database) -> dict[str, int]:
     return totals
 
 
+def email_kinds_enabled(database: Database) -> set[str]:
+    """The email cards the profile turns on (keys: sync.mail.ports' docstring): "email" while
+    a tracking option other than "none" is chosen or a folder is tracked, "outgoing" while CRM
+    email is sent through the mailbox."""
+    kinds = set()
+    option = get_setting(database, "tracking_option")
+    if (option and option != "none") or get_setting(database, "tracked_folders"):
+        kinds.add("email")
+    if get_setting(database, "send_crm_email"):
+        kinds.add("outgoing")
+    return kinds
+
+
+def history_totals(database: Database, kind: str) -> dict[str, int]:
+    """The flat counts of an email kind summed over every run, in one query (no run is loaded)."""
+    keys = list(FLAT_COUNTS[kind])
+    sums = [func.coalesce(func.sum(Run.counts[(kind, key)].as_integer()), 0) for key in keys]
+    with database.session() as session:
+        row = session.execute(select(*sums)).one()
+    return {key: int(n) for key, n in zip(keys, row, strict=True) if n}
+
+
 def kind_statuses(
     database: Database, enabled: Iterable[str], history: int = 50
 ) -> list[KindStatus]:
-    """Each kind's state from the newest run that did something about it."""
+    """Each kind's state from the newest run that did something about it; the email cards
+    only while their work is turned on."""
     runs = recent_runs(database, limit=history)
     enabled = set(enabled)
     linked = linked_counts(database)
+    email_on = email_kinds_enabled(database)
+    shown = [*MESSAGING_KINDS, *((k, label) for k, label in EMAIL_KINDS if k in email_on)]
     statuses = []
-    for kind, label in MESSAGING_KINDS:
-        status = KindStatus(kind, label, "never" if kind in enabled else "off")
-        status.in_sync = linked.get(kind, 0)
+    for kind, label in shown:
+        on = kind in enabled or kind in email_on
+        status = KindStatus(kind, label, "never" if on else "off")
+        status.in_sync = linked.get(kind, 0) if kind not in FLAT_COUNTS else 0
+        if kind in FLAT_COUNTS:
+            status.totals = history_totals(database, kind)
         for run in runs:
             if run.job != "messaging":
                 continue
@@ -88,11 +168,10 @@ def kind_statuses(
             if counts is None and run.outcome not in ("running", "failed"):
                 continue
             status.last_run_at, status.last_run_id = run.started_at, run.id
-            status.state = run.outcome if kind in enabled else "off"
+            status.state = run.outcome if on else "off"
             status.message = run.message if counts is None else counts.get("message")
             if counts:
-                status.to_crm = _nonzero(counts.get("crm"))
-                status.to_mailbox = _nonzero(counts.get("mailbox"))
+                status.to_crm, status.to_mailbox, status.other = split_counts(kind, counts)
                 status.errors = int(counts.get("errors", 0))
                 status.conflicts = int(counts.get("conflicts", 0))
             break
@@ -126,10 +205,10 @@ class Chart:
 def run_changes(run: Run) -> int:
     """All writes a run made, both ways, every kind."""
     total = 0
-    for counts in (run.counts or {}).values():
+    for kind, counts in (run.counts or {}).items():
         if isinstance(counts, Mapping):
-            for side in ("crm", "mailbox"):
-                total += sum(int(n) for n in (counts.get(side) or {}).values())
+            to_crm, to_mailbox, _other = split_counts(kind, counts)
+            total += sum(to_crm.values()) + sum(to_mailbox.values())
     return total
 
 

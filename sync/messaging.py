@@ -17,8 +17,10 @@ from sync.engine import begin_run, sync_kind
 from sync.engine.apply import KindResult
 from sync.engine.options import EngineSettings
 from sync.kinds.base import Kind
+from sync.mail.links import MailLinks
+from sync.mail.track_run import Tracker, TrackingStage
 from sync.runs import RunRecorder, raise_alert, resolve_alerts
-from sync.setup.mailbox import act_method_problem
+from sync.setup.mailbox import ACT_ALERT, METHOD_ALERT_SUBJECTS, act_method_problem, method_problem
 from sync.sides import AuthError, Side, SideError
 from sync.store.db import Database
 from sync.store.linkstore import SqlLinkStore
@@ -46,6 +48,8 @@ class Connection:
     """Reads the CRM mailbox record's method for appointments, contacts and tasks (one small
     request; None: the user has no record); called once a run. None: not checked (sides in
     memory, tests)."""
+    tracking: TrackingStage | None = None
+    """Email tracking, run after the kinds (None: not set up, or nothing to track)."""
 
 
 Connector = Callable[[], Connection]
@@ -144,7 +148,7 @@ class MessagingJob:
                     counts[kind.name] = {"message": refusal}
             recorder.counts(counts)
             kinds = [kind for kind in kinds if kind.name not in ACT_KINDS]
-            if not kinds:
+            if not kinds and connection.tracking is None:
                 return "skipped", refusal
             problems.append(refusal)
         begin_run(connection.crm, connection.mailbox)
@@ -178,13 +182,86 @@ class MessagingJob:
                 problems.append(f"{kind.name}: {result.message}")
             elif result.errors:
                 problems.append(f"{kind.name}: {result.errors} items failed (retried later)")
+        if connection.tracking is not None:
+            try:
+                self._track(connection, store.org, recorder, counts, problems)
+            except AuthError as error:
+                refused = isinstance(error, SignInRequired)
+                counts["email"] = {"message": "sign-in required" if refused else "sign-in refused"}
+                recorder.counts(counts)
+                return self._refused(error, "email")
         resolve_alerts(self.database, "auth-failed")
         resolve_alerts(self.database, SIGN_IN_ALERT)  # the sign-in works again
         if problems:
+            if (
+                refusal is not None
+                and problems == [refusal]
+                and not kinds
+                and "email" not in counts
+            ):
+                return "skipped", refusal
             return "partial", "; ".join(problems)
         total = sum(
             sum(counts[k].get(side, {}).get(a, 0) for side in ("crm", "mailbox") for a in
                 ("created", "updated", "deleted"))
+            + counts[k].get("tracked", 0) + counts[k].get("linked", 0)
             for k in counts
         )  # fmt: skip
         return "ok", f"{total} changes" if total else "Nothing changed."
+
+    def _track(
+        self,
+        connection: Connection,
+        org: str,
+        recorder: RunRecorder,
+        counts: dict[str, Any],
+        problems: list[str],
+    ) -> None:
+        """The tracking stage, after the kinds: only while incoming email is this client's
+        (checked every run: server-side sync may take it over at any time, and two clients
+        would track every message twice). AuthError is left to the caller."""
+        stage = connection.tracking
+        assert stage is not None
+        try:
+            method = stage.incoming_method() if stage.incoming_method is not None else 1
+        except SideError as error:
+            if isinstance(error, AuthError):
+                raise
+            log.warning("the CRM mailbox record could not be read: %s", error)
+            counts["email"] = {"message": f"reading the CRM mailbox record: {error.message}"}
+            problems.append(f"email: reading the CRM mailbox record: {error.message or error}")
+            recorder.counts(counts)
+            return
+        if not stage.chosen and method != 1:
+            # the category alone, and incoming email is not ours: nothing to say or do
+            resolve_alerts(self.database, ACT_ALERT, METHOD_ALERT_SUBJECTS["incoming"])
+            return
+        refusal = method_problem(self.database, "incoming", method)
+        if refusal is not None:
+            counts["email"] = {"message": refusal}
+            problems.append(f"email: {refusal}")
+            recorder.counts(counts)
+            return
+
+        def progress(done: int, total: int, phase: str) -> None:
+            recorder.progress(done, total, f"email: {phase}")
+
+        tracker = Tracker(
+            stage.directory, stage.mailbox, MailLinks(self.database, org), stage.settings, progress
+        )
+        try:
+            result = tracker.run()
+        except SideError as error:
+            if isinstance(error, AuthError):
+                raise
+            log.warning("email tracking failed: %s", error)
+            counts["email"] = {"message": f"{type(error).__name__}: {error.message}"}
+            problems.append(f"email: {error.message or type(error).__name__}")
+            recorder.counts(counts)
+            return
+        counts["email"] = result.counts()
+        recorder.counts(counts)
+        if result.stopped:
+            problems.append(f"email: {result.message}")
+        elif result.errors:
+            problems.append(f"email: {result.errors} messages failed (retried later)")

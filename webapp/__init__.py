@@ -78,6 +78,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         dashboard,
         errors,
         i18n,
+        mail,
         settings_page,
         signin,
         wizard,
@@ -92,5 +93,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(signin.bp)
     app.register_blueprint(wizard.bp)
     app.register_blueprint(settings_page.bp)
+    # the Mail page (issue 8): its facade factory is app.extensions["mail_facade"] (None: off)
+    from sync.connect import mail_facade_factory
+    from sync.setup.profile import Profile
+
+    app.extensions.setdefault(
+        mail.FACADE_KEY, mail_facade_factory(Profile(database, data_dir), lambda: sandbox_info(app))
+    )
+    app.register_blueprint(mail.bp)
     errors.register(app)
     return app

@@ -9,6 +9,7 @@ from sync.connect import CONFIRM_EMPTIED
 from sync.runs import dismiss_alert, open_alerts
 from sync.service import MESSAGING
 from sync.settings import set_setting
+from sync.setup.signin import acknowledge_unencrypted_cache
 from webapp import state
 
 bp = Blueprint("alerts", __name__)
@@ -34,4 +35,13 @@ def confirm_emptied(alert_id: int) -> Response:
     sched = state.scheduler()
     if sched is not None:
         sched.sync_now(MESSAGING)
+    return redirect(url_for("alerts.index"))
+
+
+@bp.post("/alerts/<int:alert_id>/keep-unencrypted")
+def keep_unencrypted(alert_id: int) -> Response:
+    """The user keeps the unencrypted token cache knowingly: the alert goes for good."""
+    database = state.database()
+    acknowledge_unencrypted_cache(database)
+    dismiss_alert(database, alert_id)
     return redirect(url_for("alerts.index"))

@@ -70,7 +70,11 @@ def _translations(catalog: Catalog) -> tuple[dict[str, str], dict[tuple[Any, Any
     """What a compiled catalog means: its headers (but the Babel version that wrote it) and
     its translations."""
     headers = {k: v for k, v in catalog.mime_headers if k != "Generated-By"}
-    return headers, {(m.id, m.context): m.string for m in catalog if m.id}
+
+    def frozen(value: Any) -> Any:  # plural forms come as lists
+        return tuple(value) if isinstance(value, list | tuple) else value
+
+    return headers, {(frozen(m.id), m.context): frozen(m.string) for m in catalog if m.id}
 
 
 def _up_to_date(mo_path: Path, compiled: bytes) -> bool:

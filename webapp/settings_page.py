@@ -18,6 +18,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from flask_babel import refresh
 from werkzeug.wrappers import Response
 
+from sync.mail import settings as email_settings
 from sync.redaction import RedactingFilter, protect_all_handlers
 from sync.runs import open_alerts, recent_runs
 from sync.setup import choices as choices_step
@@ -97,6 +98,7 @@ def _settings_page(check_fragment: str = "") -> str:
         has_password=bool(profile.mailbox_secrets()),
         choices=choices_step.current_choices(profile),
         tracking_options=choices_step.TRACKING_OPTIONS,
+        email=email_settings.load(profile),  # [h1a] the email settings card
         step_titles=STEP_TITLES,
         zones=i18n.zone_names(),
         timezone=profile.get("timezone") or "",

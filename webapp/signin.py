@@ -44,7 +44,6 @@ from sync.auth import (
     admin_consent_url,
     clear_token_cache,
     describe_scope,
-    discovery_scope,
     forget_consent_needed,
     needs_admin,
     note_consent_needed,
@@ -52,9 +51,20 @@ from sync.auth import (
     provider_from_config,
     scope_resource,
 )
-from sync.runs import raise_alert, resolve_alerts
+from sync.runs import resolve_alerts
 from sync.settings import get_setting, set_setting
 from sync.setup.messages import N_, Msg
+from sync.setup.profile import STEP_TITLES, STEPS, Profile
+from sync.setup.signin import (
+    PLAINTEXT_ALERT,
+    encryption_fix,
+    microsoft_config,
+    note_unencrypted_cache,
+    remember_choice,
+    remember_sign_in,
+    sandbox_config,
+    sign_in_scopes,
+)
 from sync.sides import SideError
 from webapp import access, csrf, state
 from webapp.i18n import translate
@@ -66,9 +76,6 @@ ANSWER_FIELDS = frozenset(
     {"code", "state", "client_info", "session_state", "error", "error_description", "error_uri"}
 )
 """The authorization response's fields (RFC 6749 §4.1.2); anything else is dropped."""
-PLAINTEXT_ALERT = "token_cache_unencrypted"
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
 _SCOPE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~%\-]+)*/[A-Za-z0-9._]+$")
 """A delegated scope of a resource: `<https origin>[/path]/<permission>` (the sandbox's are
 http on 127.0.0.1)."""
@@ -117,6 +124,13 @@ def _next_url() -> str:
     return NEXT_STEP
 
 
+def _wizard_current(database: Any) -> str | None:
+    """The furthest wizard step reached, once signed in (its steps are links then)."""
+    if not get_setting(database, "account_upn"):
+        return None
+    return Profile(database, current_app.config["DATA_DIR"]).current_step()
+
+
 def _page(status: int = 200, **context: Any) -> tuple[str, int]:
     database = state.database()
     context.setdefault("error", None)
@@ -133,6 +147,9 @@ def _page(status: int = 200, **context: Any) -> tuple[str, int]:
         or "",
         tenant=get_setting(database, "microsoft_tenant") or "organizations",
         redirect_uri=_redirect_uri(),
+        steps=STEPS,
+        step_titles=STEP_TITLES,
+        wizard_current=_wizard_current(database),
         **context,
     )
     return html, status
@@ -148,26 +165,9 @@ def _config_from_form() -> dict[str, Any]:
     """What the user chose: the provider, its authority and client id (validated)."""
     provider = request.form.get("provider", "")
     if provider == "sandbox":
-        info = sandbox_info()
-        if info is None:
-            raise ValueError("The sandbox is not running. Start the app without a tenant.")
-        return {
-            "provider": "sandbox",
-            "authority": str(info["authority"]).rstrip("/"),
-            "client_id": str(info["client_id"]),
-        }
+        return sandbox_config(sandbox_info())
     if provider == "microsoft":
-        client_id = request.form.get("client_id", "").strip()
-        tenant = request.form.get("tenant", "").strip() or "organizations"
-        if not _GUID.match(client_id):
-            raise ValueError(
-                "Enter the application (client) ID of your app registration: a GUID like "
-                "00000000-0000-0000-0000-000000000000."
-            )
-        if not _TENANT.match(tenant):
-            raise ValueError("Enter a tenant ID or domain, or leave 'organizations'.")
-        authority = MICROSOFT_AUTHORITY.rsplit("/", 1)[0] + "/" + tenant
-        return {"provider": "microsoft", "authority": authority, "client_id": client_id}
+        return microsoft_config(request.form.get("client_id", ""), request.form.get("tenant", ""))
     raise ValueError("Choose Microsoft or the sandbox.")
 
 
@@ -188,39 +188,21 @@ def start() -> Response | tuple[str, int]:
         consented = True
         set_setting(database, "token_cache_plaintext_consent", True)
     config["plaintext"] = consented
-    if config["provider"] == "microsoft":
-        set_setting(database, "microsoft_client_id", config["client_id"])
-        set_setting(database, "microsoft_tenant", config["authority"].rsplit("/", 1)[1])
+    remember_choice(database, config)
     try:
         provider = provider_from_config(config, current_app.config["DATA_DIR"], sandbox_info())
     except EncryptionUnavailable as exc:
-        return _page(consent={**config, "reason": exc.reason})
+        return _page(consent={**config, "reason": exc.reason, "command": exc.command})
     except SideError as exc:
         return _page(400, error=exc.message)
     if not provider.cache_is_encrypted:
-        raise_alert(
-            database,
-            PLAINTEXT_ALERT,
-            "Token cache stored unencrypted",
-            "This computer has no keyring to encrypt sign-in tokens, so they are kept in a "
-            "file in the data folder that only your user account may read (you agreed).",
-            "Install and unlock a keyring (libsecret with GNOME Keyring or KWallet, and "
-            "PyGObject), then sign out and sign in again to encrypt the cache.",
-        )
+        note_unencrypted_cache(database, encryption_fix())
     try:
-        flow = provider.begin(_redirect_uri(), _sign_in_scopes(config))
+        flow = provider.begin(_redirect_uri(), sign_in_scopes(config, sandbox_info()))
     except SideError as exc:
         return _page(502, error=exc.message)
     session["signin"] = {"flow": flow, "config": config}
     return redirect(flow["auth_uri"])
-
-
-def _sign_in_scopes(config: dict[str, Any]) -> list[str]:
-    """Global Discovery at sign-in, so the next step can list the organizations at once."""
-    if config["provider"] == "sandbox":
-        info = sandbox_info() or {}
-        return [discovery_scope(info.get("discovery_url"))]
-    return [discovery_scope()]
 
 
 @bp.route("/callback", methods=["GET", "POST"])
@@ -251,10 +233,7 @@ def callback() -> Response | tuple[str, int]:
         session.pop("signin", None)
         return _page(400, error=getattr(exc, "message", str(exc)))
     session.pop("signin", None)
-    set_setting(database, "account_upn", account.username)
-    set_setting(database, "auth", {**config, "username": account.username})
-    set_setting(database, "mode", "sandbox" if config["provider"] == "sandbox" else "tenant")
-    resolve_alerts(database, SIGN_IN_ALERT)
+    remember_sign_in(database, config, account)
     return redirect(_next_url())
 
 

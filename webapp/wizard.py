@@ -8,6 +8,7 @@ htmx makes them update in place when it is there.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ from sync.setup import organizations, user_filters
 from sync.setup import profile as keys
 from sync.setup.messages import N_, Msg, SetupError
 from sync.setup.ports import CrmDirectory, CrmUser, MailboxRecord, OrgInfo, SetupPorts
-from sync.setup.profile import STEPS, Profile
+from sync.setup.profile import STEP_TITLES, STEPS, Profile
 from sync.setup.user_filters import UserFilter
 from sync.sides import AuthError, SideError
 from webapp import state
@@ -36,13 +37,6 @@ POP3_HAS_NO_ACT = N_(
     "Contacts, appointments and tasks need an Exchange mailbox, as in Dynamics 365: a POP3 "
     "mailbox has no contacts, calendar or tasks to keep in step."
 )
-STEP_TITLES: dict[str, Msg] = {
-    "organization": N_("Organization"),
-    "mailbox": N_("Mailbox"),
-    "instance": N_("Synchronizing computer"),
-    "choices": N_("What to sync"),
-    "done": N_("Done"),
-}
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -256,6 +250,17 @@ def _record(directory: CrmDirectory, user: CrmUser) -> MailboxRecord | None:
         return None
 
 
+def _email_workloads(profile: Profile) -> frozenset[str]:
+    """[h1a] The email workloads the stored choices make this client's (shown as such); none
+    before the "What to sync" step is saved: email is the user's choice, never a default."""
+    from sync.mail import settings as email_settings
+
+    if not profile.step_done("choices"):
+        return frozenset()
+    email = email_settings.load(profile)
+    return mailbox_step.email_workloads(email.tracking_on, email.send_crm_email)
+
+
 def mailbox_view(profile: Profile) -> Any:
     crm, error = guarded(lambda: _crm(profile))
     directory, user = crm if crm is not None else (None, None)
@@ -303,7 +308,9 @@ def mailbox_view(profile: Profile) -> Any:
         "result_ok": result_ok,
         "record": record,
         "methods": (
-            mailbox_step.delivery_status(record, str(form.get("type") or "exchange"))
+            mailbox_step.delivery_status(
+                record, str(form.get("type") or "exchange"), _email_workloads(profile)
+            )
             if record
             else []
         ),
@@ -364,7 +371,11 @@ def mailbox_methods() -> Any:
         methods_error = failure(refused)
     context = {
         "record": record,
-        "methods": mailbox_step.delivery_status(record, mailbox_type) if record else [],
+        "methods": (
+            mailbox_step.delivery_status(record, mailbox_type, _email_workloads(profile))
+            if record
+            else []
+        ),
         "methods_error": methods_error,
     }
     if is_htmx():
@@ -406,8 +417,8 @@ def instance_view(profile: Profile) -> Any:
         try:
             # refused whole, never cut short: the command line takes the same names
             name = instance_step.clean_instance_name(request.form.get("instance_name", ""))
-            if name:
-                profile.set(keys.INSTANCE_NAME, name)
+            if "instance_name" in request.form:  # empty: the host name, as the page says
+                profile.set(keys.INSTANCE_NAME, name or None)
             instance_step.decide(profile, store, take_over)
             return go("wizard.step", step="choices")
         except (SetupError, SideError) as refused:
@@ -424,6 +435,7 @@ def instance_view(profile: Profile) -> Any:
         status=200 if is_htmx() else status,
         error=error or claim_error,
         claim=claim,
+        host_name=socket.gethostname(),
     )
 
 
@@ -458,8 +470,9 @@ def choices_view(
     """The step's page; a POST of the step's own form saves it (not the add-filter form's,
     which comes here with `new_filter` to show its error).
 
-    What the page does not show keeps its stored value: the email tracking option (no email
-    sync yet), the offline filters (no offline yet) and, for a POP3 mailbox, everything."""
+    What the page does not show keeps its stored value: the offline filters (no offline yet)
+    and, for a POP3 mailbox, everything but email. Turning email on points the CRM mailbox
+    record's email methods at this client (`take_email_methods`); off, they are left alone."""
     stored = choices_step.current_choices(profile)
     config = profile.mailbox()
     pop3 = config is not None and config.type == "pop3"
@@ -471,14 +484,31 @@ def choices_view(
         "tracking": stored.tracking,
         "interval_seconds": stored.interval_seconds,
         **{f"direction_{k}": v for k, v in (stored.directions or {}).items()},
+        "track_days_back": stored.track_days_back,
+        "token_prefix": stored.token_prefix,
+    }
+    checks = {  # [h1a] the email checkboxes, as stored (a POST's own replace them)
+        "track_sent_items": stored.track_sent_items,
+        "token_enabled": stored.token_enabled,
+        "send_crm_email": stored.send_crm_email,
     }
     if request.method == "POST" and new_filter is None:
         hidden = [s for s in stored.filters if choices_step.is_offline(s)]
         selected = [] if pop3 else request.form.getlist("filters")
         selected += [s for s in hidden if s not in selected]
         form = {**form, **dict(request.form.items())}
+        if "email_form" in request.form:
+            checks = {name: name in request.form for name in checks}
         try:
             picked = choices_step.parse_choices(form, selected)
+            if picked.email_on:  # [h1a] the email methods become this client's only now
+                directory, user = _crm(profile)
+                mailbox_step.take_email_methods(
+                    directory,
+                    user.id,
+                    incoming=picked.tracking != "none",
+                    outgoing=picked.send_crm_email,
+                )
             choices_step.save_choices(profile, picked)
             sched = state.scheduler()
             if sched is not None:  # the new interval applies now, not after a restart
@@ -486,6 +516,8 @@ def choices_view(
             return go("wizard.step", step="done")
         except SetupError as refused:
             error, field, status = refused.msg, refused.field, 422
+        except SideError as refused:  # reading or writing the CRM mailbox record
+            error, field, status = failure(refused), "tracking", 422
     own = [] if pop3 else user_filters.user_filters(profile)
     offered = [] if pop3 else _offered_filters()
     counts, count_error = (
@@ -511,6 +543,8 @@ def choices_view(
         counts=counts,
         count_error=count_error,
         form=form,
+        checks=checks,
+        tracking_options=choices_step.TRACKING_OPTIONS,
         error=error,
         field=field,
         intervals=choices_step.INTERVALS,
@@ -583,6 +617,7 @@ def done_view(profile: Profile) -> Any:
         connected=profile.connected_orgs(),
         mailbox=profile.mailbox(),
         choices=choices_step.current_choices(profile),
+        tracking_options=choices_step.TRACKING_OPTIONS,
     )
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sandbox.dataverse import batch, errors, operations, query, series
+from sandbox.dataverse import batch, email_actions, errors, operations, query, series
 from sandbox.dataverse.batch import Answer, Operation
 from sandbox.dataverse.errors import ODataError, bad_request
 from sandbox.dataverse.identity_bridge import business_unit_id
-from sandbox.dataverse.metadata import entity_metadata
+from sandbox.dataverse.metadata import entity_definitions, entity_metadata
 from sandbox.dataverse.operations import Context, Expansion, check_guid, entity_for
 from sandbox.dataverse.query import DeltaClock, Prefer
 from sandbox.dataverse.schema import ENTITIES, EntityDef
@@ -111,9 +111,13 @@ class OrgApi:
             )
             return answer
         metadata = _METADATA.match(resource)
-        if metadata:
+        if metadata or resource == "EntityDefinitions":
             if op.method != "GET":
                 raise ODataError(405, errors.SYNTAX, "Table definitions are read with GET here.")
+            # -- table definitions (h4): the collection, ChangeTrackingEnabled per table ------
+            if metadata is None:
+                body = entity_definitions(ctx.api_url, ctx.store, ctx.org, params)
+                return json_answer(200, body)
             return json_answer(
                 200,
                 entity_metadata(
@@ -122,8 +126,11 @@ class OrgApi:
                     bool(metadata.group("attributes")),
                     metadata.group("cast"),
                     params.get("$select"),
+                    ctx.store,
+                    ctx.org,
                 ),
             )
+            # -- end (h4) ----------------------------------------------------------------------
         action = _BOUND_ACTION.match(resource)
         if action or resource in _UNBOUND_ACTIONS:
             if op.method != "POST":
@@ -149,6 +156,16 @@ class OrgApi:
         if single:
             return self._single(ctx, single.group("set"), single.group("key"), op, params, prefer)
         related = _RELATED.match(resource)
+        # -- email tracking (h1b): PUT replaces an activity's parties ----------------------
+        if related and op.method == "PUT":
+            row_id = check_guid(related.group("key").split("=")[-1].strip())
+            payload = self._json_body(op)
+            with self.store.transaction():
+                operations.replace_parties(
+                    ctx, related.group("set"), row_id, related.group("nav"), payload
+                )
+            return Answer(204, {"OData-Version": "4.0"})
+        # -- end (h1b) ---------------------------------------------------------------------
         if related and op.method == "GET":
             return self._related(
                 ctx,
@@ -168,7 +185,8 @@ class OrgApi:
         self, ctx: Context, resource: str, bound: re.Match[str] | None, op: Operation
     ) -> Answer:
         """The series messages: CreateException (bound to the recurringappointmentmaster
-        collection), AddRecurrence (bound to an appointment), DeleteOpenInstances (unbound)."""
+        collection), AddRecurrence (bound to an appointment), DeleteOpenInstances (unbound);
+        SendEmail (bound to an email)."""
         name = bound.group("action") if bound else resource
         payload = self._json_body(op)
         with self.store.transaction():
@@ -191,6 +209,11 @@ class OrgApi:
             if name == "DeleteOpenInstances" and bound is None:
                 series.delete_open_instances(ctx, payload)
                 return Answer(204, {"OData-Version": "4.0"})
+            # -- outgoing email (h2): SendEmail, bound to an email (email_actions.py) ------
+            if name == "SendEmail" and bound and bound.group("set") == "emails":
+                row_id = check_guid((bound.group("key") or "").split("=")[-1].strip())
+                return json_answer(200, email_actions.send_email(ctx, row_id, payload))
+            # -- end (h2) --------------------------------------------------------------------
         raise ODataError(404, errors.SYNTAX, f"Resource not found for the segment '{resource}'.")
 
     def _related(

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sandbox.dataverse import operations
-from sandbox.dataverse.schema import TIME_ZONES
+from sandbox.dataverse.schema import (
+    DEFAULT_BLOCKED_ATTACHMENTS,
+    DEFAULT_MAX_UPLOAD_FILE_SIZE,
+    TIME_ZONES,
+)
 from sandbox.dataverse.security import BUSINESS_UNIT_READER, ORGANIZATION_READER, Role
 from sandbox.identity import ORGANIZATIONS, USERS, stable_id
 
@@ -198,6 +202,7 @@ def _seed_org(server: DataverseServer, org: str, scale: float) -> None:
     user_ids = [u.systemuser_id(org) for u in users]
     create = operations.create
     with server.store.transaction():
+        _organization(server, org)
         for user in users:
             user_id = user.systemuser_id(org)
             create(
@@ -264,6 +269,35 @@ def _seed_org(server: DataverseServer, org: str, scale: float) -> None:
         _recurring(server, org, rng, user_ids, contacts, _count(6, scale))
         _tasks(server, org, rng, user_ids, contacts, accounts, _count(80, scale))
         _emails(server, org, rng, users, contacts, _count(50, scale))
+
+
+def _organization(server: DataverseServer, org: str) -> None:
+    """The organization's one row (organization.md), keyed by WhoAmI's OrganizationId, with
+    the attachment settings' defaults. The table refuses creates over the API, so it is put
+    in the store directly, as the service makes it when an environment is provisioned."""
+    from sandbox.dataverse.store import Row
+
+    organization = next(o for o in ORGANIZATIONS if o.unique_name == org)
+    now = operations.utc_now()
+    server.store.put(
+        org,
+        "organizations",
+        Row(
+            {
+                "organizationid": organization.id,
+                "name": organization.friendly_name,
+                "maxuploadfilesize": DEFAULT_MAX_UPLOAD_FILE_SIZE,
+                "blockedattachments": DEFAULT_BLOCKED_ATTACHMENTS,
+                "maxfolderbasedtrackingmappings": 25,
+                "trackingprefix": "CRM:",
+                "trackingtokeniddigits": 3,
+                "emailcorrelationenabled": True,
+                "createdon": now,
+                "modifiedon": now,
+                "versionnumber": server.store.next_version(),
+            }
+        ),
+    )
 
 
 def _accounts(
@@ -551,23 +585,22 @@ def _emails(
         me = {"partyid_systemuser@odata.bind": f"/systemusers({user_id})"}
         them = {"partyid_contact@odata.bind": f"/contacts({contact_id})"}
         sent = _moment(today - timedelta(days=rng.randint(0, 60)), rng.randint(16, 36) / 2)
+        email_id = stable_id("demo", org, "email", str(i))
+        ctx = _ctx(server, org, user_id)
         operations.create(
-            _ctx(server, org, user_id),
+            ctx,
             "emails",
             _with_party_ids(
                 org,
                 {
-                    "activityid": stable_id("demo", org, "email", str(i)),
+                    "activityid": email_id,
                     "subject": f"Re: {rng.choice(_TOPICS)}",
                     "description": "<p>Hello, following up on our conversation.</p>",
                     "directioncode": outgoing,
                     "messageid": f"<{stable_id('demo-msg', org, str(i))}@sandbox.example>",
                     "sender": user.upn if outgoing else contact_email,
                     "torecipients": contact_email if outgoing else user.upn,
-                    "senton": sent,
                     "actualend": sent,
-                    "statecode": 1,
-                    "statuscode": 3 if outgoing else 4,
                     "regardingobjectid_contact_email@odata.bind": f"/contacts({contact_id})",
                     "email_activity_parties": [
                         {"participationtypemask": 1, **(me if outgoing else them)},
@@ -576,3 +609,9 @@ def _emails(
                 },
             ),
         )
+        # Sent / Received (email.md StatusCode 3 / 4, state Completed): a state is set by an
+        # update, and `senton` (read-only) is the service's own record of the sending.
+        row = operations.update(
+            ctx, "emails", email_id, {"statecode": 1, "statuscode": 3 if outgoing else 4}
+        )
+        row.values["senton"] = sent

@@ -1,12 +1,18 @@
-"""Table definitions as the Web API serves them: `EntityDefinitions(LogicalName='x')`, its
-`Attributes`, and `Attributes/Microsoft.Dynamics.CRM.<Type>AttributeMetadata` casts
-(powerapps-docs webapi/query-metadata-web-api.md: "Querying EntityMetadata attributes",
+"""Table definitions as the Web API serves them: `EntityDefinitions` (the collection, with
+`$select` and `$filter`), `EntityDefinitions(LogicalName='x')`, its `Attributes`, and
+`Attributes/Microsoft.Dynamics.CRM.<Type>AttributeMetadata` casts (powerapps-docs
+webapi/query-metadata-web-api.md: "Use the `EntityDefinitions` entity set path …", "you can use
+`$filter` on any properties which use primitive or enumeration values", "There is no paging",
 "In order to retrieve the properties of a specific type of attribute you must cast the
 Attributes collection-valued navigation property to the type you want").
 
-Each attribute carries LogicalName, AttributeType, IsValidForCreate/Update/Read and, for date-time
-columns (DateTimeAttributeMetadata), DateTimeBehavior (a complex type: {"Value": …}) and Format,
-from `schema.py`. `$select` is honoured; MetadataId is always returned, as the docs say.
+A table's definition carries MetadataId, LogicalName, EntitySetName, PrimaryIdAttribute,
+IsActivity and ChangeTrackingEnabled (EntityMetadata.ChangeTrackingEnabled: "True if change
+tracking is enabled"), the last from the per-table setting of `security.py` (so a table whose
+tracking a test turns off says so here too). Each attribute carries LogicalName, AttributeType,
+IsValidForCreate/Update/Read and, for date-time columns (DateTimeAttributeMetadata),
+DateTimeBehavior (a complex type: {"Value": …}) and Format, from `schema.py`. `$select` is
+honoured; MetadataId is always returned, as the docs say.
 """
 
 from __future__ import annotations
@@ -14,9 +20,26 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sandbox.dataverse import errors
+from sandbox.dataverse import errors, security
 from sandbox.dataverse.errors import ODataError, bad_request
+from sandbox.dataverse.odata_filter import parse_filter
 from sandbox.dataverse.schema import ENTITIES, EntityDef
+
+ENTITY_METADATA = EntityDef(
+    "EntityDefinitions",
+    "EntityMetadata",
+    "MetadataId",
+    {
+        "LogicalName": "str",
+        "EntitySetName": "str",
+        "PrimaryIdAttribute": "str",
+        "IsActivity": "bool",
+        "ChangeTrackingEnabled": "bool",
+    },
+    default_state=None,
+    owned=False,
+)
+"""The EntityMetadata properties the sandbox serves, typed for `$filter`."""
 
 _NAMESPACE = uuid.UUID("1a4f2a7e-8b5c-4f0e-9d2b-5c7e3f1a9b60")
 _TYPES = {
@@ -94,8 +117,59 @@ def _select(row: dict[str, Any], select: str | None, type_name: str) -> dict[str
     return {k: v for k, v in row.items() if k in keep}
 
 
+def _tracked(store: Any, org: str, entity: EntityDef) -> bool:
+    """The table's change tracking setting (`security.py`; the default set without a policy)."""
+    policy = security.policy_for(store)
+    if policy is None:
+        return entity.entity_set in security.DEFAULT_TRACKED
+    return policy.change_tracking(org, entity.entity_set)
+
+
+def _definition(store: Any, org: str, entity: EntityDef) -> dict[str, Any]:
+    return {
+        "MetadataId": _metadata_id(entity.logical_name),
+        "LogicalName": entity.logical_name,
+        "EntitySetName": entity.entity_set,
+        "PrimaryIdAttribute": entity.key,
+        "IsActivity": entity.key == "activityid",
+        "ChangeTrackingEnabled": _tracked(store, org, entity),
+    }
+
+
+_COLLECTION_OPTIONS = {"$select", "$filter"}
+
+
+def entity_definitions(
+    api_url: str, store: Any, org: str, params: dict[str, str]
+) -> dict[str, Any]:
+    """The JSON of `EntityDefinitions?$select=…&$filter=…`: every matching table at once (no
+    paging, as the docs say). Options other than `$select` and `$filter` are refused."""
+    unsupported = sorted(set(params) - _COLLECTION_OPTIONS)
+    if unsupported:
+        raise bad_request(
+            f"The query parameter '{unsupported[0]}' is not supported for table definitions."
+        )
+    rows = [_definition(store, org, entity) for entity in ENTITIES.values()]
+    if params.get("$filter"):
+        predicate = parse_filter(params["$filter"], ENTITY_METADATA)
+        rows = [row for row in rows if predicate(row)]
+    select = params.get("$select")
+    rows.sort(key=lambda r: str(r["LogicalName"]))
+    shape = "(" + "".join(select.split()) + ")" if select else ""
+    return {
+        "@odata.context": f"{api_url}$metadata#EntityDefinitions{shape}",
+        "value": [_select(row, select, "EntityMetadata") for row in rows],
+    }
+
+
 def entity_metadata(
-    api_url: str, logical_name: str, attributes: bool, cast: str | None, select: str | None
+    api_url: str,
+    logical_name: str,
+    attributes: bool,
+    cast: str | None,
+    select: str | None,
+    store: Any = None,
+    org: str = "",
 ) -> dict[str, Any]:
     """The JSON of `EntityDefinitions(LogicalName='…')[/Attributes[/<cast>]]`."""
     entity = _entity(logical_name)
@@ -103,11 +177,7 @@ def entity_metadata(
     if not attributes:
         row = {
             "@odata.context": f"{api_url}$metadata#EntityDefinitions/$entity",
-            "MetadataId": _metadata_id(entity.logical_name),
-            "LogicalName": entity.logical_name,
-            "EntitySetName": entity.entity_set,
-            "PrimaryIdAttribute": entity.key,
-            "IsActivity": entity.key == "activityid",
+            **_definition(store, org, entity),
         }
         return _select(row, select, "EntityMetadata") | {"@odata.context": row["@odata.context"]}
     rows = [_attribute(entity, column, kind) for column, kind in entity.columns.items()]

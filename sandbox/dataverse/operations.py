@@ -22,6 +22,7 @@ from sandbox.dataverse.errors import ODataError, bad_request
 from sandbox.dataverse.odata_filter import EDM_TYPES
 from sandbox.dataverse.schema import (
     ACTIVITY_SETS,
+    DEFAULT_MAX_UPLOAD_FILE_SIZE,
     ENTITIES,
     TIME_ZONE_INDEPENDENT,
     EntityDef,
@@ -268,27 +269,50 @@ def _bind(ctx: Context, entity: EntityDef, nav: str, value: Any, parsed: _Parsed
     )
 
 
-ATTACHMENT_LIMIT = 5 * 1024 * 1024
-"""Dataverse's default maximum attachment size (Email settings: 5,120 KB)."""
+ATTACHMENT_BLOCKED = errors.ATTACHMENT_TOO_LARGE
+"""AttachmentBlocked 0x80043e09 "The attachment is either not a valid type or is too large. It
+cannot be uploaded or downloaded." (web-service-error-codes.md; files-images-overview.md: what
+an upload of a blocked file type gets)."""
+ATTACHMENT_FILE_SIZE = "0x80044a02"
+"""unManagedidsattachmentinvalidfilesize "Attachment file size is too big." (attachment-
+annotation-files.md, File size limits: what an upload over maxuploadfilesize gets)."""
 
 
-def _attachment_size(body: Any) -> int:
+def organization_row(ctx: Context) -> Row | None:
+    """The organization's one `organizations` row (None in a store seeded without it)."""
+    table = ctx.store.table(ctx.org, "organizations")
+    return next(iter(table.rows.values()), None)
+
+
+def _attachment_size(ctx: Context, row: Row) -> int:
+    """The decoded size of an attachment's body, after the organization's checks: the file
+    type against `blockedattachments`, and the size against `maxuploadfilesize` — which
+    "applies to the size of the file in Base64 encoding" (attachment-annotation-files.md)."""
+    body = row.values.get("body") or ""
     try:
-        size = len(base64.b64decode(body or "", validate=True))
+        size = len(base64.b64decode(body, validate=True))
     except (ValueError, TypeError):
         raise bad_request("The attachment body is not valid base64.") from None
-    if size > ATTACHMENT_LIMIT:
+    org = organization_row(ctx)
+    limit = (org.values.get("maxuploadfilesize") if org else None) or DEFAULT_MAX_UPLOAD_FILE_SIZE
+    blocked = (org.values.get("blockedattachments") if org else None) or ""
+    name = str(row.values.get("filename") or "")
+    extension = name.rpartition(".")[2].lower() if "." in name else ""
+    if extension and extension in {b.strip().lower() for b in blocked.split(";") if b.strip()}:
         raise ODataError(
             400,
-            errors.ATTACHMENT_TOO_LARGE,
-            "The attachment is either not a valid type or is too large.",
+            ATTACHMENT_BLOCKED,
+            "The attachment is either not a valid type or is too large. It cannot be uploaded "
+            "or downloaded.",
         )
+    if len(body) > int(limit):
+        raise ODataError(400, ATTACHMENT_FILE_SIZE, "Attachment file size is too big.")
     return size
 
 
 def _finish(ctx: Context, entity: EntityDef, row: Row) -> None:
     if entity.entity_set == "activitymimeattachments":
-        row.values["filesize"] = _attachment_size(row.values.get("body"))
+        row.values["filesize"] = _attachment_size(ctx, row)
     if entity.computes_fullname:
         parts = [row.values.get("firstname"), row.values.get("lastname")]
         row.values["fullname"] = " ".join(p for p in parts if p) or None
@@ -299,13 +323,15 @@ _STATE_OF_STATUS: dict[str, dict[int, int]] = {
     "appointment": {1: 0, 2: 0, 3: 1, 4: 2, 5: 3, 6: 3},
     "recurringappointmentmaster": {1: 0, 2: 0, 3: 1, 4: 2, 5: 3, 6: 3},
     "task": {2: 0, 3: 0, 4: 0, 7: 0, 5: 1, 6: 2},
+    "email": {1: 0, 8: 0, 2: 1, 3: 1, 4: 1, 6: 1, 7: 1, 5: 2},
 }
 """statuscode → its statecode (the StatusCode options tables of appointment.md,
-recurringappointmentmaster.md and task.md)."""
+recurringappointmentmaster.md, task.md and email.md)."""
 _DEFAULT_STATUS: dict[str, dict[int, int]] = {
     "appointment": {0: 1, 1: 3, 2: 4, 3: 5},
     "recurringappointmentmaster": {0: 1, 1: 3, 2: 4, 3: 5},
     "task": {0: 2, 1: 5, 2: 6},
+    "email": {0: 1, 1: 2, 2: 5},
 }
 """statecode → its DefaultStatus (the StateCode options tables of the same pages)."""
 
@@ -453,6 +479,35 @@ def _delete_children(ctx: Context, entity: EntityDef, row_id: str, only: str | N
         child_entity = ENTITIES[collection.child_set]
         for child in children_of(ctx, entity, collection.name, row_id):
             ctx.store.remove(ctx.org, collection.child_set, child.values[child_entity.key])
+
+
+def replace_parties(ctx: Context, entity_set: str, row_id: str, nav: str, items: Any) -> Row:
+    """`PUT <activity>(<id>)/<activity>_activity_parties` {"value": [...]}: the activity's
+    parties become exactly these ("Associate tables on update using collection-valued
+    navigation property", associate-disassociate-entities-using-web-api.md: "possible only
+    with activityparty"). The activity gets a new version, as any update."""
+    entity = entity_for(entity_set)
+    collection = entity.collection_index.get(nav)
+    if collection is None or collection.child_set != "activityparties":
+        raise ODataError(
+            405, errors.SYNTAX, f"The navigation property '{nav}' cannot be replaced with PUT."
+        )
+    if not isinstance(items, dict) or not isinstance(items.get("value"), list):
+        raise bad_request("The request body must be an object with a 'value' array.")
+    if not all(isinstance(v, dict) for v in items["value"]):
+        raise bad_request(f"The value of '{nav}' must be an array of objects.")
+    existing = ctx.store.table(ctx.org, entity_set).get(row_id)
+    if existing is None:
+        raise errors.not_found(entity.logical_name, row_id)
+    row = existing.copy()
+    row.values["modifiedon"] = utc_now()
+    if ctx.user_id and "modifiedby" in entity.lookup_index:
+        row.values["_modifiedby_value"] = ctx.user_id
+    row.values["versionnumber"] = ctx.store.next_version()
+    ctx.store.put(ctx.org, entity_set, row)
+    _delete_children(ctx, entity, row_id, only=nav)
+    _write_children(ctx, entity, row, {nav: list(items["value"])})
+    return row
 
 
 def _write_children(

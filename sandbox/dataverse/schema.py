@@ -237,6 +237,53 @@ TASK_RULES = Rules(
 USERSETTINGS_RULES = Rules(creatable=False)
 """usersettings.md lists Retrieve, RetrieveMultiple and Update only."""
 
+# --- email tracking (h1b): emails, their parties and attachments, the organization row ---------
+EMAIL_RULES = Rules(
+    read_only=_names(
+        f"{_ACTIVITY_READ_ONLY} attachmentcount compressed conversationindex correlationmethod "
+        "emailsender inreplyto isunsafe safedescription scheduleddurationminutes senton"
+    ),
+    not_for_create=_names("statecode"),
+    not_for_update=_names("importsequencenumber overriddencreatedon"),
+    dates={
+        "actualstart": (USER_LOCAL, DATE_ONLY),
+        "actualend": (USER_LOCAL, DATE_ONLY),
+        "overriddencreatedon": (USER_LOCAL, DATE_ONLY),
+    },
+)
+"""email.md: its "Read-only columns/attributes" list (ConversationIndex, InReplyTo, SentOn,
+AttachmentCount, … are set by the service, never by a client), ActualStart/ActualEnd
+UserLocal with Format DateOnly. The page lists StateCode among the writable columns without
+saying for which message: as for the other activities (appointment.md: "IsValidForCreate
+False"), a state is set by an update after the create."""
+ATTACHMENT_RULES = Rules(read_only=_names("filesize versionnumber"))
+"""activitymimeattachment.md: FileSize and VersionNumber are read-only (the service computes
+the size from the body)."""
+ACTIVITYPARTY_RULES = Rules(
+    read_only=_names(
+        "addressusedemailcolumnnumber donotemail donotfax donotphone donotpostalmail "
+        "instancetypecode ispartydeleted scheduledend scheduledstart versionnumber"
+    ),
+    creatable=False,
+)
+"""activityparty.md: the table's only message is RetrieveMultiple (no Create, no Delete):
+parties are written inline with their activity, or replaced with `PUT <activity>(<id>)/
+<activity>_activity_parties` (associate-disassociate-entities-using-web-api.md)."""
+ORGANIZATION_RULES = Rules(creatable=False)
+"""organization.md lists Retrieve, RetrieveMultiple and Update (no Create, no Delete)."""
+DEFAULT_MAX_UPLOAD_FILE_SIZE = 5_242_880
+"""organization.maxuploadfilesize's default: "5 MB (5242880 bytes)" (attachment-annotation-
+files.md, File size limits)."""
+DEFAULT_BLOCKED_ATTACHMENTS = (
+    "ade;adp;app;asa;ashx;asmx;asp;bas;bat;cdx;cer;chm;class;cmd;com;config;cpl;crt;csh;dll;exe;"
+    "fxp;hlp;hta;htr;htw;ida;idc;idq;inf;ins;isp;its;jar;js;jse;ksh;lnk;mad;maf;mag;mam;maq;mar;"
+    "mas;mat;mau;mav;maw;mda;mdb;mde;mdt;mdw;mdz;msc;msh;msh1;msh1xml;msh2;msh2xml;mshxml;msi;"
+    "msp;mst;ops;pcd;pif;prf;prg;printer;pst;reg;rem;scf;scr;sct;shb;shs;shtm;shtml;soap;stm;"
+    "tmp;url;vb;vbe;vbs;vsmacros;vss;vst;vsw;ws;wsc;wsf;wsh;svg"
+)
+"""organization.blockedattachments' default value (files-images-overview.md, "Block files by
+extension")."""
+
 SERIES_COLUMNS = _names(
     "recurrencepatterntype interval daysofweekmask dayofmonth instance monthofyear "
     "firstdayofweek patternstartdate patternenddate patternendtype occurrences starttime endtime "
@@ -397,8 +444,10 @@ _register(
         "trackingtoken mimetype attachmentcount:int readreceiptrequested:bool "
         "deliveryreceiptrequested:bool deliveryprioritycode:pick submittedby "
         "emailsender:guid isunsafe:int safedescription:memo conversationtrackingid:guid "
-        "emailtrackingid:guid baseconversationindexhash:int notifications:pick compressed:bool",
+        "emailtrackingid:guid baseconversationindexhash:int notifications:pick compressed:bool "
+        "correlationmethod:pick",
         (0, 1),
+        rules=EMAIL_RULES,
     ),
     EntityDef(
         "activityparties",
@@ -434,6 +483,7 @@ _register(
         ],
         default_state=None,
         owned=False,
+        rules=ACTIVITYPARTY_RULES,
     ),
     EntityDef(
         "activitymimeattachments",
@@ -457,6 +507,23 @@ _register(
         ],
         default_state=None,
         owned=False,
+        rules=ATTACHMENT_RULES,
+    ),
+    # The organization row (organization.md; one per organization, keyed by WhoAmI's
+    # OrganizationId): the attachment limits email tracking must respect.
+    EntityDef(
+        "organizations",
+        "organization",
+        "organizationid",
+        _columns(
+            "name maxuploadfilesize:int blockedattachments:memo maxfolderbasedtrackingmappings:int "
+            "trackingprefix trackingtokeniddigits:int emailcorrelationenabled:bool "
+            "createdon:dt modifiedon:dt versionnumber:int"
+        ),
+        [],
+        default_state=None,
+        owned=False,
+        rules=ORGANIZATION_RULES,
     ),
     # A user's preferences (reference/entities/usersettings.md), keyed by the user's
     # systemuserid; `timezonecode` is the zone UserLocal dates are shown in.

@@ -172,26 +172,29 @@ def _dates(values: dict[str, Any], start: date) -> Iterator[date]:
         raise bad_request("Invalid recurrence pattern.", INVALID_RECURRENCE)
 
 
-def occurrences(values: dict[str, Any], until: datetime | None, limit: int) -> list[datetime]:
-    """Occurrence starts (UTC) of a master, in the wall-clock time of its zone, at most `limit`
-    of them and none after `until`."""
+def _starts(values: dict[str, Any]) -> Iterator[datetime]:
+    """Occurrence starts (UTC) of a master, in the wall-clock time of its zone, in order (as
+    many as its range gives: unbounded for a series without end)."""
     tz = zone(values)
     first = _local_date(values.get("patternstartdate"), tz)
     start_time = values.get("starttime")
     if first is None or not start_time:
-        return []
+        return
     clock = datetime.fromisoformat(str(start_time).replace("Z", "+00:00")).astimezone(tz)
     end_type = int(values.get("patternendtype") or 1)
     last = _local_date(values.get("patternenddate"), tz) if end_type == 3 else None
     count = int(values.get("occurrences") or 0) if end_type == 2 else None
-    out: list[datetime] = []
-    for day in _dates(values, first):
-        if last is not None and day > last:
-            break
-        if count is not None and len(out) >= count:
-            break
+    for made, day in enumerate(_dates(values, first)):
+        if (last is not None and day > last) or (count is not None and made >= count):
+            return
         local = datetime.combine(day, time(clock.hour, clock.minute, clock.second), tz)
-        moment = local.astimezone(UTC)
+        yield local.astimezone(UTC)
+
+
+def occurrences(values: dict[str, Any], until: datetime | None, limit: int) -> list[datetime]:
+    """Occurrence starts (UTC) of a master, at most `limit` of them and none after `until`."""
+    out: list[datetime] = []
+    for moment in _starts(values):
         if (until is not None and moment > until) or len(out) >= limit:
             break
         out.append(moment)
@@ -293,6 +296,9 @@ def master_updated(ctx: Context, before: Row, after: Row) -> None:
     expanded; new basic information reaches the instances that are not exceptions."""
     master_id = str(after.values["activityid"])
     changed = {c for c in SERIES_COLUMNS if before.values.get(c) != after.values.get(c)}
+    if "utcconversiontimezonecode" in changed:
+        # an unknown zone is refused as on create (the write is undone with the request)
+        check_time_zone(after.values.get("utcconversiontimezonecode"))
     if changed:
         for row in children(ctx, master_id).values():
             ctx.store.remove(ctx.org, "appointments", str(row.values["activityid"]))
@@ -402,7 +408,11 @@ def create_exception(ctx: Context, body: Any) -> dict[str, Any]:
         "subject": master.values.get("subject"),
         "location": master.values.get("location"),
     }
-    made = create(ctx, "appointments", {**times, **target}, row_id=exception_id.lower())
+    # the occurrence belongs to the series' owner, whoever asks (as the instances do)
+    owner = master.values.get("_ownerid_value")
+    made = create(
+        ctx, "appointments", {**times, **target}, row_id=exception_id.lower(), owner=owner
+    )
     made.values.update(
         {
             "instancetypecode": EXCEPTION,
@@ -436,9 +446,13 @@ def _series_of(ctx: Context, target: dict[str, Any]) -> Row:
 
 
 def _is_occurrence(values: dict[str, Any], original: str) -> bool:
+    """Whether the pattern gives an occurrence starting at `original` (walked up to it, one
+    start at a time)."""
     moment = datetime.fromisoformat(original.replace("Z", "+00:00"))
-    starts = occurrences(values, moment, 100000)
-    return bool(starts) and starts[-1] == moment
+    for start in _starts(values):
+        if start >= moment:
+            return start == moment
+    return False
 
 
 def delete_open_instances(ctx: Context, body: Any) -> None:
@@ -464,7 +478,7 @@ def delete_open_instances(ctx: Context, body: Any) -> None:
             if row.values.get("statecode") in (0, 3):
                 ctx.store.remove(ctx.org, "appointments", str(row.values["activityid"]))
             continue
-        last = start
+        last = max(last or start, start)  # a moved exception may start after a later one
         _touch(ctx, "appointments", row, {"statecode": state, "statuscode": status})
     changes: dict[str, Any] = {"statecode": 2, "statuscode": 4}
     if last is not None:

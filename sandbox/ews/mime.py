@@ -119,6 +119,9 @@ def fields_from_mime(raw: bytes) -> tuple[dict[str, Element], list[Attachment], 
             sent = None
     attachments = []
     for part in msg.iter_attachments():
+        if part.get_content_type() == "message/rfc822":
+            attachments.append(_item_attachment(part))
+            continue
         payload = part.get_payload(decode=True) or b""
         attachments.append(
             Attachment(
@@ -131,3 +134,35 @@ def fields_from_mime(raw: bytes) -> tuple[dict[str, Element], list[Attachment], 
             )
         )
     return fields, attachments, sent
+
+
+def _item_attachment(part: EmailMessage) -> Attachment:
+    """An attached message (message/rfc822) as Exchange keeps it: an ItemAttachment holding a
+    Message item, its MIME kept for GetAttachment's IncludeMimeContent."""
+    inner = part.get_content()
+    raw = inner.as_bytes() if isinstance(inner, EmailMessage) else bytes(inner or b"")
+    fields, _, _ = fields_from_mime(raw)
+    message = el(t("Message"))
+    for value in fields.values():
+        message.append(value)
+    subject = fields["Subject"].text or "message"
+    return Attachment(
+        id=new_id(b"A"),
+        name=part.get_filename() or subject,
+        content_type="message/rfc822",
+        content=raw,
+        item_xml=message,
+    )
+
+
+def attached_item_mime(att: Attachment) -> bytes:
+    """The MIME of an ItemAttachment's item: as delivered, else built from its fields."""
+    from sandbox.ews.items import fields_from_element, local
+
+    if att.content:
+        return att.content
+    assert att.item_xml is not None
+    fields, attachments = fields_from_element(att.item_xml)
+    item = Item(id=att.id, kind=local(att.item_xml), folder_id="", fields=fields)
+    item.attachments = attachments
+    return build_mime(item)

@@ -27,6 +27,7 @@ from sandbox.faults import FaultProfile
 from sandbox.identity import TENANT_ID, USERS, TokenRegistry, User
 from sandbox.idp import pages
 from sandbox.idp.consent import ConsentStore
+from sandbox.idp.device import DEVICE_CODE_LIFETIME, POLL_INTERVAL, DeviceStore
 from sandbox.idp.grants import (
     KNOWN_CLIENTS,
     AuthRequest,
@@ -51,8 +52,11 @@ class IdpState:
     faults: FaultProfile
     grants: GrantStore = field(default_factory=GrantStore)
     consents: ConsentStore = field(default_factory=ConsentStore)
+    devices: DeviceStore = field(default_factory=DeviceStore)
     signer: Signer = field(default_factory=Signer)
     base_url: str = ""
+    browser_url: str = ""
+    """Where the pages a person sees are served: plain HTTP on 127.0.0.1 (see BROWSER_PATHS)."""
     access_token_lifetime: float = 3600.0
     id_token_lifetime: float = 3600.0
     _issued: dict[str, list[str]] = field(default_factory=dict)
@@ -206,16 +210,22 @@ def create_idp_app(state: IdpState) -> Flask:
     def openid_configuration(tenant: str) -> Response:
         check_tenant(tenant)
         base = f"{state.base_url}/{TENANT_ID}"
+        pages_base = f"{state.browser_url or state.base_url}/{TENANT_ID}"
         return jsonify(
             {
                 "issuer": state.issuer,
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "authorization_endpoint": f"{pages_base}/oauth2/v2.0/authorize",
                 "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                "end_session_endpoint": f"{pages_base}/oauth2/v2.0/logout",
                 "jwks_uri": f"{base}/discovery/v2.0/keys",
                 "response_types_supported": ["code"],
                 "response_modes_supported": ["query", "form_post"],
-                "grant_types_supported": ["authorization_code", "refresh_token"],
+                "grant_types_supported": [
+                    "authorization_code",
+                    "refresh_token",
+                    "urn:ietf:params:oauth:grant-type:device_code",
+                ],
                 "code_challenge_methods_supported": ["S256"],
                 "subject_types_supported": ["pairwise"],
                 "id_token_signing_alg_values_supported": ["RS256"],
@@ -352,7 +362,7 @@ def create_idp_app(state: IdpState) -> Flask:
                 scopes=missing,
                 handle=handle,
                 action=action,
-                admin_url=f"{state.base_url}/{TENANT_ID}/adminconsent?client_id={auth.client_id}",
+                admin_url=f"{state.browser_url or state.base_url}/{TENANT_ID}/adminconsent?client_id={auth.client_id}",
             )
         else:
             g.detail = "consent"
@@ -567,14 +577,126 @@ def create_idp_app(state: IdpState) -> Flask:
             if state.consents.missing(user.upn, scopes):
                 raise _no_consent(client_id)  # the refresh token is kept: it serves other scopes
             return token_response(user, scopes, client_id, None)
+        if grant_type == DEVICE_GRANT:
+            polled = state.devices.poll(form.get("device_code", ""), client_id)
+            if isinstance(polled, str):
+                raise OAuthError(polled, *DEVICE_ERRORS[polled])
+            user = _user(polled.upn or "")
+            g.user = user.upn
+            return token_response(user, list(polled.scopes), client_id, None)
         raise OAuthError(
             "unsupported_grant_type",
             70003,
             f"The app requested an unsupported grant type '{grant_type}'. The sandbox supports "
-            "authorization_code and refresh_token.",
+            "authorization_code, refresh_token and the device code grant.",
+        )
+
+    @app.post("/<tenant>/oauth2/v2.0/devicecode")
+    def device_code(tenant: str) -> Any:
+        """v2-oauth2-device-code.md: `client_id` and `scope` in, the codes and where to go out."""
+        check_tenant(tenant)
+        client_id = request.form.get("client_id", "")
+        if client_id not in KNOWN_CLIENTS:
+            raise OAuthError(
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory.",
+            )
+        scopes = tuple(request.form.get("scope", "").split())
+        if not scopes:
+            raise OAuthError(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'scope'.",
+            )
+        code, grant = state.devices.begin(client_id, scopes)
+        page = f"{state.browser_url or state.base_url}/{TENANT_ID}/oauth2/deviceauth"
+        return jsonify(
+            {
+                "device_code": code,
+                "user_code": grant.user_code,
+                "verification_uri": page,
+                "expires_in": int(DEVICE_CODE_LIFETIME),
+                "interval": POLL_INTERVAL,
+                "message": f"To sign in, use a web browser to open the page {page} and enter "
+                f"the code {grant.user_code} to authenticate.",
+            }
+        )
+
+    def device_page(
+        tenant: str, status: int = 200, error: str = "", done: str = "", **values: Any
+    ) -> Response:
+        html = render_template_string(
+            pages.DEVICE,
+            title="Signed in" if done else "Enter code",
+            tenant=TENANT_ID,
+            action=f"/{tenant}/oauth2/deviceauth",
+            error=error,
+            done=done,
+            user_code=values.get("user_code", ""),
+            upn=values.get("upn", ""),
+            scopes=values.get("scopes", ()),
+        )
+        return Response(html, mimetype="text/html", status=status)
+
+    @app.get("/<tenant>/oauth2/deviceauth")
+    def device_auth(tenant: str) -> Response:
+        """The verification page (Entra's is microsoft.com/devicelogin)."""
+        return device_page(tenant, user_code=request.args.get("code", ""))
+
+    @app.post("/<tenant>/oauth2/deviceauth")
+    def device_auth_given(tenant: str) -> Response:
+        form = request.form
+        user_code, upn = form.get("user_code", ""), form.get("upn", "").strip()
+        grant = state.devices.by_user_code(user_code)
+        if grant is None:
+            g.detail = "AADSTS70000"
+            return device_page(
+                tenant, 400, "That code is not valid or has expired. Check it, or start the "
+                "sign-in again on your device.", user_code=user_code, upn=upn,
+            )  # fmt: skip
+        if form.get("action") == "cancel":
+            state.devices.decline(grant)
+            return device_page(tenant, done="You cancelled the sign-in. You may close this page.")
+        user = state.tokens.user_for_password(upn, form.get("password", ""))
+        if user is None:
+            g.detail = "AADSTS50126"
+            return device_page(
+                tenant, 400, "Your account or password is incorrect. Try again.",
+                user_code=user_code, upn=upn, scopes=grant.scopes,
+            )  # fmt: skip
+        g.user = user.upn
+        missing = state.consents.missing(user.upn, grant.scopes)
+        if missing and not state.consents.may_consent(user.upn):
+            g.detail = "AADSTS90094"
+            return device_page(
+                tenant, 403, "AADSTS90094: Mailbox Sync needs permissions in your "
+                "organization that only an administrator can grant: "
+                f"{' '.join(missing)}.", user_code=user_code, upn=upn,
+            )  # fmt: skip
+        if missing:  # the page listed the scopes: signing in there is the consent
+            state.consents.grant(user.upn, missing)
+        state.devices.approve(grant, user.upn)
+        return device_page(
+            tenant, done=f"Signed in as {user.upn}. Return to your device; you may close this page."
         )
 
     return app
+
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+DEVICE_ERRORS: dict[str, tuple[int, str]] = {
+    "authorization_pending": (
+        70016,
+        "The provided request has not yet been authorized by the user. The user must input "
+        "their code.",
+    ),
+    "authorization_declined": (70000, "The user declined the sign-in."),
+    "expired_token": (70020, "The provided device code has expired."),
+    "bad_verification_code": (70019, "The device code was not recognized."),
+}
+"""The token endpoint's answers while a device sign-in is not done (v2-oauth2-device-code.md
+"Expected errors"; AADSTS70016 is the documented pending code)."""
 
 
 def _user(upn: str) -> User:

@@ -137,3 +137,31 @@ ADMIN_CONSENT = (
 </div></body></html>
 """
 )
+
+DEVICE = (
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Enter code · Sandbox identity provider</title>
+"""
+    + _STYLE
+    + """</head>
+<body><div class="box">
+  <h1 id="idp-device-title">{{ title }}</h1>
+  {% if error %}<p class="error" role="alert" id="idp-error">{{ error }}</p>{% endif %}
+  {% if done %}<p id="idp-device-done">{{ done }}</p>{% else %}
+  <p class="small">A program on a device asks to sign in as you (sandbox tenant {{ tenant }}).
+     Enter the code it shows, then sign in. Only do this for a program you started.</p>
+  <form method="post" action="{{ action }}">
+    <label for="user_code">Code</label>
+    <input type="text" id="user_code" name="user_code" value="{{ user_code }}" autocomplete="off" required>
+    <label for="upn">Email, phone, or Skype</label>
+    <input type="email" id="upn" name="upn" value="{{ upn }}" autocomplete="username" required>
+    <label for="password">Password</label>
+    <input type="password" id="password" name="password" autocomplete="current-password" required>
+    {% if scopes %}<p class="small">It will act as you on:</p>
+    <ul id="idp-device-scopes">{% for scope in scopes %}<li>{{ scope }}</li>{% endfor %}</ul>{% endif %}
+    <button type="submit" id="idp-device-submit" name="action" value="sign-in">Sign in</button>
+    <button type="submit" id="idp-device-cancel" name="action" value="cancel" formnovalidate>Cancel</button>
+  </form>{% endif %}
+</div></body></html>
+"""
+)

@@ -1,9 +1,19 @@
-"""IdentityServer: the sandbox identity provider on 127.0.0.1 over HTTPS (msal insists on it)."""
+"""IdentityServer: the sandbox identity provider on 127.0.0.1 over HTTPS (msal insists on it).
+
+The pages a person sees (sign-in, consent, admin consent, sign-out) are also served over plain
+HTTP on a second loopback port, and the OpenID configuration sends browsers there: a stock
+browser does not know the sandbox's throwaway CA and would stop at a full-page certificate
+warning. The app itself is plain HTTP on 127.0.0.1 too, so nothing weaker is added; tokens are
+still issued over HTTPS only (the token endpoint, keys and metadata refuse plain HTTP).
+"""
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -14,6 +24,24 @@ from sandbox.idp.consent import ConsentStore
 from sandbox.idp.grants import SANDBOX_CLIENT_ID, GrantStore
 from sandbox.requestlog import RequestLog
 from sandbox.tls import make_tls_material
+
+BROWSER_PATHS = re.compile(
+    r"^/[^/]+/(oauth2/v2\.0/(authorize|logout)|oauth2/deviceauth|adminconsent)$"
+)
+"""The endpoints a browser is sent to; everything else is HTTPS only."""
+
+
+def browser_pages_only(app: Callable[..., Any]) -> Callable[..., Iterable[bytes]]:
+    """The WSGI app of the plain-HTTP listener: the browser pages, nothing else."""
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if BROWSER_PATHS.match(environ.get("PATH_INFO", "")):
+            result: Iterable[bytes] = app(environ, start_response)
+            return result
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"Served over HTTPS only (tokens, keys and metadata)."]
+
+    return serve
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -48,6 +76,8 @@ class IdentityServer:
         self._host, self._port = host, port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._pages: BaseWSGIServer | None = None
+        self._pages_thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
@@ -118,8 +148,32 @@ class IdentityServer:
             target=server.serve_forever, name="sandbox-identity", daemon=True
         )
         self._thread.start()
+        pages = make_server(
+            self._host,
+            0,
+            browser_pages_only(self.app),
+            threaded=True,
+            request_handler=_QuietHandler,
+        )
+        self.state.browser_url = f"http://{host}:{pages.socket.getsockname()[1]}"
+        self._pages = pages
+        self._pages_thread = threading.Thread(
+            target=pages.serve_forever, name="sandbox-identity-pages", daemon=True
+        )
+        self._pages_thread.start()
+
+    @property
+    def browser_url(self) -> str:
+        """`http://127.0.0.1:PORT`: where the sign-in and consent pages are served."""
+        return self.state.browser_url
 
     def stop(self) -> None:
+        pages, self._pages = self._pages, None
+        if pages is not None:
+            pages.shutdown()
+            if self._pages_thread is not None:
+                self._pages_thread.join(timeout=10)
+            pages.server_close()
         server, self._server = self._server, None
         if server is None:
             return

@@ -68,8 +68,28 @@ KIND_SPECS: dict[str, EntitySpec] = {
         "activityid",
         expand=_parties("recurringappointmentmaster_activity_parties") + "," + _SERIES_OCCURRENCES,
     ),
-    "emails": EntitySpec("emails", "activityid", expand=_parties("email_activity_parties")),
+    "emails": EntitySpec(
+        "emails",
+        "activityid",
+        select=(
+            "activityid",
+            "subject",
+            "messageid",
+            "directioncode",
+            "trackingtoken",
+            "conversationindex",
+            "statecode",
+            "statuscode",
+            "_regardingobjectid_value",
+            "_ownerid_value",
+            "createdon",
+        ),
+        expand=_parties("email_activity_parties"),
+    ),
 }
+"""`emails` selects what tracking and correlation read (sync.crm.emails): email.md's
+`inreplyto` and `conversationindex` are read-only — set by the service, never by us — and
+`senton` too, so a tracked email carries its time in `actualend`."""
 
 MESSAGES: dict[str, str] = {
     "CreateException": "recurringappointmentmasters/Microsoft.Dynamics.CRM.CreateException",
@@ -93,7 +113,7 @@ _KNOWN_KEYS = {
     "activityparties": "activitypartyid",
     "activitymimeattachments": "activitymimeattachmentid",
     "systemusers": "systemuserid",
-    "mbs_syncclaims": "mbs_syncclaimid",
+    "organizations": "organizationid",
 }
 
 

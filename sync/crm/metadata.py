@@ -18,67 +18,47 @@ cast `…/Attributes/Microsoft.Dynamics.CRM.DateTimeAttributeMetadata?$select=Lo
 DateTimeBehavior,Format`; the time zone is `usersettingscollection(<user>)?$select=timezonecode`
 (usersettings.md; `specify-time-zone-settings-user.md`: "For a list of time zone code values …
 use the TimeZoneDefinition.TimeZoneCode column … StandardName stores the standard names").
-Definitions rarely change: they are kept for the life of the process, per organization
-(`forget` drops them).
+
+Definitions rarely change, and each new process would otherwise pay about seven requests for
+them: they are kept in memory and, given a `MetadataStore` (the local database), across
+processes, per organization, each entry for `TTL_SECONDS` (a day). A write the service refuses
+for a column reason (`column_refusal`) drops the organization's entries (`Metadata.invalidate`):
+a customization may have changed a column's rules.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time as clock
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sync import timezones
 from sync.crm.client import DataverseClient, query_string
+from sync.sides import SideError
+from sync.timezones import TIME_ZONE_CODES
 
 log = logging.getLogger(__name__)
 
-USER_LOCAL, DATE_ONLY, TIME_ZONE_INDEPENDENT = "UserLocal", "DateOnly", "TimeZoneIndependent"
+__all__ = ["TIME_ZONE_CODES", "Column", "Metadata", "MetadataStore", "Table"]
 
-TIME_ZONE_CODES: dict[int, tuple[str, str]] = {
-    0: ("Dateline Standard Time", "Etc/GMT+12"),
-    2: ("Hawaiian Standard Time", "Pacific/Honolulu"),
-    3: ("Alaskan Standard Time", "America/Anchorage"),
-    4: ("Pacific Standard Time", "America/Los_Angeles"),
-    10: ("Mountain Standard Time", "America/Denver"),
-    15: ("US Mountain Standard Time", "America/Phoenix"),
-    20: ("Central Standard Time", "America/Chicago"),
-    25: ("Canada Central Standard Time", "America/Regina"),
-    35: ("Eastern Standard Time", "America/New_York"),
-    50: ("Atlantic Standard Time", "America/Halifax"),
-    65: ("E. South America Standard Time", "America/Sao_Paulo"),
-    85: ("GMT Standard Time", "Europe/London"),
-    90: ("Greenwich Standard Time", "Atlantic/Reykjavik"),
-    92: ("UTC", "Etc/UTC"),
-    95: ("Central Europe Standard Time", "Europe/Budapest"),
-    100: ("Central European Standard Time", "Europe/Warsaw"),
-    105: ("Romance Standard Time", "Europe/Paris"),
-    110: ("W. Europe Standard Time", "Europe/Berlin"),
-    120: ("Egypt Standard Time", "Africa/Cairo"),
-    125: ("FLE Standard Time", "Europe/Kiev"),
-    130: ("GTB Standard Time", "Europe/Bucharest"),
-    135: ("Israel Standard Time", "Asia/Jerusalem"),
-    140: ("South Africa Standard Time", "Africa/Johannesburg"),
-    145: ("Russian Standard Time", "Europe/Moscow"),
-    150: ("Arab Standard Time", "Asia/Riyadh"),
-    190: ("India Standard Time", "Asia/Calcutta"),
-    210: ("China Standard Time", "Asia/Shanghai"),
-    215: ("Singapore Standard Time", "Asia/Singapore"),
-    225: ("W. Australia Standard Time", "Australia/Perth"),
-    230: ("Korea Standard Time", "Asia/Seoul"),
-    235: ("Tokyo Standard Time", "Asia/Tokyo"),
-    255: ("AUS Eastern Standard Time", "Australia/Sydney"),
-    290: ("New Zealand Standard Time", "Pacific/Auckland"),
-}
-"""usersettings.timezonecode → (timezonedefinition standardname, IANA zone), for common zones.
-Microsoft's docs give no list of codes (they point to the timezonedefinitions table); these are
-Microsoft's Time Zone Index Values (support.microsoft.com/help/973627) in decimal, 92 (UTC) as
-organizations' timezonedefinitions carry it, and CLDR's windowsZones mapping of the standard
-names to IANA zones. A code not listed is looked up in `timezonedefinitions` (its standardname)
-and mapped with the same CLDR table (as shipped with exchangelib)."""
+USER_LOCAL, DATE_ONLY, TIME_ZONE_INDEPENDENT = "UserLocal", "DateOnly", "TimeZoneIndependent"
+TTL_SECONDS = 24 * 3600.0
+"""How long read definitions and time zones are trusted before they are read again."""
+INVALID_ARGUMENT = "0x80040203"
+"""InvalidArgument (Web service error codes): what a write to a column not valid for it meets."""
+_COLUMN_TEXTS = (
+    "not valid for create",
+    "not valid for update",
+    "does not exist on type",
+    "could not find a property named",
+    "cannot convert the literal",
+)
 
 
 @dataclass(frozen=True)
@@ -108,16 +88,24 @@ class Table:
 def zone_for_code(code: int, standard_name: str | None = None) -> ZoneInfo | None:
     """The IANA zone of a Dataverse time zone code (or of its timezonedefinition name)."""
     if code in TIME_ZONE_CODES:
-        return ZoneInfo(TIME_ZONE_CODES[code][1])
-    if standard_name:
-        from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
+        return _zone(TIME_ZONE_CODES[code][1])
+    return timezones.zone_info(standard_name) if standard_name else None
 
-        name = MS_TIMEZONE_TO_IANA_MAP.get(standard_name)
-        try:
-            return ZoneInfo(name) if name else None
-        except ZoneInfoNotFoundError:
-            return None
-    return None
+
+def _zone(key: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def column_refusal(error: object) -> bool:
+    """Whether a write was refused for a column reason (a column not valid for the write, an
+    unknown property, a value of the wrong type): the definitions held may be out of date."""
+    if not isinstance(error, SideError):
+        return False
+    text = (error.message or "").lower()
+    return (error.code or "").lower() == INVALID_ARGUMENT or any(t in text for t in _COLUMN_TEXTS)
 
 
 # --- conversions -------------------------------------------------------------------------------
@@ -163,43 +151,154 @@ def from_service(value: Any, column: Column, zone: ZoneInfo) -> Any:
     return _parse(value).astimezone(zone).isoformat()
 
 
-# --- reading the definitions -------------------------------------------------------------------
+# --- keeping the definitions ---------------------------------------------------------------------
+
+
+class MetadataStore(Protocol):
+    """Where definitions outlive the process: JSON values by key (sync/store/cache.py)."""
+
+    def load(self, key: str) -> Any: ...
+
+    def save(self, key: str, value: Any) -> None: ...
+
+    def drop(self, key: str) -> None: ...
+
+
+def store_key(api_url: str) -> str:
+    """The store key of one organization's definitions (short: the settings key is 100 long)."""
+    digest = hashlib.sha256(_normal(api_url).encode()).hexdigest()[:32]
+    return f"crm-metadata:{digest}"
+
+
+def _normal(api_url: str) -> str:
+    return api_url if api_url.endswith("/") else api_url + "/"
 
 
 @dataclass
 class _Org:
-    tables: dict[str, Table]
-    zones: dict[str, ZoneInfo]
+    tables: dict[str, tuple[Table, float]] = field(default_factory=dict)
+    zones: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """user id → (IANA name, when read)."""
+    codes: dict[int, tuple[str | None, float]] = field(default_factory=dict)
+    """time zone code not listed → (its timezonedefinition standard name, when read)."""
+    loaded: bool = False
+    """Whether the store's entries were taken in (once per process and organization)."""
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "tables": {
+                name: {
+                    "at": at,
+                    "columns": [
+                        [c.name, c.valid_for_create, c.valid_for_update, c.behaviour, c.format]
+                        for c in table.columns.values()
+                    ],
+                }
+                for name, (table, at) in self.tables.items()
+            },
+            "zones": {user: {"at": at, "zone": zone} for user, (zone, at) in self.zones.items()},
+            "codes": {str(c): {"at": at, "name": name} for c, (name, at) in self.codes.items()},
+        }
+
+    def take(self, stored: Any) -> None:
+        """Entries of a stored value that this process has not read itself (bad ones are left
+        out: they are read again)."""
+        if not isinstance(stored, Mapping):
+            return
+        try:
+            for name, entry in dict(stored.get("tables") or {}).items():
+                columns = {
+                    str(c[0]): Column(str(c[0]), bool(c[1]), bool(c[2]), c[3], c[4])
+                    for c in entry["columns"]
+                }
+                self.tables.setdefault(str(name), (Table(str(name), columns), float(entry["at"])))
+            for user, entry in dict(stored.get("zones") or {}).items():
+                self.zones.setdefault(str(user), (str(entry["zone"]), float(entry["at"])))
+            for code, entry in dict(stored.get("codes") or {}).items():
+                self.codes.setdefault(int(code), (entry.get("name"), float(entry["at"])))
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            log.info("stored table definitions not usable (%s): reading them again", error)
 
 
 _CACHE: dict[str, _Org] = {}
 _LOCK = threading.Lock()
 
 
-def forget(api_url: str | None = None) -> None:
-    """Drop what was read of one organization (or of all): the next use reads it again."""
+def forget(api_url: str | None = None, store: MetadataStore | None = None) -> None:
+    """Drop what was read of one organization (or of all, from memory): the next use reads it
+    again. With `store`, the organization's stored entries go too."""
     with _LOCK:
         if api_url is None:
             _CACHE.clear()
         else:
-            _CACHE.pop(api_url if api_url.endswith("/") else api_url + "/", None)
+            _CACHE.pop(_normal(api_url), None)
+    if store is not None and api_url is not None:
+        store.drop(store_key(api_url))
 
 
 class Metadata:
-    """One organization's definitions, read through `client` when first needed."""
+    """One organization's definitions, read through `client` when first needed (or when older
+    than `ttl` seconds), kept in memory and in `store` when given."""
 
-    def __init__(self, client: DataverseClient) -> None:
+    def __init__(
+        self,
+        client: DataverseClient,
+        store: MetadataStore | None = None,
+        ttl: float = TTL_SECONDS,
+        now: Callable[[], float] = clock.time,
+    ) -> None:
         self.client = client
+        self.store = store
+        self.ttl = ttl
+        self.now = now
+        self.key = _normal(client.api_url)
         with _LOCK:
-            self._org = _CACHE.setdefault(client.api_url, _Org({}, {}))
+            self._org = _CACHE.setdefault(self.key, _Org())
+        if store is not None and not self._org.loaded:
+            try:
+                stored = store.load(store_key(self.key))
+            except Exception as error:  # a damaged row must not stop a sync: read again
+                log.warning("could not load stored table definitions: %s", error)
+                stored = None
+            with _LOCK:
+                self._org.take(stored)
+                self._org.loaded = True
+
+    def _fresh(self, at: float) -> bool:
+        return 0 <= self.now() - at < self.ttl
+
+    def _keep(self) -> None:
+        if self.store is None:
+            return
+        with _LOCK:
+            value = self._org.encode()
+        try:
+            self.store.save(store_key(self.key), value)
+        except Exception as error:  # keeping is an optimisation: never fail a read for it
+            log.warning("could not store table definitions: %s", error)
+
+    def invalidate(self) -> None:
+        """Forget this organization's definitions, here and in the store (a write was refused
+        for a column reason: they may have changed)."""
+        with _LOCK:
+            self._org.tables.clear()
+            self._org.zones.clear()
+            self._org.codes.clear()
+        if self.store is not None:
+            try:
+                self.store.drop(store_key(self.key))
+            except Exception as error:
+                log.warning("could not drop stored table definitions: %s", error)
 
     def table(self, logical_name: str) -> Table:
         found = self._org.tables.get(logical_name)
-        if found is None:
-            found = self._read_table(logical_name)
-            with _LOCK:
-                self._org.tables[logical_name] = found
-        return found
+        if found is not None and self._fresh(found[1]):
+            return found[0]
+        table = self._read_table(logical_name)
+        with _LOCK:
+            self._org.tables[logical_name] = (table, self.now())
+        self._keep()
+        return table
 
     def _read_table(self, logical_name: str) -> Table:
         base = f"EntityDefinitions(LogicalName='{logical_name}')/Attributes"
@@ -236,11 +335,15 @@ class Metadata:
         told (a code neither listed nor in timezonedefinitions)."""
         user = (user_id or str(self.client.who_am_i()["UserId"])).lower()
         found = self._org.zones.get(user)
-        if found is None:
-            found = self._read_zone(user)
-            with _LOCK:
-                self._org.zones[user] = found
-        return found
+        if found is not None and self._fresh(found[1]):
+            zone = _zone(found[0])
+            if zone is not None:
+                return zone
+        zone = self._read_zone(user)
+        with _LOCK:
+            self._org.zones[user] = (zone.key, self.now())
+        self._keep()
+        return zone
 
     def _read_zone(self, user: str) -> ZoneInfo:
         settings = self.client.get_json(
@@ -249,23 +352,36 @@ class Metadata:
         code = settings.get("timezonecode")
         if code is None:
             return ZoneInfo("UTC")
-        zone = zone_for_code(int(code))
-        if zone is None:
-            zone = zone_for_code(int(code), self._standard_name(int(code)))
+        zone = self.zone_of_code(int(code))
         if zone is None:
             log.warning("Unknown Dataverse time zone code %s: dates are converted in UTC", code)
             return ZoneInfo("UTC")
         return zone
 
-    def _standard_name(self, code: int) -> str | None:
-        from sync.sides import SideError
+    def zone_of_code(self, code: int) -> ZoneInfo | None:
+        """The zone of a time zone code: a listed one at once, another through its
+        timezonedefinition (read once, kept like the definitions); None when unknown."""
+        zone = zone_for_code(code)
+        if zone is not None:
+            return zone
+        found = self._org.codes.get(code)
+        if found is None or not self._fresh(found[1]):
+            name = self._standard_name(code)
+            with _LOCK:
+                self._org.codes[code] = (name, self.now())
+            self._keep()
+        else:
+            name = found[0]
+        return zone_for_code(code, name) if name else None
 
+    def _standard_name(self, code: int) -> str | None:
         try:
             found = self.client.get_json(
                 "timezonedefinitions"
                 + query_string(select=["standardname"], filter=f"timezonecode eq {code}")
             )
-        except SideError:
+        except SideError as error:
+            log.info("timezonedefinitions could not be read for code %s: %s", code, error)
             return None
         rows = found.get("value") or []
         return str(rows[0]["standardname"]) if rows else None

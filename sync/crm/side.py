@@ -6,8 +6,13 @@ saved only from the last page), else, per table, from the `modifiedon` reader of
 table: DESIGN.md §3). The token says which reader made it (`ct:` / `wm:`); a token of the other
 reader means a full read. Reads and idempotency lookups by id go in one `$batch` of GETs;
 writes go in `$batch` with one change set per operation, so one failing write never rolls back
-another, and every operation gets its own result, in order. Creates carry the GUID the engine chose: a create retried after a
-crash meets "duplicate key", and is answered with the record the first attempt made.
+another, and every operation gets its own result, in order. Creates carry the GUID the engine
+chose: a create retried after a crash meets "duplicate key", and is answered with the record the
+first attempt made.
+
+Dates go in and out as each column stores them (sync/crm/metadata.py: table definitions and the
+user's time zone, kept in the local database for a day when a `metadata_store` is given, and
+dropped when a write is refused for a column); a series' days are its own zone's (`OWN_ZONE`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from sync.crm.batch import BatchOp, BatchResult
 from sync.crm.capabilities import probe_change_tracking
 from sync.crm.client import ChangeTrackingRefused, DataverseClient, query_string
 from sync.crm.entities import KIND_SPECS, MESSAGES, EntitySpec
-from sync.crm.metadata import Column, Metadata, Table, from_service, to_service
+from sync.crm.metadata import (
+    Column,
+    Metadata,
+    MetadataStore,
+    Table,
+    column_refusal,
+    from_service,
+    to_service,
+)
 from sync.sides import (
     CreateOp,
     Deleted,
@@ -57,6 +70,10 @@ def clean_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 FORMATTED_VALUES = "OData.Community.Display.V1.FormattedValue"
+OWN_ZONE: Mapping[str, str] = {"recurringappointmentmasters": "utcconversiontimezonecode"}
+"""Entity sets whose days are the record's own zone's, by the column naming it: a series'
+pattern dates are days where the series is expanded (its utcconversiontimezonecode), not where
+the signed-in user lives (sync/kinds/appointments.py)."""
 
 
 class DataverseSide:
@@ -72,6 +89,7 @@ class DataverseSide:
         page_size: int | None = None,
         reader: str = AUTO,
         sweep_every: int = watermark.DEFAULT_SWEEP_EVERY,
+        metadata_store: MetadataStore | None = None,
     ) -> None:
         if reader not in (AUTO, CHANGES, MODIFIEDON):
             raise ValueError(f"unknown CRM change reader {reader!r}")
@@ -85,6 +103,8 @@ class DataverseSide:
         self.page_size = page_size
         self._metadata: Metadata | None = None
         """The organization's table definitions and the user's time zone, read when needed."""
+        self.metadata_store = metadata_store
+        """Where definitions are kept between processes (the local database), if anywhere."""
         self.reader = reader
         self.sweep_every = max(1, sweep_every)
         """The `modifiedon` reader lists the ids to find deletions every this many reads."""
@@ -223,19 +243,34 @@ class DataverseSide:
 
     # --- table definitions ---------------------------------------------------------------------
 
+    @property
+    def metadata(self) -> Metadata:
+        if self._metadata is None:
+            self._metadata = Metadata(self.client, self.metadata_store)
+        return self._metadata
+
     def _table(self, spec: EntitySpec) -> Table | None:
         """The definitions of the spec's table (None for tables used as they are)."""
         if spec.logical_name is None:
             return None
-        if self._metadata is None:
-            self._metadata = Metadata(self.client)
-        return self._metadata.table(spec.logical_name)
+        return self.metadata.table(spec.logical_name)
 
-    def _zone(self) -> ZoneInfo:
-        """The signed-in user's time zone (usersettings), read once per organization."""
-        if self._metadata is None:
-            self._metadata = Metadata(self.client)
-        return self._metadata.time_zone(self.owner_id)
+    def _zone(
+        self, spec: EntitySpec | None = None, row: Mapping[str, Any] | None = None
+    ) -> ZoneInfo:
+        """The zone `row`'s days are in: its own for a series (`OWN_ZONE`) when it names one
+        the side can tell, else the signed-in user's (usersettings, read once per
+        organization)."""
+        column = OWN_ZONE.get(spec.entity_set) if spec is not None else None
+        code = (row or {}).get(column) if column else None
+        if code not in (None, ""):
+            try:
+                own = self.metadata.zone_of_code(int(code))
+            except (TypeError, ValueError):
+                own = None
+            if own is not None:
+                return own
+        return self.metadata.time_zone(self.owner_id)
 
     def _day_columns(self, spec: EntitySpec, table: Table) -> list[Column]:
         names = set(spec.day_columns) | {c.name for c in table.columns.values() if c.shows_a_day}
@@ -250,7 +285,7 @@ class DataverseSide:
             return clean
         days = [c for c in self._day_columns(spec, table) if clean.get(c.name)]
         if days:
-            zone = self._zone()
+            zone = self._zone(spec, clean)
             for column in days:
                 clean[column.name] = from_service(clean[column.name], column, zone)
         return clean
@@ -275,7 +310,7 @@ class DataverseSide:
             if column is None:
                 continue  # lookups, parties, annotations: the service judges them
             if column.behaviour is not None and isinstance(body[name], str):
-                zone = zone or self._zone()
+                zone = zone or self._zone(spec, fields)
                 body[name] = to_service(body[name], column, zone)
             allowed = column.valid_for_create if creating else column.valid_for_update
             if allowed:
@@ -348,6 +383,10 @@ class DataverseSide:
         for op, requests in zip(ops, sets, strict=True):
             results.append(self._result(spec, op, answers[position : position + len(requests)]))
             position += len(requests)
+        if spec.logical_name is not None and any(column_refusal(r) for r in results):
+            # The definitions said the write was fine and the service did not: read them again.
+            log.info("a write to %s was refused for a column: definitions dropped", spec.entity_set)
+            self.metadata.invalidate()
         # Duplicate creates, and writes whose answer lacked the new version: read them back.
         again = [
             i
@@ -366,7 +405,11 @@ class DataverseSide:
             ids = [results_id(ops[i]) for i in again]
             try:
                 current = self._read_by_ids(spec, ids)
-            except SideError:
+            except SideError as error:
+                # The writes stand; their new versions come with the next read of the records.
+                log.warning(
+                    "could not read back %d %s written: %s", len(ids), spec.entity_set, error
+                )
                 current = {}
             for i in again:
                 row = current.get(results_id(ops[i]))

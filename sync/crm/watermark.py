@@ -37,6 +37,23 @@ OVERLAP_SECONDS = 60.0
 """Rows modified this long before the watermark are asked for again: `modifiedon` has second
 precision and a write may commit a little after the moment it carries."""
 DEFAULT_SWEEP_EVERY = 10
+SWEEP_SETTING = "watermark_sweep_every"
+"""The profile setting that overrides DEFAULT_SWEEP_EVERY (reads between two deletion sweeps)."""
+MAX_SWEEP_EVERY = 10_000
+
+
+def sweep_every_setting(value: Any) -> int:
+    """The sweep interval a stored setting asks for: a whole number of reads from 1 to
+    MAX_SWEEP_EVERY; anything else (unset, a typo) gives DEFAULT_SWEEP_EVERY, so a bad value
+    can neither stop deletions from being found nor make every run list every id."""
+    if isinstance(value, bool):
+        return DEFAULT_SWEEP_EVERY
+    try:
+        number = int(str(value).strip()) if value is not None else DEFAULT_SWEEP_EVERY
+    except ValueError:
+        return DEFAULT_SWEEP_EVERY
+    return number if 1 <= number <= MAX_SWEEP_EVERY else DEFAULT_SWEEP_EVERY
+
 
 Clean = Callable[[Mapping[str, Any]], dict[str, Any]]
 """The side's row cleaner (OData control annotations off)."""
@@ -167,15 +184,16 @@ class WatermarkReader:
         yield Page(pending or [], token=state.encode(), last=True)
 
     def changes(self, state: WatermarkState, clean: Clean) -> Iterator[Page]:
-        """Rows modified since the watermark (less the overlap), and, every `sweep_every`
-        reads, the known ids no longer listed as Deleted."""
+        """Rows modified since the watermark (less the overlap), a page at a time as they come
+        (so a large change set never sits in memory at once here), and, every `sweep_every`
+        reads, the known ids no longer listed as Deleted; the token comes with the last."""
         started = self.clock()
         query: str | None = None
         if state.since is not None:
             start = state.since - timedelta(seconds=state.overlap)
             query = f"modifiedon ge {_literal(start)}"
         rows_seen: dict[str, tuple[datetime | None, str]] = {}
-        changed: list[Upsert] = []
+        pending: list[Upsert] | None = None
         for rows in self.client.iter_pages(
             self.entity_set,
             select=self._select(),
@@ -183,11 +201,15 @@ class WatermarkReader:
             orderby=f"modifiedon asc,{self.key} asc",
             page_size=self.page_size,
         ):
+            if pending:
+                yield Page(pending, token=None, last=False)
+            pending = []
             for row in rows:
                 upsert = self._upsert(row, clean)
                 rows_seen[upsert.id] = (_moment(row.get("modifiedon")), upsert.version or "")
                 if state.edge.get(upsert.id) != (upsert.version or ""):
-                    changed.append(upsert)
+                    pending.append(upsert)
+        changed = pending or []
         ids = state.ids | set(rows_seen)
         deleted: list[Deleted] = []
         reads = state.reads + 1

@@ -138,7 +138,7 @@ def sync_kind(
     if made_before and not mailbox_changes.full:
         _check_made(mailbox, kind.mailbox_kind, made_before, reported, mailbox_changes)
     if kind.crm_reads_by_id and crm_changes.upserts:
-        _reread(crm, kind.crm_kind, crm_changes, settings.read_batch)
+        _reread(crm, kind, crm_changes, settings.read_batch)
     if kind.crm_parent is not None and kind.parent_kind:
         _touch_parents(kind, store, crm_changes)
     touched = json.loads(store.get_token(kind.name, TOUCHED_SIDE) or "[]")
@@ -295,12 +295,14 @@ def _read_touched(side: Side, kind: str, ids: list[str], changes: ChangeSet, siz
             changes.upserts[record_id] = found
 
 
-def _reread(side: Side, kind: str, changes: ChangeSet, size: int) -> None:
-    """Replace the changed rows by full reads by id (with their expanded columns)."""
-    ids = list(changes.upserts)
+def _reread(side: Side, kind: Kind, changes: ChangeSet, size: int) -> None:
+    """Replace the changed rows by full reads by id (with their expanded columns). Rows the
+    kind does not take (a series' instance and exception rows in `appointments`) keep their
+    change-feed fields, which say whose they are; reading them in full would be wasted."""
+    ids = [i for i, u in changes.upserts.items() if kind.crm_accepts(u.fields)]
     for start in range(0, len(ids), max(1, size)):
         chunk = ids[start : start + size]
-        found = side.read(kind, chunk)
+        found = side.read(kind.crm_kind, chunk)
         for record_id in chunk:
             if record_id in found:
                 changes.upserts[record_id] = found[record_id]

@@ -12,8 +12,17 @@ Appointment show-as is the CRM status reason (1 Free, 2 Tentative, 5 Busy, 6 Out
 the last two belong to the Scheduled state); an appointment's `statecode` is not valid for create
 (appointment.md), so the CRM side sets state and status with an update right after the create.
 The organizer of a CRM appointment can only be a system user (Organizer: Targets systemuser): an
-organizer who is not one is kept in the mailbox only. The CRM has no reminder or IANA time-zone
-columns: those stay mailbox-only (a new series is created in the kind's `timezone`).
+organizer who is not one is kept in the mailbox only. The CRM has no reminder column: reminders
+stay mailbox-only.
+
+A series is expanded in its own time zone on both sides: the CRM by the master's
+`utcconversiontimezonecode` ("Time zone code that was in use when the record was created",
+valid for create and update: recurringappointmentmaster.md), Exchange by the item's start time
+zone. So the zone is part of the series' recurrence value (by Windows zone name, as both keep
+it: sync/timezones.py): a CRM series made by a user in New York keeps New York's wall-clock in
+the mailbox of a user in Tokyo, across New York's DST changes, and a mailbox series reaches the
+CRM with its own zone. The kind's `timezone` (the profile's) serves only series whose zone
+neither side can name.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sync import timezones
 from sync.kinds import exceptions, recurrence
 from sync.kinds.base import (
     FieldMap,
@@ -177,8 +187,9 @@ def appointments_kind(resolve: Resolver | None = None) -> Kind:
     )
 
 
-def _series_times(timezone: str) -> FieldMap:
-    """The first occurrence's start and end ⇄ the master's pattern start/end time + duration."""
+def _series_times() -> FieldMap:
+    """The first occurrence's start and end ⇄ the master's pattern start/end time + duration
+    (the zone they keep their wall-clock in is the recurrence's: `_recurrence`)."""
 
     def write(value: Any) -> dict[str, Any]:
         value = value or {}
@@ -192,21 +203,63 @@ def _series_times(timezone: str) -> FieldMap:
 
     return FieldMap(
         name="series_times",
-        mailbox=("start", "end", "timezone"),
+        mailbox=("start", "end"),
         crm_read=lambda row: pair(row.get("starttime"), row.get("endtime")),
         crm_write=write,
-        to_mailbox=lambda v: {
-            "start": (v or {}).get("start"),
-            "end": (v or {}).get("end"),
-            "timezone": timezone,
-        },
+        to_mailbox=lambda v: {"start": (v or {}).get("start"), "end": (v or {}).get("end")},
         from_mailbox=lambda item: pair(item.get("start"), item.get("end")),
         crm_columns=("starttime", "endtime", "duration"),
     )
 
 
+ZONE_COLUMN = "utcconversiontimezonecode"
+"""The master's time zone code: the zone the service expands the series in."""
+
+
+def _recurrence(timezone: str) -> FieldMap:
+    """The pattern and range ⇄ the master's pattern columns, with the series' zone ⇄ its
+    `utcconversiontimezonecode` and the item's `timezone`. Zones compare by Windows name
+    (`timezones.windows_name`); a side that names none (a code not listed, an item without a
+    zone) gives `timezone`, the one the copy was made in before zones were synced."""
+    fallback = timezones.windows_name(timezone or "UTC")
+
+    def with_zone(doc: dict[str, Any] | None, zone: str | None) -> dict[str, Any] | None:
+        return None if doc is None else {**doc, "zone": zone or fallback}
+
+    def write(value: Any) -> dict[str, Any]:
+        columns = recurrence.to_columns(value)
+        code = timezones.code_for((value or {}).get("zone"))
+        if value and code is not None:
+            columns[ZONE_COLUMN] = code
+        return columns
+
+    def to_mailbox(value: Any) -> dict[str, Any]:
+        if not value:
+            return {"recurrence": None}
+        zone = value.get("zone")
+        shown = timezone if timezones.windows_name(timezone) == zone else timezones.iana_name(zone)
+        doc = {"pattern": value["pattern"], "range": value["range"]}
+        return {"recurrence": doc, "timezone": shown or timezone}
+
+    return FieldMap(
+        name="recurrence",
+        mailbox=("recurrence", "timezone"),
+        crm_read=lambda row: with_zone(
+            recurrence.from_columns(row), timezones.name_for_code(row.get(ZONE_COLUMN))
+        ),
+        crm_write=write,
+        to_mailbox=to_mailbox,
+        from_mailbox=lambda item: with_zone(
+            recurrence.normalize(item.get("recurrence")),
+            timezones.windows_name(item.get("timezone")),
+        ),
+        crm_columns=(*recurrence.COLUMNS, ZONE_COLUMN),
+    )
+
+
 def recurring_kind(resolve: Resolver | None = None, timezone: str = "UTC") -> Kind:
-    """Recurring series: one link per series; new mailbox series are made in `timezone`."""
+    """Recurring series: one link per series, kept in the series' own zone (`timezone`: for a
+    series whose zone neither side names)."""
     return Kind(
         name="recurringappointments",
         entity_set="recurringappointmentmasters",
@@ -217,15 +270,8 @@ def recurring_kind(resolve: Resolver | None = None, timezone: str = "UTC") -> Ki
         crm_reads_by_id=True,
         fields=(
             *_common("recurringappointmentmaster_activity_parties", resolve),
-            _series_times(timezone),
-            FieldMap(
-                name="recurrence",
-                mailbox=("recurrence",),
-                crm_read=recurrence.from_columns,
-                crm_write=recurrence.to_columns,
-                from_mailbox=lambda item: recurrence.normalize(item.get("recurrence")),
-                crm_columns=recurrence.COLUMNS,
-            ),
+            _series_times(),
+            _recurrence(timezone),
             exceptions.exceptions_field(),
         ),
         crm_children=exceptions.exception_rows(),

@@ -191,6 +191,9 @@ class Kind:
     mailbox_accepts: Callable[[Fields], bool] = _accept_all
     """Mailbox items of the folder that belong to this kind (e.g. only recurring masters)."""
     title_field: str = "subject"
+    title_fields: tuple[str, ...] = ()
+    """Fields whose values joined by spaces name a record (a contact's full name); the
+    `title_field` when they are all empty."""
     crm_reads_by_id: bool = False
     """Changed CRM rows must be read again by id (expanded columns such as activity parties
     are not returned by change tracking)."""
@@ -280,7 +283,9 @@ class Kind:
         return item
 
     def title(self, values: Mapping[str, Any]) -> str:
-        return str(values.get(self.title_field) or "")[:300]
+        """How pages and alerts name the record (e.g. a contact's full name)."""
+        joined = " ".join(str(values[f]).strip() for f in self.title_fields if values.get(f))
+        return (joined or str(values.get(self.title_field) or ""))[:300]
 
 
 def changed_later_in_mailbox(crm_row: Fields, item: Fields) -> tuple[bool, str, str] | None:

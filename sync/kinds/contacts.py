@@ -59,7 +59,8 @@ CONTACTS = Kind(
     entity_set="contacts",
     primary_key="contactid",
     folder="contacts",
-    title_field="lastname",
+    title_fields=("firstname", "middlename", "lastname"),
+    title_field="emailaddress1",
     fields=(
         simple("firstname", "given_name"),
         simple("middlename", "middle_name"),

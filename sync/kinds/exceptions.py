@@ -25,6 +25,7 @@ made and does not make it again.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -50,6 +51,7 @@ EXPAND = (
 """What the CRM side must add to the master's `$expand` on reads by id for the modified
 occurrences to be seen (sync/crm/entities.py KIND_SPECS["recurringappointmentmasters"])."""
 _NAMESPACE = uuid.UUID("0b7cf3b4-5a55-4d39-9a7e-2f3c1d0e6a11")
+log = logging.getLogger(__name__)
 
 
 def exception_id(series_id: str, original_start: str) -> str:
@@ -76,8 +78,34 @@ def value(deleted: Iterable[Any] | None, modified: Iterable[Mapping[str, Any]] |
 
 
 def parse_deleted_list(text: Any) -> list[str]:
-    """The moments of a `deletedexceptionslist` (one per line; commas and semicolons too)."""
-    return [part for part in re.split(r"[\s,;]+", str(text or "")) if part]
+    """The moments of a `deletedexceptionslist`, as UTC moments. Its format is not documented
+    (recurringappointmentmaster.md: "List of deleted instances", a Memo): one moment per line,
+    or separated by commas, semicolons or blanks, each in any ISO 8601 form (a date and a time
+    with a blank between them too). What cannot be read as a moment is left out with a warning,
+    never failing the series' sync."""
+    moments: list[str] = []
+    for line in re.split(r"[\r\n,;]+", str(text or "")):
+        line = line.strip()
+        if not line:
+            continue
+        whole = _moment_or_none(line)
+        if whole is not None:
+            moments.append(whole)
+            continue
+        for part in line.split():
+            moment = _moment_or_none(part)
+            if moment is None:
+                log.warning("deletedexceptionslist entry %r is not a moment: left out", part)
+            else:
+                moments.append(moment)
+    return moments
+
+
+def _moment_or_none(text: str) -> str | None:
+    try:
+        return norm_moment(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def _occurrence_rows(row: Fields) -> dict[str | None, Mapping[str, Any]]:

@@ -11,9 +11,12 @@ its wall-clock time (what the mailbox and the CRM both do).
 
 `patternstartdate` and `patternenddate` are days here (`YYYY-MM-DD`). In Dataverse they are
 UserLocal columns with Format DateOnly (recurringappointmentmaster.md): the CRM side writes a day
-as its midnight in the user's time zone and reads it back in that zone (sync/crm/metadata.py),
-so the first ten characters of what it reads are the day. `firstdayofweek` is valid for create
-only (same page): the CRM side leaves it out of updates.
+as its midnight in the series' own zone (its `utcconversiontimezonecode`, the zone the service
+expands it in; the user's zone when the series names none it knows) and reads it back in that
+zone (sync/crm/side.py OWN_ZONE, sync/crm/metadata.py), so the first ten characters of what it
+reads are the day. `firstdayofweek` is valid for create only (same page): the CRM side leaves
+it out of updates. The series' zone itself is part of the kind's recurrence value
+(sync/kinds/appointments.py), not of these columns' dict.
 """
 
 from __future__ import annotations

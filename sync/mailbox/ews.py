@@ -15,8 +15,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from exchangelib import ItemId, Message
-from exchangelib.folders import DEEP, BaseFolder, FolderCollection
+from exchangelib import FileAttachment, ItemId, Message
+from exchangelib.folders import DEEP, BaseFolder, Folder, FolderCollection
 from exchangelib.items import (
     ALWAYS_OVERWRITE,
     AUTO_RESOLVE,
@@ -28,7 +28,6 @@ from exchangelib.items import (
     SEND_TO_NONE,
     SOFT_DELETE,
 )
-from exchangelib.properties import FolderId
 from exchangelib.services import SyncFolderItems
 from exchangelib.services.common import EWSAccountService
 
@@ -45,6 +44,7 @@ from sync.mailbox.ews_connection import (
 from sync.mailbox.ews_occurrences import OCCURRENCE_FIELDS, has_occurrences, write_occurrences
 from sync.mailbox.ews_readcache import REUSE_SECONDS, ReadReuse
 from sync.mailbox.fields import KIND_FOLDERS
+from sync.mailbox.mime import Attachment
 from sync.sides import (
     AuthError,
     CreateOp,
@@ -195,7 +195,9 @@ class EwsSide:
         attr = _DISTINGUISHED.get(spec.lower())
         if attr:
             return getattr(self.account, attr)
-        found = list(FolderCollection(account=self.account, folders=[FolderId(id=spec)]).resolve())
+        # (h1b) a folder by id (a tracked folder): exchangelib resolves Folder objects only
+        by_id = Folder(root=self.account.root, id=spec)
+        found = list(FolderCollection(account=self.account, folders=[by_id]).resolve())
         if not found or isinstance(found[0], Exception):
             raise NotFound(
                 f"No folder with id {spec!r} in {self.connection.email}", "ErrorFolderNotFound"
@@ -599,8 +601,13 @@ class EwsSide:
 
     # --- messages --------------------------------------------------------------------------
 
-    def send(self, fields: Mapping[str, Any], key: str) -> Written:
-        """Send a message (SendAndSaveCopy) carrying `key`; a retried send finds the first one."""
+    def send(
+        self, fields: Mapping[str, Any], key: str, attachments: Sequence[Attachment] = ()
+    ) -> Written:
+        """Send a message (SendAndSaveCopy) carrying `key`; a retried send finds the first one.
+
+        A `message_id` in `fields` is sent as the InternetMessageId (outgoing CRM email chooses
+        it); the Written's fields are the sent copy's, so its Message-Id is what Exchange kept."""
         sent_kind = "messages:sentitems"
         existing = self.find_by_key(sent_kind, [key]).get(key)
         if existing is not None:
@@ -608,6 +615,14 @@ class EwsSide:
         message = Message(account=self.account, folder=self.folder(sent_kind))
         setattr(message, convert.KEY_FIELD, key)
         convert.apply_vocab("messages", message, fields)
+        for attachment in attachments:  # inline in the CreateItem (Exchange 2013 and later)
+            message.attach(
+                FileAttachment(
+                    name=attachment.name,
+                    content=attachment.content,
+                    content_type=attachment.content_type,
+                )
+            )
         self._reuse.forget()
         self.connection.call(lambda: message.send_and_save(send_meeting_invitations=SEND_TO_NONE))
         for attempt in range(5):  # Exchange files the sent copy asynchronously

@@ -93,13 +93,19 @@ class SmtpSession:
         *,
         key: str | None = None,
         attachments: Sequence[Attachment] = (),
+        message_id: str | None = None,
     ) -> SentMail:
-        """Build the message from the vocabulary and send it; raises a SideError on failure."""
+        """Build the message from the vocabulary and send it; raises a SideError on failure.
+
+        `message_id`: the Message-Id to send with (outgoing CRM email chooses it before sending,
+        so a retry is recognisable); by default a fresh one."""
         envelope = _envelope(fields)
         try:
             message = build_message(
                 fields, key=key, attachments=attachments, sender=self.settings.from_address
             )
+            if message_id:
+                message.replace_header("Message-Id", message_id)
         except (ValueError, TypeError) as error:  # e.g. a line break smuggled into a header
             raise Invalid(f"the message cannot be built: {error}", code="mime") from None
         return self.send_message(message, envelope)
@@ -225,11 +231,12 @@ class SmtpSender:
         *,
         key: str | None = None,
         attachments: Sequence[Attachment] = (),
+        message_id: str | None = None,
     ) -> SentMail:
         """Send one message on its own connection; returns its Message-Id."""
         _envelope(fields)  # before connecting: no recipients is no reason to log in
         with self.session() as session:
-            return session.send(fields, key=key, attachments=attachments)
+            return session.send(fields, key=key, attachments=attachments, message_id=message_id)
 
 
 def _authenticate(conn: smtplib.SMTP, settings: SmtpSettings) -> None:

@@ -89,6 +89,22 @@ class DataverseDirectory:
         # the email methods are left out of the body: a PATCH writes only what it names
         self.client.update("mailboxes", mailbox_id, {"actdeliverymethod": act}, if_match="*")
 
+    # [h1a] the email methods, only those named (mailbox.md: incomingemaildeliverymethod,
+    # outgoingemaildeliverymethod)
+    def set_email_delivery_methods(
+        self, mailbox_id: str, incoming: int | None = None, outgoing: int | None = None
+    ) -> None:
+        body = {
+            column: value
+            for column, value in (
+                ("incomingemaildeliverymethod", incoming),
+                ("outgoingemaildeliverymethod", outgoing),
+            )
+            if value is not None
+        }
+        if body:
+            self.client.update("mailboxes", mailbox_id, body, if_match="*")
+
     def count(self, entity_set: str, odata_filter: str) -> int:
         return int(self.client.count(entity_set, filter=odata_filter))
 

@@ -10,11 +10,13 @@ no `$filter`, DESIGN.md §3). Offline filters are rows whose kind is "offline:<e
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
 
+from sync.mail import settings as email_settings
+from sync.mail.token import DEFAULT_PREFIX
 from sync.setup import odata
 from sync.setup import profile as keys
 from sync.setup.messages import N_, Msg, SetupError
@@ -28,10 +30,15 @@ ME = "me"
 
 TRACKING_OPTIONS: dict[str, Msg] = {
     "none": N_("Do not track email automatically"),
+    "all": N_("All email messages"),
     "replies": N_("Replies to email tracked in the CRM"),
     "records": N_("Email from CRM contacts, leads and accounts"),
-    "all": N_("All email messages"),
+    "email_enabled": N_("Email from any email-enabled CRM record (users too)"),
 }
+"""Dynamics' personal options (sync.mail.ports.TRACKING_OPTIONS), in its order; the names of
+the four stored before email was built are unchanged."""
+MAX_DAYS_BACK = 3650
+MAX_PREFIX = 20
 INTERVALS = (60, 300, 900, 1800, 3600)
 DIRECTIONS: dict[str, Msg] = {
     "both": N_("Both ways"),
@@ -83,7 +90,9 @@ BUILTIN_FILTERS: tuple[FilterDef, ...] = (
         "my-appointments",
         "appointments",
         N_("My appointments"),
-        (("_ownerid_value", "eq", ME),),
+        # single appointments only (instancetypecode 0 Not Recurring): a series' instance and
+        # exception rows are not what the sync takes (it takes the series once, by its master)
+        (("_ownerid_value", "eq", ME), ("instancetypecode", "eq", 0)),
         True,
     ),
     FilterDef(
@@ -130,9 +139,21 @@ class Choices:
     """The step's answers."""
 
     filters: tuple[str, ...]
-    tracking: str = "replies"
+    tracking: str = email_settings.DEFAULT_OPTION
     directions: Mapping[str, str] | None = None
     interval_seconds: int = 300
+    # email (sync.mail.settings holds the keys and the defaults)
+    track_sent_items: bool = True
+    track_days_back: int = 0
+    token_enabled: bool = True
+    token_prefix: str = DEFAULT_PREFIX
+    send_crm_email: bool = False
+
+    @property
+    def email_on(self) -> bool:
+        """Email is this client's: tracked by rule, or CRM email sent through the mailbox
+        (tracked folders, chosen on the Mail page, count too: see `email_workloads`)."""
+        return self.tracking != "none" or self.send_crm_email
 
 
 def to_odata(conditions: Iterable[Sequence[Any]], me: str) -> str:
@@ -164,7 +185,7 @@ def parse_choices(form: Mapping[str, Any], filters: Sequence[str]) -> Choices:
     unknown = [s for s in filters if s not in BY_SLUG and not s.startswith(USER_PREFIX)]
     if unknown:
         raise SetupError(N_("Unknown filter: %(name)s.", name=", ".join(unknown)), "filters")
-    tracking = str(form.get("tracking") or "replies")
+    tracking = str(form.get("tracking") or email_settings.DEFAULT_OPTION)
     if tracking not in TRACKING_OPTIONS:
         raise SetupError(N_("Choose an email tracking option."), "tracking")
     try:
@@ -179,7 +200,51 @@ def parse_choices(form: Mapping[str, Any], filters: Sequence[str]) -> Choices:
         if value not in DIRECTIONS:
             raise SetupError(N_("Choose a direction for each kind."), f"direction_{group}")
         directions[group] = value
-    return Choices(tuple(dict.fromkeys(filters)), tracking, directions, interval)
+    return Choices(
+        tuple(dict.fromkeys(filters)), tracking, directions, interval, **_email_choices(form)
+    )
+
+
+def _flag(form: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = form.get(name)
+    if value is None:
+        return default
+    return str(value).lower() in ("1", "yes", "on", "true")
+
+
+def _email_choices(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The email part of the form. A form without it (`email_form` absent: an older page, a
+    script) keeps the defaults; with it, an unticked box is off (browsers send nothing)."""
+    shown = form.get("email_form") is not None
+    defaults = Choices(())
+    try:
+        days = int(str(form.get("track_days_back") or 0).strip() or 0)
+    except ValueError:
+        days = -1
+    if not 0 <= days <= MAX_DAYS_BACK:
+        raise SetupError(
+            N_("Track the last days: a whole number from 0 to %(max)s.", max=MAX_DAYS_BACK),
+            "track_days_back",
+        )
+    prefix = str(form.get("token_prefix") or DEFAULT_PREFIX).strip()
+    if len(prefix) > MAX_PREFIX or any(c.isspace() for c in prefix) or prefix[-1:].isdigit():
+        raise SetupError(
+            N_(
+                "The tracking token prefix has at most %(max)s characters, no spaces, and does "
+                "not end with a digit (for example CRM:).",
+                max=MAX_PREFIX,
+            ),
+            "token_prefix",
+        )
+    return {
+        "track_sent_items": _flag(
+            form, "track_sent_items", not shown and defaults.track_sent_items
+        ),
+        "track_days_back": days,
+        "token_enabled": _flag(form, "token_enabled", not shown and defaults.token_enabled),
+        "token_prefix": prefix,
+        "send_crm_email": _flag(form, "send_crm_email", False),
+    }
 
 
 def current_choices(profile: Profile) -> Choices:
@@ -190,11 +255,17 @@ def current_choices(profile: Profile) -> Choices:
     if not rows:
         enabled = tuple(f.slug for f in BUILTIN_FILTERS if f.default)
     enabled += tuple(f.slug for f in user_filters(profile) if f.enabled)
+    email = email_settings.load(profile)
     return Choices(
         filters=enabled,
-        tracking=str(profile.get("tracking_option", "replies")),
+        tracking=email.option,
         directions=dict(profile.get("field_directions", {}) or {}),
         interval_seconds=int(profile.get("interval_seconds", 300)),
+        track_sent_items=email.track_sent_items,
+        track_days_back=email.track_days_back,
+        token_enabled=email.token_enabled,
+        token_prefix=email.token_prefix,
+        send_crm_email=email.send_crm_email,
     )
 
 
@@ -213,7 +284,19 @@ def save_choices(profile: Profile, choices: Choices) -> None:
             row.enabled = definition.slug in choices.filters
     set_enabled(profile, [s for s in choices.filters if s.startswith(USER_PREFIX)])
     refresh_kinds(profile)
-    profile.set("tracking_option", choices.tracking)
+    stored = email_settings.load(profile)
+    email_settings.save(
+        profile,
+        replace(
+            stored,
+            option=choices.tracking,
+            track_sent_items=choices.track_sent_items,
+            track_days_back=choices.track_days_back,
+            token_enabled=choices.token_enabled,
+            token_prefix=choices.token_prefix,
+            send_crm_email=choices.send_crm_email,
+        ),
+    )
     profile.set("field_directions", dict(choices.directions or {}))
     profile.set("interval_seconds", choices.interval_seconds)
     profile.set(keys.CHOICES_SAVED, True)

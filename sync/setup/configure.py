@@ -29,8 +29,14 @@ class ConfigureOptions:
     filters: Sequence[str] | None = None
     own_filters: Sequence[str] = ()
     """Filters of one's own, as `user_filters.parse_spec` reads them; added and ticked."""
-    tracking: str = "replies"
+    tracking: str | None = None
+    """[h1a] None: as stored, or "none" on a first run (email is taken from server-side sync
+    only when asked: any other option sets Incoming Email to this client)."""
     interval_seconds: int = 300
+    # [h1a] email: Sent Items tracked too, messages of the last N days, CRM email sent here
+    track_sent_items: bool = True
+    track_days_back: int = 0
+    send_crm_email: bool = False
     directions: dict[str, str] = field(default_factory=dict)
 
 
@@ -38,7 +44,9 @@ def configure(profile: Profile, ports: SetupPorts, options: ConfigureOptions) ->
     """Run every step; returns what was done, line by line. Raises SetupError."""
     done: list[str] = []
     if not profile.signed_in_upn:
-        raise SetupError(N_("Sign in first: open the app once and sign in, then run this again."))
+        raise SetupError(
+            N_("Sign in first: run `signin` (or open the app and sign in), then run this again.")
+        )
     if options.org.lower() in (name.lower() for name in options.connected):
         # the wizard's page cannot ask for this; here it is a contradiction, not a choice
         raise SetupError(
@@ -69,10 +77,19 @@ def configure(profile: Profile, ports: SetupPorts, options: ConfigureOptions) ->
         record = mailbox.set_to_this_client(directory, record, consent=True)
     mailbox.save_mailbox(profile, directory, ports.mailbox_tester(), user, config, secrets)
     done.append(f"Mailbox: {config.email} ({config.type}), connection tested")
-    for status in mailbox.delivery_status(record, config.type):
+    stored = choices_step.current_choices(profile)
+    tracking = options.tracking or (stored.tracking if profile.step_done("choices") else "none")
+    email = mailbox.email_workloads(tracking != "none", options.send_crm_email)
+    for status in mailbox.delivery_status(record, config.type, email):
         mark = "ok" if status.is_this_client else "NOT this client"
+        if status.workload in email and not status.is_this_client:
+            mark = "NOT this client yet: set with the email choices below"
         if not status.synced_here:
-            mark = "left as it is: this app does not sync email yet"
+            mark = (
+                "left as it is: email is off here"
+                if status.workload != "act"
+                else ("left as it is: a POP3 mailbox has no contacts, calendar or tasks")
+            )
         done.append(f"  {status.label}: {status.current} [{mark}]")
 
     store = ports.claims(chosen, config, user)
@@ -91,14 +108,39 @@ def configure(profile: Profile, ports: SetupPorts, options: ConfigureOptions) ->
     for kind, name, conditions in specs:
         picked.append(user_filters.replace_filter(profile, kind, name, conditions).slug)
     form = {
-        "tracking": options.tracking,
+        "tracking": tracking,
         "interval_seconds": str(options.interval_seconds),
         **{f"direction_{k}": v for k, v in options.directions.items()},
+        "email_form": "1",
+        "track_sent_items": "1" if options.track_sent_items else None,
+        "track_days_back": str(options.track_days_back),
+        "token_enabled": "1" if stored.token_enabled else None,
+        "token_prefix": stored.token_prefix,
+        "send_crm_email": "1" if options.send_crm_email else None,
     }
-    picked_choices = choices_step.parse_choices(form, picked)
+    picked_choices = choices_step.parse_choices(
+        {k: v for k, v in form.items() if v is not None}, picked
+    )
+    if picked_choices.email_on:  # as the wizard: the email methods become this client's now
+        record = (
+            mailbox.take_email_methods(
+                directory,
+                user.id,
+                incoming=picked_choices.tracking != "none",
+                outgoing=picked_choices.send_crm_email,
+            )
+            or record
+        )
+        for status in mailbox.delivery_status(record, config.type, email):
+            if status.workload in email:
+                done.append(f"  {status.label}: {status.current} [ok: email is on]")
     choices_step.save_choices(profile, picked_choices)
     done.append(
         f"Filters: {', '.join(picked_choices.filters) or 'none'}; tracking: "
-        f"{picked_choices.tracking}; every {picked_choices.interval_seconds} s"
+        f"{picked_choices.tracking}"
+        f"{'' if picked_choices.track_sent_items else ' (not Sent Items)'}"
+        f"{f', the last {picked_choices.track_days_back} days' if picked_choices.track_days_back else ''}"
+        f"; sending CRM email: {'on' if picked_choices.send_crm_email else 'off'}"
+        f"; every {picked_choices.interval_seconds} s"
     )
     return done

@@ -251,10 +251,11 @@ def _tables(client: DataverseClient, user: CrmUser, findings: list[Finding]) -> 
     from sync.crm.capabilities import SYNCED_TABLES, TableAccess, table_access
 
     depths: dict[str, str | None] = {}
+    tracking: dict[str, bool] = {}  # [h4] every table's change tracking setting in one request
     accesses: list[TableAccess] = []
     for entity_set in SYNCED_TABLES:
         try:
-            accesses.append(table_access(client, user.id, entity_set, depths))
+            accesses.append(table_access(client, user.id, entity_set, depths, tracking))
         except SideError as error:
             findings.append(
                 Finding(

@@ -2,10 +2,11 @@
 
 Rules (DESIGN.md 1.1 step 3): one mailbox per CRM user, and an address already mapped to
 another CRM user is refused, naming that user and what to do. A workload syncs only while the
-CRM mailbox record's delivery method for it names this client ("Outlook"). This app syncs
-appointments, contacts and tasks only (email is not built yet), so the wizard sets only that
-method, with the user's consent, and leaves the email methods as they are: pointing them at a
-client that sends nothing would leave CRM email in "Pending Send" for good.
+CRM mailbox record's delivery method for it names this client ("Outlook"). The mailbox step
+sets appointments, contacts and tasks, with the user's consent; the email methods are set only
+when the user turns email on in the "What to sync" step (incoming for tracking, outgoing for
+sending CRM email: `take_email_methods`), and are otherwise left as they are: pointing them at
+a client that does not handle email would leave CRM email in "Pending Send" for good.
 """
 
 from __future__ import annotations
@@ -60,6 +61,23 @@ ACT_METHOD_NAMES = {
     2: "None",
 }
 """The act method's options in words, as the CRM's mailbox form names them (for alerts)."""
+METHOD_NAMES: dict[str, dict[int, str]] = {
+    "incoming": {
+        0: "None",
+        1: "Microsoft Dynamics 365 for Outlook",
+        2: "Server-Side Synchronization or Email Router",
+        3: "Forward Mailbox",
+    },
+    "outgoing": {
+        0: "None",
+        1: "Microsoft Dynamics 365 for Outlook",
+        2: "Server-Side Synchronization",
+    },
+    "act": ACT_METHOD_NAMES,
+}
+"""Each workload's methods in words, as the CRM's mailbox form names them (for alerts)."""
+METHOD_ALERT_SUBJECTS = {"act": "", "incoming": "incoming", "outgoing": "outgoing"}
+"""The ACT_ALERT's subject per workload (one open alert each)."""
 WORKLOADS: dict[str, Msg] = {
     "incoming": N_("Incoming email"),
     "outgoing": N_("Outgoing email"),
@@ -229,16 +247,27 @@ def check_mailbox_owner(directory: CrmDirectory, user: CrmUser, address: str) ->
     return own
 
 
-def synced_workloads(mailbox_type: str) -> frozenset[str]:
+def synced_workloads(mailbox_type: str, email: frozenset[str] = frozenset()) -> frozenset[str]:
     """The workloads this app syncs for a mailbox type: appointments, contacts and tasks need
-    Exchange (a POP3 mailbox holds email only, as in Dynamics); email joins once it is built."""
-    return frozenset({"act"}) if mailbox_type == "exchange" else frozenset()
+    Exchange (a POP3 mailbox holds email only, as in Dynamics); the email workloads of `email`
+    ("incoming" while tracking is on, "outgoing" while CRM email is sent here) on both."""
+    act = frozenset({"act"}) if mailbox_type == "exchange" else frozenset()
+    return act | (email & {"incoming", "outgoing"})
 
 
-def delivery_status(record: MailboxRecord, mailbox_type: str = "exchange") -> list[MethodStatus]:
+def email_workloads(tracking_on: bool, send_crm_email: bool) -> frozenset[str]:
+    """The email workloads the user's choices make this client's."""
+    return frozenset(
+        name for name, on in (("incoming", tracking_on), ("outgoing", send_crm_email)) if on
+    )
+
+
+def delivery_status(
+    record: MailboxRecord, mailbox_type: str = "exchange", email: frozenset[str] = frozenset()
+) -> list[MethodStatus]:
     """Each workload's delivery method, whether it names this client and whether we sync it
     (a method we do not sync is shown and left as it is)."""
-    synced = synced_workloads(mailbox_type)
+    synced = synced_workloads(mailbox_type, email)
     values = {"incoming": record.incoming, "outgoing": record.outgoing, "act": record.act}
     return [
         MethodStatus(
@@ -257,8 +286,8 @@ def set_to_this_client(
 ) -> MailboxRecord:
     """Point appointments, contacts and tasks at this client, only with the user's consent.
 
-    The email methods are never written: this app sends and tracks no email yet, so taking
-    email from server-side sync would stop it (CRM email would wait in "Pending Send")."""
+    The email methods are not written here: they follow the user's email choices
+    (`take_email_methods`), so that email is never taken from server-side sync unasked."""
     if not consent:
         raise SetupError(
             N_(
@@ -281,6 +310,45 @@ def set_to_this_client(
     return replace(record, act=THIS_CLIENT["act"])
 
 
+def take_email_methods(
+    directory: CrmDirectory, user_id: str, incoming: bool, outgoing: bool
+) -> MailboxRecord | None:
+    """Point the user's incoming (tracking) and/or outgoing (sending CRM email) method at this
+    client, as the user turned email on; a method already this client's is not written, one
+    not asked for is left as it is. Raises SetupError when the record may not be changed."""
+    record = directory.mailbox_of_user(user_id)
+    if record is None:
+        raise SetupError(
+            N_(
+                "Your CRM user has no mailbox record, so email cannot be tracked or sent here. "
+                "Ask your administrator to create one (Settings > Email Configuration > "
+                "Mailboxes)."
+            ),
+            "tracking",
+        )
+    wanted_in = THIS_CLIENT["incoming"] if incoming and record.incoming != 1 else None
+    wanted_out = THIS_CLIENT["outgoing"] if outgoing and record.outgoing != 1 else None
+    if wanted_in is None and wanted_out is None:
+        return record
+    try:
+        directory.set_email_delivery_methods(record.id, incoming=wanted_in, outgoing=wanted_out)
+    except AuthError:
+        raise SetupError(
+            N_(
+                "You may not change your mailbox record. Ask your administrator to set "
+                "Incoming Email (and Outgoing Email, to send CRM email from here) to "
+                "Microsoft Dynamics 365 for Outlook (Settings > Email Configuration > "
+                "Mailboxes), or turn email off here."
+            ),
+            "tracking",
+        ) from None
+    return replace(
+        record,
+        incoming=record.incoming if wanted_in is None else wanted_in,
+        outgoing=record.outgoing if wanted_out is None else wanted_out,
+    )
+
+
 def act_method_problem(database: Database, act: int | None) -> str | None:
     """Why appointments, contacts and tasks may not sync here, by the mailbox record's
     `actdeliverymethod` (None: the user has no mailbox record); None when they may.
@@ -288,37 +356,61 @@ def act_method_problem(database: Database, act: int | None) -> str | None:
     Not this client: the alert says which method is set and what to do; it is resolved once
     the method names this client again. Two clients syncing one mailbox would make every item
     twice, so we stand aside."""
-    if act == THIS_CLIENT["act"]:
-        resolve_alerts(database, ACT_ALERT)
+    return method_problem(database, "act", act)
+
+
+# the words of each workload's alert: (title, what is not done, the method's form label)
+_WORKLOAD_WORDS = {
+    "act": (
+        "Appointments, contacts and tasks are not synchronized",
+        "appointments, contacts and tasks are not synchronized",
+        "Appointments, Contacts, and Tasks",
+    ),
+    "incoming": (
+        "Incoming email is not tracked",
+        "incoming email is not tracked",
+        "Incoming Email",
+    ),
+    "outgoing": (
+        "CRM email is not sent from this mailbox",
+        "CRM email is not sent through this mailbox",
+        "Outgoing Email",
+    ),
+}
+
+
+def method_problem(database: Database, workload: str, value: int | None) -> str | None:
+    """Why `workload` ("act", "incoming" or "outgoing") may not run here, by the mailbox
+    record's method for it (None: the user has no mailbox record); None when it may.
+
+    The one place for this rule: checked by the messaging job at every run (an administrator
+    may hand a workload to server-side sync at any time; two clients on one mailbox would do
+    everything twice, or CRM email would go out twice), so we stand aside and say so. The
+    alert names the method that is set and is resolved once the method names this client."""
+    subject = METHOD_ALERT_SUBJECTS[workload]
+    if value == THIS_CLIENT[workload]:
+        resolve_alerts(database, ACT_ALERT, subject)
         return None
-    if act is None:
-        message = (
-            "Your CRM user has no mailbox record, so appointments, contacts and tasks are not "
-            "synchronized."
-        )
+    title, not_done, label = _WORKLOAD_WORDS[workload]
+    if value is None:
+        message = f"Your CRM user has no mailbox record, so {not_done}."
         action = (
             "Ask your administrator to create your mailbox record (Settings > Email "
-            "Configuration > Mailboxes) with Appointments, Contacts, and Tasks set to "
-            "Microsoft Dynamics 365 for Outlook."
+            f"Configuration > Mailboxes) with {label} set to Microsoft Dynamics 365 for Outlook."
         )
     else:
-        method = ACT_METHOD_NAMES.get(act, f"an unknown method ({act})")
+        method = METHOD_NAMES[workload].get(value, f"an unknown method ({value})")
         message = (
-            "Your CRM mailbox record sets Appointments, Contacts, and Tasks to "
-            f"{method}, not to this client, so this computer does not synchronize them."
+            f"Your CRM mailbox record sets {label} to {method}, not to this client, so this "
+            f"computer does not {'synchronize them' if workload == 'act' else 'handle it'}."
         )
+        where = "Setup > Mailbox" if workload == "act" else "Setup > What to sync"
         action = (
-            "Ask your administrator to set Appointments, Contacts, and Tasks back to Microsoft "
-            "Dynamics 365 for Outlook on your mailbox record (Settings > Email Configuration > "
-            "Mailboxes), or press 'Set to this client' in Setup > Mailbox."
+            f"Ask your administrator to set {label} back to Microsoft Dynamics 365 for Outlook "
+            "on your mailbox record (Settings > Email Configuration > Mailboxes), or press "
+            f"'Set to this client' in {where}."
         )
-    raise_alert(
-        database,
-        ACT_ALERT,
-        title="Appointments, contacts and tasks are not synchronized",
-        message=message,
-        action=action,
-    )
+    raise_alert(database, ACT_ALERT, title=title, message=message, action=action, subject=subject)
     return message
 
 

@@ -91,6 +91,18 @@ class MemoryDirectory:
             raise AuthError("no privilege on mailbox")
         self.org.mailboxes[mailbox_id] = replace(self.org.mailboxes[mailbox_id], act=act)
 
+    def set_email_delivery_methods(  # [h1a]
+        self, mailbox_id: str, incoming: int | None = None, outgoing: int | None = None
+    ) -> None:
+        if not self.org.may_edit_mailboxes:
+            raise AuthError("no privilege on mailbox")
+        record = self.org.mailboxes[mailbox_id]
+        self.org.mailboxes[mailbox_id] = replace(
+            record,
+            incoming=record.incoming if incoming is None else incoming,
+            outgoing=record.outgoing if outgoing is None else outgoing,
+        )
+
     def count(self, entity_set: str, odata_filter: str) -> int:
         return self.org.counts.get(f"{entity_set}?{odata_filter}", 0)
 

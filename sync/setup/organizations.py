@@ -82,6 +82,15 @@ def choose(
     unknown = [i for i in choice.connected if i not in by_id]
     if unknown:
         raise SetupError(N_("An organization you chose is no longer available."), "connected")
+    if chosen.id in choice.connected:  # said, never silently dropped
+        raise SetupError(
+            N_(
+                "%(name)s is the organization you synchronize with, so it cannot also be a "
+                "connected one: untick “Connect” for it.",
+                name=chosen.friendly_name,
+            ),
+            "connected",
+        )
     old = profile.synchronizing_org()
     changing = old is not None and old.id != chosen.id
     if changing and not confirmed:
@@ -96,7 +105,7 @@ def choose(
             ),
             "confirm",
         )
-    connected = {i for i in choice.connected if i != chosen.id}
+    connected = set(choice.connected)
     with profile.database.session() as session:
         rows = {row.id: row for row in session.scalars(select(Organization))}
         for org_id, row in rows.items():
@@ -214,7 +223,8 @@ def check_change_readers(profile: Profile, directory: Callable[[], Any]) -> list
 
         user_id = str(client.who_am_i()["UserId"])
         depths: dict[str, str | None] = {}
-        accesses = [table_access(client, user_id, name, depths) for name in SYNCED_TABLES]
+        tracking: dict[str, bool] = {}  # [h4] one request for every table's setting
+        accesses = [table_access(client, user_id, name, depths, tracking) for name in SYNCED_TABLES]
     except SideError as error:
         log.warning("could not ask how the synced tables' changes can be read: %s", error)
         return []

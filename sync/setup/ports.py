@@ -111,6 +111,15 @@ class CrmDirectory(Protocol):
         ones). Raises sync.sides.AuthError when the user may not change the record."""
         ...
 
+    # [h1a] email tracking / outgoing email: the wizard points them at this client only when
+    # the user turns email on (sync.setup.mailbox.take_email_methods)
+    def set_email_delivery_methods(
+        self, mailbox_id: str, incoming: int | None = None, outgoing: int | None = None
+    ) -> None:
+        """Write the record's incoming and/or outgoing email method (None: left out of the
+        request). Raises sync.sides.AuthError when the user may not change the record."""
+        ...
+
     def count(self, entity_set: str, odata_filter: str) -> int: ...
 
 

@@ -15,12 +15,22 @@ from typing import Any
 from sqlalchemy import select
 
 from sync.settings import get_setting, set_setting
+from sync.setup.messages import N_, Msg
 from sync.setup.ports import MailboxConfig, OrgInfo
 from sync.setup.vault import Vault
 from sync.store.db import Database
 from sync.store.models import Organization
 
 STEPS = ("organization", "mailbox", "instance", "choices", "done")
+STEP_TITLES: dict[str, Msg] = {
+    "signin": N_("Sign in"),
+    "organization": N_("Organization"),
+    "mailbox": N_("Mailbox"),
+    "instance": N_("Synchronizing computer"),
+    "choices": N_("What to sync"),
+    "done": N_("Done"),
+}
+"""What the step bar calls each step; signing in (webapp/signin.py) comes before them."""
 
 # setting keys (other modules read some of them: the dashboard reads the messaging ones)
 SIGNED_IN_UPN = "account_upn"  # written by webapp/signin.py after sign-in

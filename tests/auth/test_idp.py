@@ -59,9 +59,10 @@ def _msal_app(idp: Idp, browser: requests.Session) -> msal.PublicClientApplicati
 def test_discovery_document(idp: Idp, browser: requests.Session) -> None:
     doc = browser.get(f"{idp.authority}/v2.0/.well-known/openid-configuration").json()
     assert doc["issuer"] == f"{idp.authority}/v2.0"
-    assert doc["authorization_endpoint"] == f"{idp.authority}/oauth2/v2.0/authorize"
+    pages = f"{idp.server.browser_url}/{TENANT_ID}"
+    assert doc["authorization_endpoint"] == f"{pages}/oauth2/v2.0/authorize"
     assert doc["token_endpoint"] == f"{idp.authority}/oauth2/v2.0/token"
-    assert doc["end_session_endpoint"].startswith(idp.authority)
+    assert doc["end_session_endpoint"].startswith(pages)
     assert doc["code_challenge_methods_supported"] == ["S256"]
     keys = browser.get(doc["jwks_uri"]).json()["keys"]
     assert keys[0]["kty"] == "RSA" and keys[0]["alg"] == "RS256"
@@ -272,3 +273,28 @@ def test_throttling_fault_answers_429_with_retry_after(idp: Idp, browser: reques
     after = _token(browser, idp, grant_type="refresh_token", refresh_token="x")
     assert after.status_code == 400  # the fault struck once, then the real answer
     assert idp.log.count(service="identity", status=429) >= 1
+
+
+def test_browser_pages_are_plain_http_on_loopback_and_tokens_https_only(
+    idp: Idp, browser: requests.Session
+) -> None:
+    """A stock browser opens the sign-in page without a certificate warning (issue 11 point 1):
+    the pages a person sees are served over plain HTTP on 127.0.0.1, like the app itself,
+    while tokens, keys and metadata stay HTTPS only (msal insists on an https authority)."""
+    pages = urlsplit(idp.server.browser_url)
+    assert pages.scheme == "http" and pages.hostname == "127.0.0.1"
+    plain = requests.Session()
+    sign_in_page = plain.get(
+        _authorize_url(idp).replace(idp.authority, pages.geturl() + "/" + TENANT_ID)
+    )
+    assert sign_in_page.status_code == 200 and 'name="upn"' in sign_in_page.text
+    for path in (
+        "oauth2/v2.0/token",
+        "v2.0/.well-known/openid-configuration",
+        "discovery/v2.0/keys",
+    ):
+        refused = plain.request(
+            "POST" if path.endswith("token") else "GET", f"{pages.geturl()}/{TENANT_ID}/{path}"
+        )
+        assert refused.status_code == 404, path
+        assert "HTTPS only" in refused.text

@@ -11,6 +11,7 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+from sandbox.identity import TENANT_ID
 from sync.auth import EncryptionUnavailable, open_token_cache, provider_from_config
 from sync.runs import open_alerts
 from sync.settings import get_setting
@@ -96,7 +97,8 @@ def test_sign_in_with_the_sandbox_end_to_end(
     web: FlaskClient, signin_app: Flask, idp: Idp, browser: requests.Session, tmp_path: Path
 ) -> None:
     auth_uri = _start_sandbox(web, tmp_path)
-    assert auth_uri.startswith(idp.authority + "/oauth2/v2.0/authorize?")
+    # the page a person sees is the plain-HTTP loopback listener (no certificate warning)
+    assert auth_uri.startswith(f"{idp.server.browser_url}/{TENANT_ID}/oauth2/v2.0/authorize?")
     answer_page = sign_in(browser, auth_uri, *ALICE)
     action = form_action(answer_page)  # response_mode=form_post: the IdP posts back to us
     assert urlsplit(action).path == "/signin/callback"
@@ -178,3 +180,77 @@ def test_signin_needs_the_local_sign_in_link(signin_app: Flask) -> None:
     anonymous = signin_app.test_client()
     response = anonymous.get("/signin")
     assert response.status_code == 302 and "/welcome" in response.headers["Location"]
+
+
+# --- issue 11, point 3: the token-encryption prompt in plain words, once --------------------
+
+
+def _no_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Linux machine without PyGObject: msal-extensions fails to import `gi`."""
+
+    def refuse(_location: str) -> None:
+        raise ImportError("Unable to import module 'gi'")
+
+    monkeypatch.setattr("sync.auth.build_encrypted_persistence", refuse)
+
+
+def test_no_keyring_is_said_in_plain_words_with_the_command(
+    web: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_keyring(monkeypatch)
+    status, _location, html = _start(web, provider="sandbox")
+    assert status == 200 and 'data-testid="consent-plaintext"' in html
+    assert "gi'" not in html and "Unable to import" not in html
+    assert "PyGObject with libsecret" in html
+    if Path("/etc/debian_version").exists():  # the one command for this system
+        assert 'data-testid="keyring-command"' in html and "sudo apt install" in html
+        assert "pip install" in html
+    assert "Keep them unencrypted, I understand" in html
+
+
+def test_the_unencrypted_alert_can_be_kept_for_good(
+    web: FlaskClient, signin_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sync.setup.signin import PLAINTEXT_ALERT, note_unencrypted_cache
+
+    _no_keyring(monkeypatch)
+    database = signin_app.extensions["mailbox_sync.database"]
+    status, _location, _html = _start(web, provider="sandbox", consent_plaintext="yes")
+    assert status == 302
+    (alert,) = [a for a in open_alerts(database) if a.code == PLAINTEXT_ALERT]
+    assert "sign out and sign in again" in alert.action
+    page = web.get("/alerts").text
+    assert 'data-testid="keep-unencrypted"' in page
+    answer = web.post(
+        f"/alerts/{alert.id}/keep-unencrypted", data={"csrf_token": csrf_token_from(page)}
+    )
+    assert answer.status_code == 302
+    assert not [a for a in open_alerts(database) if a.code == PLAINTEXT_ALERT]
+    note_unencrypted_cache(database, "any command")  # the next sign-in does not raise it again
+    _start(web, provider="sandbox", consent_plaintext="yes")
+    assert not [a for a in open_alerts(database) if a.code == PLAINTEXT_ALERT]
+
+
+def test_the_unencrypted_cache_is_logged_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _no_keyring(monkeypatch)
+    for _ in range(3):  # every request that needs a token opens the cache
+        open_token_cache(tmp_path / "cache.bin", allow_plaintext=True)
+    warnings = [r for r in caplog.records if "unencrypted" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_signing_in_is_the_first_step_of_the_step_bar(web: FlaskClient) -> None:
+    """Issue 11, point 11: the sign-in page said "Step 1 of the setup" while the step bar
+    began at Organization; both now show one bar whose first step is signing in."""
+    page = web.get("/signin").text
+    assert "Step 1 of the setup" not in page
+    bar = page[page.index('data-testid="wizard-steps"') :]
+    assert bar.index('data-testid="step-signin"') < bar.index('data-testid="step-organization"')
+    assert 'data-testid="step-signin" aria-current="step"' in page
+
+
+def test_the_welcome_page_shows_this_apps_address(signin_app: Flask) -> None:
+    page = signin_app.test_client().get("/welcome", base_url="http://127.0.0.1:8765").text
+    assert "Open http://127.0.0.1:8765/login?token=" in page and ":5000" not in page

@@ -167,12 +167,11 @@ def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
 def open_page(browser: Browser) -> Page:
     """A page in its own context: two apps on 127.0.0.1 must not share a session cookie.
 
-    The sandbox identity provider serves HTTPS with its own throwaway CA, which Chromium does
-    not know: certificate errors are ignored in these contexts only.
+    No certificate errors are ignored: the sandbox identity provider serves the pages a person
+    sees over plain HTTP on 127.0.0.1 (its HTTPS is for msal's token requests only), so a stock
+    browser signs in without a warning, as these tests prove.
     """
-    context = browser.new_context(
-        locale="en-US", viewport={"width": 1200, "height": 900}, ignore_https_errors=True
-    )
+    context = browser.new_context(locale="en-US", viewport={"width": 1200, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
     return page

@@ -466,7 +466,7 @@ def differences(agent: Agent, name: str, snap: Snapshot | None = None) -> list[s
                 )
     for item_id, item in snap.mailbox.items():
         if item_id not in linked_items:
-            problems.append(f"mailbox item {item.fields.get(kind.field(kind.title_field).mailbox[0])!r}"
+            problems.append(f"mailbox item {kind.title(kind.mailbox_values(item.fields))!r}"
                             f" (key {item.key}) is not linked to a CRM record in the filter")  # fmt: skip
     return problems
 

@@ -204,7 +204,7 @@ def test_tracked_mailbox_items_reach_the_crm(world: World) -> None:
     assert (values["scheduledstart"], values["location"]) == (f"{start:%Y-%m-%dT%H:%M:%SZ}", "Cafe")
     assert in_step(world.agent, snaps) == {
         "contacts": [
-            "mailbox item 'Untracked' (key None) is not linked to a CRM record in the filter"
+            "mailbox item 'Private Untracked' (key None) is not linked to a CRM record in the filter"
         ]
     }
     user_delete_items(world.user, "contacts", made["contacts"][-1:])  # out of the way

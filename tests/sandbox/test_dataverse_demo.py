@@ -29,13 +29,15 @@ def test_same_data_on_every_start() -> None:
 
 
 def test_scale_zero_has_only_users_and_mailboxes() -> None:
-    """Each user has a systemusers row, a mailbox and a usersettings row (the time zone)."""
+    """Each user has a systemusers row, a mailbox and a usersettings row (the time zone); the
+    organization has its one `organizations` row (organization.md)."""
     server = _server(0)
     for org, tables in server.store.orgs.items():
         members = [u for u in USERS if org in u.organizations]
         assert len(tables["systemusers"]) == len(tables["mailboxes"]) == len(members)
         assert len(tables["usersettingscollection"]) == len(members)
-        assert sum(len(t) for t in tables.values()) == 3 * len(members)
+        assert len(tables["organizations"]) == 1
+        assert sum(len(t) for t in tables.values()) == 3 * len(members) + 1
 
 
 def test_full_scale_counts_and_shapes() -> None:

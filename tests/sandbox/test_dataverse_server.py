@@ -785,7 +785,12 @@ def test_email_attachment_size_and_limit(
     before = snapshot(server)
     attachment["body"] = base64.b64encode(b"x" * (5 * 1024 * 1024 + 1)).decode()
     too_large = alice.post(api + "activitymimeattachments", json=attachment)
-    assert too_large.status_code == 400 and "too large" in too_large.json()["error"]["message"]
+    # over maxuploadfilesize: unManagedidsattachmentinvalidfilesize (attachment-annotation-files.md)
+    assert too_large.status_code == 400
+    assert too_large.json()["error"] == {
+        "code": "0x80044a02",
+        "message": "Attachment file size is too big.",
+    }
     assert snapshot(server) == before
 
 

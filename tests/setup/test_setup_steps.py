@@ -134,6 +134,20 @@ def test_connected_orgs_are_stored_beside_the_synchronizing_one(
     assert error.value.field == "synchronizing"
 
 
+def test_the_synchronizing_org_ticked_as_connected_too_is_said_not_dropped(
+    profile: Profile, world: MemoryWorld
+) -> None:
+    """Issue 11, point 11: the page's choice was silently dropped; now it is refused, named."""
+    orgs = [o.info for o in world.orgs.values()]
+    contoso = _contoso(world)
+    both = organizations.OrgChoice(contoso.id, (contoso.id, _fabrikam(world).id))
+    with pytest.raises(SetupError) as error:
+        organizations.choose(profile, orgs, both)
+    assert error.value.field == "connected"
+    assert contoso.friendly_name in str(error.value.msg)
+    assert profile.synchronizing_org() is None  # nothing stored
+
+
 def test_changing_the_synchronizing_org_needs_confirmation_and_retires_links(
     profile: Profile, world: MemoryWorld, database: Database
 ) -> None:

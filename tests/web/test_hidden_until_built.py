@@ -1,9 +1,10 @@
 """Nothing the user can see does nothing (issue 8 point 5, issue 10 point 10).
 
-Email sync and offline are not built yet, so their options, cards and status entries are not
-shown (their stored settings stay, for when they are built); the wizard leaves the CRM's email
-delivery methods alone and says so; a POP3 mailbox is offered no contacts, appointments or
-tasks, with the reason.
+Offline is not built yet, so its options, cards and status entries are not shown (its stored
+settings stay, for when it is built). Email is built (issue 8): its options are offered, and the
+wizard points the CRM's email delivery methods at this client only when the user turns email
+on (tests/mail/test_email_setup.py), leaving them alone otherwise and saying so; a POP3 mailbox
+is offered no contacts, appointments or tasks, with the reason.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def test_the_mailbox_step_says_the_email_methods_are_left_alone(
 ) -> None:
     wizard.organization("fabrikam")  # Alice's record there: (2, 2, 1), server-side sync
     page = page_text(wizard.client.get("/setup/mailbox"))
-    assert "This app does not sync email yet" in page
+    assert "only when you turn email on" in page  # email: not chosen yet, so left alone
     assert page.count("Left as it is") == 2 and page.count("Not this client") == 1
     assert "I agree to set Appointments, Contacts, and Tasks to this client." in page
     wizard.post("/setup/mailbox/methods", {"consent": "yes"})
@@ -88,17 +89,17 @@ def test_the_mailbox_step_says_the_email_methods_are_left_alone(
     assert (mine.incoming, mine.outgoing, mine.act) == (2, 2, 0)
     page = page_text(wizard.client.get("/setup/mailbox"))
     assert 'data-testid="set-methods"' not in page  # nothing left for this client to set
-    # the email methods are not this client's, yet no alert: we do not sync email
+    # the email methods are not this client's, yet no alert: email is not on here
     database = wizard_app.extensions["mailbox_sync.database"]
     from sync.runs import open_alerts
 
     assert [a.code for a in open_alerts(database)] == []
 
 
-# --- B: email tracking and offline are not offered ---------------------------------------------
+# --- B: offline is not offered (email is) -----------------------------------------------------
 
 
-def test_email_tracking_and_offline_filters_are_not_offered_but_kept(
+def test_offline_filters_are_not_offered_but_kept_and_email_tracking_is(
     wizard: Wizard, wizard_app: Flask, data_dir: Path
 ) -> None:
     wizard.organization()
@@ -111,7 +112,7 @@ def test_email_tracking_and_offline_filters_are_not_offered_but_kept(
         choices_step.Choices(("my-active-contacts", "offline-my-accounts"), tracking="all"),
     )
     page = page_text(wizard.client.get("/setup/choices"))
-    assert "Email tracking" not in page and 'data-testid="tracking-' not in page
+    assert 'data-testid="tracking-all"' in page and 'data-testid="tracking-email_enabled"' in page
     assert "Offline filters" not in page and "offline-my-" not in page
     answer = wizard.post(
         "/setup/choices",
@@ -122,8 +123,8 @@ def test_email_tracking_and_offline_filters_are_not_offered_but_kept(
     assert stored.tracking == "all"
     assert set(stored.filters) == {"my-active-contacts", "my-open-tasks", "offline-my-accounts"}
     assert get_setting(profile.database, "kinds") == ["contacts", "tasks"]
-    assert "Email tracking" not in page_text(wizard.client.get("/setup/done"))
-    assert "Email tracking" not in page_text(wizard.client.get("/settings"))
+    assert "Email tracking" in page_text(wizard.client.get("/setup/done"))
+    assert 'data-testid="settings-tracking"' in page_text(wizard.client.get("/settings"))
 
 
 def test_the_counts_leave_out_offline_filters(wizard: Wizard) -> None:
@@ -207,8 +208,9 @@ def test_configure_sets_only_appointments_contacts_and_tasks_and_says_so(
     (mine,) = [m for m in org.mailboxes.values() if m.email == ALICE]
     assert (mine.incoming, mine.outgoing, mine.act) == (2, 2, 0)
     lines = [line for line in done if line.startswith("  ")]
-    assert lines[0].endswith("[left as it is: this app does not sync email yet]")
-    assert lines[1].endswith("[left as it is: this app does not sync email yet]")
+    # no --tracking on a first configure: email is off, its methods left as they are
+    assert lines[0].endswith("[left as it is: email is off here]")
+    assert lines[1].endswith("[left as it is: email is off here]")
     assert lines[2].endswith("[ok]")
 
 

@@ -81,7 +81,7 @@ def test_the_welcome_and_error_pages_are_translated(ja_app: Flask) -> None:
 def _extracted_ids() -> set[str]:
     method_map = [
         ("webapp/**.py", "python"),
-        ("sync/setup/**.py", "python"),
+        ("sync/**.py", "python"),
         ("templates/**.html", "jinja2"),
     ]
     keywords = {"_": None, "gettext": None, "N_": None, "lazy_gettext": None}

@@ -370,6 +370,22 @@ def test_instance_question_must_be_answered(wizard: Wizard, world: MemoryWorld) 
     )
 
 
+def test_an_empty_computer_name_is_the_host_name_and_the_page_says_so(wizard: Wizard) -> None:
+    """Issue 11, point 11: a blank name silently became the host name (or kept an old one)."""
+    import socket
+
+    _through_mailbox(wizard)
+    page = page_text(wizard.client.get("/setup/instance"))
+    assert "Left empty, the computer’s own name is used: " + socket.gethostname() in page
+    database = wizard_database(wizard)
+    set_setting(database, "instance_name", "old-name")
+    assert (
+        wizard.post("/setup/instance", {"take_over": "yes", "instance_name": " "}).status_code
+        == 303
+    )
+    assert get_setting(database, "instance_name") is None
+
+
 # --- choices step -------------------------------------------------------------------------
 
 

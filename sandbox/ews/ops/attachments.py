@@ -5,9 +5,11 @@ Adding or removing an attachment changes the parent item (new change key, a sync
 
 from __future__ import annotations
 
+import base64
 from typing import TYPE_CHECKING
 
-from sandbox.ews.items import attachment_elem, read_attachment
+from sandbox.ews.items import ITEM_CLASS, attachment_elem, read_attachment
+from sandbox.ews.mime import attached_item_mime
 from sandbox.ews.ops.common import fail_all, per_node, resolve_item
 from sandbox.ews.store import Attachment, Item, Mailbox, change_key_version
 from sandbox.ews.xml import (
@@ -15,10 +17,12 @@ from sandbox.ews.xml import (
     EwsError,
     children,
     find,
+    local,
     m,
     response_message,
     sub,
     t,
+    text,
     wrap_messages,
 )
 
@@ -81,9 +85,22 @@ def create_attachment(ctx: Ctx, req: Element) -> Element:
 
 
 def get_attachment(ctx: Ctx, req: Element) -> Element:
+    shape = find(req, "m:AttachmentShape")
+    with_mime = shape is not None and (text(shape, "t:IncludeMimeContent") or "") == "true"
+
     def answer(node: Element, msg: Element) -> None:
         item, att = _find_attachment(ctx.mailbox, node.get("Id", ""))
-        sub(msg, m("Attachments")).append(attachment_elem(item, att, content=True))
+        found = attachment_elem(item, att, content=True)
+        if with_mime and att.item_xml is not None:
+            # IncludeMimeContent: an item attachment's item comes with its MimeContent
+            # (attachmentshape.md)
+            attached = next((c for c in found if local(c) in ITEM_CLASS), None)
+            if attached is not None:
+                raw = attached_item_mime(att)
+                sub(
+                    attached, t("MimeContent"), base64.b64encode(raw).decode(), CharacterSet="UTF-8"
+                )
+        sub(msg, m("Attachments")).append(found)
 
     return per_node("GetAttachment", children(req, "m:AttachmentIds"), answer)
 

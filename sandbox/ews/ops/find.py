@@ -261,22 +261,68 @@ def _query_matches(mbx: Mailbox, item: Item, query: str) -> bool:
 
 
 def _sort(mbx: Mailbox, items: list[Item], order: Element | None) -> list[Item]:
+    """Items in the SortOrder's order. Ties (times the wire gives to the second) fall back to
+    the order the items arrived in, in the primary key's direction, as the store's finer times
+    order them in Exchange: the newest first for "DateTimeReceived Descending"."""
     if order is None:
         return items
     from functools import cmp_to_key
 
-    for field_order in reversed(findall(order, "t:FieldOrder")):
+    orders = findall(order, "t:FieldOrder")
+    if not orders:
+        return items
+    newest_first = orders[0].get("Order", "Ascending") == "Descending"
+    items = sorted(items, key=lambda i: (i.created, i.content_seq), reverse=newest_first)
+    for field_order in reversed(orders):
         name = uri_name(field_order[0])
-        reverse = field_order.get("Order", "Ascending") == "Descending"
+        sign = -1 if field_order.get("Order", "Ascending") == "Descending" else 1
 
-        def cmp(a: Item, b: Item, name: str = name) -> int:
+        def cmp(a: Item, b: Item, name: str = name, sign: int = sign) -> int:
             va, vb = field_value(mbx, a, name), field_value(mbx, b, name)
             if va is None or vb is None:
-                return (va is None) - (vb is None)
-            return compare(va, vb)
+                return sign * ((va is None) - (vb is None))
+            return sign * compare(va, vb)
 
-        items = sorted(items, key=cmp_to_key(cmp), reverse=reverse)
+        items = sorted(items, key=cmp_to_key(cmp))
     return items
+
+
+_NOT_IN_FIND_ITEM = {
+    "Body",
+    "UniqueBody",
+    "TextBody",
+    "NormalizedBody",
+    "Attachments",
+    "MimeContent",
+    "ToRecipients",
+    "CcRecipients",
+    "BccRecipients",
+    "ReplyTo",
+    "InternetMessageHeaders",
+}
+"""What FindItem never returns: "any of the message body formats or the recipient lists"
+(finditem-operation.md); Body, Attachments, InternetMessageHeaders, To/Cc/BccRecipients and
+ReplyTo are "No" for FindItem in email-properties-and-elements-in-ews-in-exchange.md, Table 1
+("you cannot extend … the FindItem operation to retrieve … ToRecipients, CcRecipients, and
+BccRecipients")."""
+_NAME_ONLY = {"From", "Sender", "Organizer"}
+"""finditem-operation.md: FindItem "returns only the Name (EmailAddressType) element and does
+not return the EmailAddress (NonEmptyStringType) element" of a message's From and Sender and a
+calendar item's Organizer."""
+
+
+def _summary(node: Element) -> Element:
+    """An item as FindItem answers it (a summary: see `_NOT_IN_FIND_ITEM`, `_NAME_ONLY`)."""
+    for child in list(node):
+        name = local(child)
+        if name in _NOT_IN_FIND_ITEM:
+            node.remove(child)
+        elif name in _NAME_ONLY:
+            for mailbox in child.iter(t("Mailbox")):
+                for part in list(mailbox):
+                    if local(part) != "Name":
+                        mailbox.remove(part)
+    return node
 
 
 def find_item(ctx: Ctx, req: Element) -> Element:
@@ -324,6 +370,6 @@ def find_item(ctx: Ctx, req: Element) -> Element:
         root.set("IncludesLastItemInRange", "true" if offset + len(page) >= total else "false")
         out = sub(root, t("Items"))
         for item in page:
-            out.append(render_item(mbx, item, shape))
+            out.append(_summary(render_item(mbx, item, shape)))
 
     return per_node("FindItem", children(req, "m:ParentFolderIds"), answer)

@@ -1,0 +1,1 @@
+"""Email: tracking mailbox messages into the CRM, sending CRM email through the mailbox."""
