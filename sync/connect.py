@@ -22,7 +22,7 @@ from sync.engine.options import EngineSettings
 from sync.kinds import CONTACTS, KINDS, TASKS
 from sync.kinds.appointments import Resolver, appointments_kind, recurring_kind
 from sync.kinds.base import Direction, Kind
-from sync.messaging import Connection, MessagingJob, NotReady
+from sync.messaging import Connection, MessagingJob, NotReady, OutgoingStage
 from sync.runs import ProgressListener
 from sync.service import MESSAGING, SyncService
 from sync.setup.ports import MailboxConfig, MailboxRecord
@@ -175,6 +175,44 @@ class ProfileConnector:
             close=client.close,
             act_method=lambda: r.act if (r := record()) is not None else None,
             tracking=self._tracking(client, mailbox, config, user_id, record),
+            outgoing=self._outgoing(client, mailbox, org.id, user_id, record),
+        )
+
+    def _outgoing(
+        self,
+        client: DataverseClient,
+        mailbox: Side,
+        org_id: str,
+        user_id: str,
+        record: Callable[[], MailboxRecord | None],
+    ) -> OutgoingStage | None:
+        """The outgoing stage when the user chose to send CRM email through this mailbox."""
+        from sync.crm.outbox import DataverseOutbox
+        from sync.mail import settings as email_settings
+        from sync.mail.journal import SendJournal
+        from sync.mail.outgoing import crm_tokens
+        from sync.mail.senders import EwsMailSender, SmtpMailSender
+        from sync.mailbox.ews import EwsSide
+        from sync.mailbox.pop3_side import Pop3Side
+
+        if self.only is not None and "outgoing" not in self.only:
+            return None
+        email = email_settings.load(self.profile)
+        if not email.send_crm_email:
+            return None
+        sender: Any
+        if isinstance(mailbox, EwsSide):
+            sender = EwsMailSender(mailbox)
+        elif isinstance(mailbox, Pop3Side) and mailbox.sender is not None:
+            sender = SmtpMailSender(mailbox.sender)
+        else:
+            return None
+        return OutgoingStage(
+            DataverseOutbox(client, user_id),
+            sender,
+            SendJournal(self.profile.database, org_id),
+            tracking_token=crm_tokens(email.token_prefix) if email.token_enabled else None,
+            outgoing_method=lambda: r.outgoing if (r := record()) is not None else None,
         )
 
     # [h1a] email tracking ------------------------------------------------------------------------

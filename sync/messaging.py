@@ -28,6 +28,21 @@ from sync.store.linkstore import SqlLinkStore
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class OutgoingStage:
+    """What the messaging job needs to send the user's pending CRM email (sync.connect)."""
+
+    outbox: Any
+    """sync.mail.outgoing.Outbox (the CRM's pending email)."""
+    sender: Any
+    """sync.mail.outgoing.MailSender (EWS or SMTP)."""
+    journal: Any
+    """sync.mail.outgoing.Journal (the send journal in the local database)."""
+    tracking_token: Callable[[Any], str] | None = None
+    outgoing_method: Callable[[], int | None] | None = None
+    """Reads the mailbox record's `outgoingemaildeliverymethod` (None: not checked)."""
+
+
 class NotReady(Exception):
     """Messaging sync cannot run now; the message says why and what to do (run is skipped)."""
 
@@ -50,6 +65,8 @@ class Connection:
     memory, tests)."""
     tracking: TrackingStage | None = None
     """Email tracking, run after the kinds (None: not set up, or nothing to track)."""
+    outgoing: OutgoingStage | None = None
+    """CRM email in Pending Send sent through the mailbox (None: the user did not choose it)."""
 
 
 Connector = Callable[[], Connection]
@@ -148,7 +165,7 @@ class MessagingJob:
                     counts[kind.name] = {"message": refusal}
             recorder.counts(counts)
             kinds = [kind for kind in kinds if kind.name not in ACT_KINDS]
-            if not kinds and connection.tracking is None:
+            if not kinds and connection.tracking is None and connection.outgoing is None:
                 return "skipped", refusal
             problems.append(refusal)
         begin_run(connection.crm, connection.mailbox)
@@ -190,6 +207,16 @@ class MessagingJob:
                 counts["email"] = {"message": "sign-in required" if refused else "sign-in refused"}
                 recorder.counts(counts)
                 return self._refused(error, "email")
+        if connection.outgoing is not None:
+            try:
+                self._send(connection.outgoing, recorder, counts, problems)
+            except AuthError as error:
+                refused = isinstance(error, SignInRequired)
+                counts["outgoing"] = {
+                    "message": "sign-in required" if refused else "sign-in refused"
+                }
+                recorder.counts(counts)
+                return self._refused(error, "outgoing email")
         resolve_alerts(self.database, "auth-failed")
         resolve_alerts(self.database, SIGN_IN_ALERT)  # the sign-in works again
         if problems:
@@ -198,16 +225,61 @@ class MessagingJob:
                 and problems == [refusal]
                 and not kinds
                 and "email" not in counts
+                and "outgoing" not in counts
             ):
                 return "skipped", refusal
             return "partial", "; ".join(problems)
         total = sum(
             sum(counts[k].get(side, {}).get(a, 0) for side in ("crm", "mailbox") for a in
                 ("created", "updated", "deleted"))
-            + counts[k].get("tracked", 0) + counts[k].get("linked", 0)
+            + counts[k].get("tracked", 0) + counts[k].get("linked", 0) + counts[k].get("sent", 0)
             for k in counts
         )  # fmt: skip
         return "ok", f"{total} changes" if total else "Nothing changed."
+
+    def _send(
+        self,
+        stage: OutgoingStage,
+        recorder: RunRecorder,
+        counts: dict[str, Any],
+        problems: list[str],
+    ) -> None:
+        """The outgoing stage, last: only while outgoing email is this client's (checked every
+        run, like incoming email: two senders would send every email twice)."""
+        from sync.mail.outgoing import send_pending
+
+        try:
+            method = stage.outgoing_method() if stage.outgoing_method is not None else 1
+        except SideError as error:
+            if isinstance(error, AuthError):
+                raise
+            counts["outgoing"] = {"message": f"reading the CRM mailbox record: {error.message}"}
+            problems.append(f"outgoing email: reading the CRM mailbox record: {error.message}")
+            recorder.counts(counts)
+            return
+        refusal = method_problem(self.database, "outgoing", method)
+        if refusal is not None:
+            counts["outgoing"] = {"message": refusal}
+            problems.append(f"outgoing email: {refusal}")
+            recorder.counts(counts)
+            return
+
+        def progress(done: int, total: int, phase: str) -> None:
+            recorder.progress(done, total, f"outgoing email: {phase}")
+
+        result = send_pending(
+            stage.outbox,
+            stage.sender,
+            stage.journal,
+            progress=progress,
+            tracking_token=stage.tracking_token,
+        )
+        counts["outgoing"] = result.as_counts()
+        recorder.counts(counts)
+        if result.stopped:
+            problems.append(f"outgoing email: {result.message}")
+        elif result.errors or result.failed:
+            problems.append(f"outgoing email: {result.errors + result.failed} emails not sent")
 
     def _track(
         self,
