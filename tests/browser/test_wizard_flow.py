@@ -203,7 +203,7 @@ def test_a_conflict_is_recorded_and_reversed_into_the_crm(
 
     page.goto(alice.app.base_url + "/conflicts")
     row = page.locator("tr[data-testid^=conflict-]", has_text=contact["lastname"]).filter(
-        has_text="jobtitle"
+        has_text="Job title"
     )
     expect(row).to_have_count(1)
     conflict_id = str(row.get_attribute("data-testid")).removeprefix("conflict-")
