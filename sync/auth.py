@@ -589,12 +589,7 @@ class TokenProvider:
                 f"Sign-in failed: {_first_line(result.get('error_description', '')) or result['error']}",
                 code=str(result["error"]),
             )
-        claims = result.get("id_token_claims", {})
-        username = claims.get("preferred_username", "")
-        account = next((a for a in self.accounts() if a.username == username), None)
-        if account is None:
-            raise AuthError("Sign-in returned no account; sign in again.", code="no_account")
-        return dataclasses.replace(account, name=str(claims.get("name", "")))
+        return self._signed_in(result)
 
     def start_device_flow(self, scopes: Sequence[str]) -> dict[str, Any]:
         """Begin a device code sign-in (for a computer without a browser, as `az login
@@ -628,6 +623,10 @@ class TokenProvider:
             error = str(result["error"])
             description = _first_line(str(result.get("error_description", "")))
             raise AuthError(reasons.get(error) or f"Sign-in failed: {description or error}", error)
+        return self._signed_in(result)
+
+    def _signed_in(self, result: Mapping[str, Any]) -> Account:
+        """The cached account a successful sign-in answer (either flow) names."""
         claims = result.get("id_token_claims", {})
         username = claims.get("preferred_username", "")
         account = next((a for a in self.accounts() if a.username == username), None)

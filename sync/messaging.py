@@ -82,6 +82,38 @@ def _counts(result: KindResult) -> dict[str, Any]:
     return data
 
 
+_UNREAD = object()
+"""The mailbox record could not be read this run (what was said is recorded)."""
+
+
+@dataclass
+class _StageReport:
+    """Where an email stage says why it did not run: its counts entry, the run's problems."""
+
+    key: str
+    label: str
+    recorder: RunRecorder
+    counts: dict[str, Any]
+    problems: list[str]
+
+    def __call__(self, message: str) -> None:
+        self.counts[self.key] = {"message": message}
+        self.problems.append(f"{self.label}: {message}")
+        self.recorder.counts(self.counts)
+
+    def method(self, read: Callable[[], int | None] | None) -> Any:
+        """The workload's delivery method from the CRM mailbox record (1: not checked), or
+        _UNREAD when the record could not be read; AuthError is left to the caller."""
+        try:
+            return read() if read is not None else 1
+        except AuthError:
+            raise
+        except SideError as error:
+            log.warning("the CRM mailbox record could not be read: %s", error)
+            self(f"reading the CRM mailbox record: {error.message or error}")
+            return _UNREAD
+
+
 class MessagingJob:
     """The body of the messaging job for `SyncService` (see `sync.service.Job`)."""
 
@@ -248,20 +280,13 @@ class MessagingJob:
         run, like incoming email: two senders would send every email twice)."""
         from sync.mail.outgoing import send_pending
 
-        try:
-            method = stage.outgoing_method() if stage.outgoing_method is not None else 1
-        except SideError as error:
-            if isinstance(error, AuthError):
-                raise
-            counts["outgoing"] = {"message": f"reading the CRM mailbox record: {error.message}"}
-            problems.append(f"outgoing email: reading the CRM mailbox record: {error.message}")
-            recorder.counts(counts)
+        say = _StageReport("outgoing", "outgoing email", recorder, counts, problems)
+        method = say.method(stage.outgoing_method)
+        if method is _UNREAD:
             return
         refusal = method_problem(self.database, "outgoing", method)
         if refusal is not None:
-            counts["outgoing"] = {"message": refusal}
-            problems.append(f"outgoing email: {refusal}")
-            recorder.counts(counts)
+            say(refusal)
             return
 
         def progress(done: int, total: int, phase: str) -> None:
@@ -294,15 +319,9 @@ class MessagingJob:
         would track every message twice). AuthError is left to the caller."""
         stage = connection.tracking
         assert stage is not None
-        try:
-            method = stage.incoming_method() if stage.incoming_method is not None else 1
-        except SideError as error:
-            if isinstance(error, AuthError):
-                raise
-            log.warning("the CRM mailbox record could not be read: %s", error)
-            counts["email"] = {"message": f"reading the CRM mailbox record: {error.message}"}
-            problems.append(f"email: reading the CRM mailbox record: {error.message or error}")
-            recorder.counts(counts)
+        say = _StageReport("email", "email", recorder, counts, problems)
+        method = say.method(stage.incoming_method)
+        if method is _UNREAD:
             return
         if not stage.chosen and method != 1:
             # the category alone, and incoming email is not ours: nothing to say or do
@@ -310,9 +329,7 @@ class MessagingJob:
             return
         refusal = method_problem(self.database, "incoming", method)
         if refusal is not None:
-            counts["email"] = {"message": refusal}
-            problems.append(f"email: {refusal}")
-            recorder.counts(counts)
+            say(refusal)
             return
 
         def progress(done: int, total: int, phase: str) -> None:
@@ -327,9 +344,7 @@ class MessagingJob:
             if isinstance(error, AuthError):
                 raise
             log.warning("email tracking failed: %s", error)
-            counts["email"] = {"message": f"{type(error).__name__}: {error.message}"}
-            problems.append(f"email: {error.message or type(error).__name__}")
-            recorder.counts(counts)
+            say(f"{type(error).__name__}: {error.message}")
             return
         counts["email"] = result.counts()
         recorder.counts(counts)
