@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench system-deps clean
+.PHONY: run test lint bench matrix-long system-deps clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,7 +28,11 @@ lint: $(STAMP)
 	$(PY) -m mypy sync
 
 bench: $(STAMP)
-	for b in bench/bench_*.py; do $(PY) $$b; done
+	$(PY) bench/run_all.py $(ARGS)
+
+# The reliability matrix at its long sizes (>= 100 kill points); CI runs `pytest -m matrix` small.
+matrix-long: $(STAMP)
+	MATRIX_LONG=1 $(PY) -m pytest -m matrix -p no:cacheprovider tests/reliability/matrix $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -131,6 +131,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port = server.socket.getsockname()[1]
         scheduler.start()
         stack.callback(scheduler.shutdown)
+        for watcher in _start_watchers(app, data_dir, scheduler):
+            stack.callback(watcher.stop)  # before the scheduler stops (last in, first out)
         host = "127.0.0.1" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
         # one write, so no log line of another thread lands inside it; last of the start-up
         # lines (the scheduler is quiet unless -v) and set apart, bold on a terminal
@@ -152,6 +154,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_watchers(app: Any, data_dir: Path, scheduler: Any) -> list[Any]:
+    """The change watchers, mailbox and CRM: a change asks the scheduler for a run at once
+    (trigger "change"); the schedule stays the fallback."""
+    from sync.connect import ProfileConnector
+    from sync.service import MESSAGING
+    from sync.setup.profile import Profile
+    from sync.watcher import ChangeWatcher
+    from webapp import sandbox_info
+
+    database = app.extensions["mailbox_sync.database"]
+    connector = ProfileConnector(Profile(database, data_dir), lambda: sandbox_info(app))
+
+    def changed(_kinds: frozenset[str]) -> None:
+        scheduler.sync_now(MESSAGING, trigger="change")
+
+    watchers = [
+        ChangeWatcher(database, connector.change_stream, changed, name="mailbox"),
+        ChangeWatcher(database, connector.crm_change_poll, changed, name="crm"),
+    ]
+    for watcher in watchers:
+        watcher.start()
+    return watchers
+
+
 def _database_url(args: argparse.Namespace) -> str:
     from sync.store.db import sqlite_url
 
@@ -167,11 +193,12 @@ def _open_database(args: argparse.Namespace, read_only_ok: bool = False) -> Any:
 
 
 def _progress_bar(done: int, total: int, phase: str | None) -> None:
-    """One line on the terminal, redrawn: the phase and a bar of the step's progress."""
+    """One line on the terminal, redrawn: the kind and phase in words and a bar of the whole
+    run (ui-dashboard: the recorder tells its percent of 100, sync/progress.py)."""
     width = 30
-    filled = int(width * done / total) if total else 0
-    counts = f" {done}/{total}" if total else ""
-    line = f"\r{(phase or 'sync')[:40]:<40} [{'#' * filled}{'.' * (width - filled)}]{counts}"
+    filled = min(int(width * done / total), width) if total else 0
+    percent = f" {100 * done // total:3d} %" if total else ""
+    line = f"\r{(phase or 'sync')[:40]:<40} [{'#' * filled}{'.' * (width - filled)}]{percent}"
     print(line, end="", file=sys.stderr, flush=True)
 
 
@@ -183,12 +210,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not args.once:
         print("`sync` runs one sync and exits: add --once (the server syncs on its own).")
         return EXIT_BAD_INPUT
-    from sync.setup.odata import ENTITY_SETS
+    from sync.connect import RUN_KINDS
 
-    unknown = sorted(set(args.kind or ()) - set(ENTITY_SETS))
+    unknown = sorted(set(args.kind or ()) - set(RUN_KINDS))
     if unknown:
         print(
-            f"Unknown kind: {', '.join(unknown)}. Kinds: {', '.join(ENTITY_SETS)}.", file=sys.stderr
+            f"Unknown kind: {', '.join(unknown)}. Kinds: {', '.join(RUN_KINDS)}.", file=sys.stderr
         )
         return EXIT_BAD_INPUT
     data_dir = _data_dir(args)
@@ -219,7 +246,8 @@ def _iso(value: Any) -> str | None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sync.dashboard_data import kind_statuses
+    from sync.dashboard_data import kind_statuses, workload_statuses
+    from sync.progress import as_json as run_progress_json
     from sync.runs import INTERRUPTED, open_alerts, process_gone, recent_runs
     from sync.settings import all_settings
 
@@ -257,12 +285,33 @@ def cmd_status(args: argparse.Namespace) -> int:
                 # as the next serve or sync will mark it (status leaves runs alone)
                 "outcome": INTERRUPTED if r.outcome == "running" and process_gone(r) else r.outcome,
                 "message": r.message,
+                "message_id": r.message_msg,  # ui-messages: {id, params} to translate, or None
                 "counts": r.counts,
+                "progress": run_progress_json(r.progress),  # ui-dashboard: sync/progress.py
             }
             for r in runs
         ],
+        "workloads": [  # ui-dashboard: as the dashboard's Mailbox status (English)
+            {
+                "workload": w.key,
+                "state": w.state,
+                "reason": str(w.reason) if w.reason else None,
+                "fix": str(w.fix) if w.fix else None,
+                "at": _iso(w.at),
+            }
+            for w in workload_statuses(
+                database, settings.get("kinds") or [], runs, open_alerts(database)
+            )
+        ],
         "alerts": [
-            {"code": a.code, "severity": a.severity, "title": a.title, "action": a.action}
+            {  # ui-messages: English text, and the message ids ({title, message, action})
+                "code": a.code,
+                "severity": a.severity,
+                "title": a.title,
+                "message": a.message,
+                "action": a.action,
+                "message_ids": a.texts,
+            }
             for a in open_alerts(database)
         ],
     }
@@ -538,7 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--once", action="store_true", help="run one sync, then exit (required: for cron)"
     )
-    sync.add_argument("--kind", action="append", help="only this kind (repeatable)")
+    sync.add_argument(
+        "--kind",
+        action="append",
+        help="only this kind of the chosen ones (repeatable): contacts, appointments, tasks, "
+        "email (tracking), outgoing (CRM email sent through the mailbox)",
+    )
     sync.add_argument("--sandbox-json", help="the sandbox to use (`run.py sandbox --json` output)")
     sync.add_argument(
         "--wait",
@@ -605,9 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--confirm-org-change", action="store_true", help="agree to a new sync org")
     conf.add_argument(
         "--mailbox-type",
-        choices=["exchange", "pop3"],
+        choices=["exchange", "graph", "pop3"],
         required=True,
-        help="Exchange (EWS) or a POP3 account with its SMTP server",
+        help="Exchange through EWS, Exchange Online through Microsoft Graph (contacts and "
+        "tasks), or a POP3 account with its SMTP server",
     )
     conf.add_argument("--email", required=True, help="the mailbox address")
     conf.add_argument("--ews-url", help="EWS endpoint (empty: autodiscover)")
@@ -691,6 +746,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for a running sync of the same data to end, then exit 4",
     )
     conf.set_defaults(func=cmd_configure)
+
+    from sync.offline import cli as offline_cli  # issue 12: go offline / online from scripts
+
+    offline_cli.add_parser(commands, parents=[common])
     return parser
 
 

@@ -80,6 +80,8 @@ class Grant:
     upn: str
     expires_at: float
     audience: str = "*"
+    # (graph) the scopes the token was issued for; None: every scope (static tokens)
+    scopes: frozenset[str] | None = None
 
 
 @dataclass
@@ -103,11 +105,29 @@ class TokenRegistry:
     def static_token(self, upn: str) -> str:
         return self._static[upn.lower()]
 
-    def issue(self, upn: str, lifetime: float = 3600.0, audience: str = "*") -> str:
+    def issue(
+        self,
+        upn: str,
+        lifetime: float = 3600.0,
+        audience: str = "*",
+        scopes: frozenset[str] | None = None,
+    ) -> str:
         token = "sbx." + secrets.token_urlsafe(32)
         with self._lock:
-            self._grants[token] = Grant(upn.lower(), time.time() + lifetime, audience)
+            self._grants[token] = Grant(upn.lower(), time.time() + lifetime, audience, scopes)
         return token
+
+    # (graph) begin: what a resource server needs to refuse a token lacking a scope
+    def scopes_for(self, token: str) -> frozenset[str] | None:
+        """The scopes of a token, lower case and without the resource (`mail.readwrite`);
+        None when the token carries every scope (static tokens) or is unknown."""
+        with self._lock:
+            grant = self._grants.get(token)
+        if grant is None or grant.scopes is None:
+            return None
+        return frozenset(s.rsplit("/", 1)[-1].lower() for s in grant.scopes)
+
+    # (graph) end
 
     def revoke(self, token: str) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ from typing import Any
 from sandbox.dataverse import DataverseServer
 from sandbox.ews import EwsServer
 from sandbox.faults import Fault, FaultProfile
+from sandbox.graph import GraphServer  # (graph)
 from sandbox.identity import ORGANIZATIONS, USERS, TokenRegistry
 from sandbox.idp import IdentityServer
 from sandbox.requestlog import RequestLog
@@ -31,6 +32,7 @@ class RunningSandbox:
     ews: EwsServer
     identity: IdentityServer
     extra: dict[str, Any] = field(default_factory=dict)
+    graph: GraphServer | None = None  # (graph) the sandbox Microsoft Graph
 
     def describe(self) -> dict[str, Any]:
         """The JSON object of `run.py sandbox --json` (DESIGN.md §4); keys may only be added."""
@@ -49,6 +51,10 @@ class RunningSandbox:
             "lenient": not self.dataverse.strict,
             "ews_url": self.ews.url,
             "ews_ca_file": self.ews.ca_file,
+            # (graph) begin
+            "graph_url": self.graph.url if self.graph else None,
+            "graph_ca_file": self.graph.ca_file if self.graph else None,
+            # (graph) end
             "authority": self.identity.authority + "/",
             "identity_ca_file": self.identity.ca_file,
             "client_id": self.identity.client_id,
@@ -75,6 +81,7 @@ class RunningSandbox:
         lines += [
             f"  Global Discovery            {info['discovery_url']}",
             f"  EWS                         {info['ews_url']}  (CA: {info['ews_ca_file']})",
+            f"  Microsoft Graph             {info['graph_url']}  (CA: {info['graph_ca_file']})",
             f"  Identity provider           {info['authority']}",
             "Users (password, bearer token):",
         ]
@@ -107,9 +114,10 @@ def start_sandbox(
         )
         ews = EwsServer(tokens, log, profile, data_dir=str(work))
         identity = IdentityServer(tokens, log, profile, tls_dir=str(work / "identity"))
-        for server in (dataverse, ews, identity):
+        graph = GraphServer(tokens, log, profile, data_dir=str(work))  # (graph)
+        for server in (dataverse, ews, identity, graph):
             server.start()
             stack.callback(server.stop)
         # a 401 from the sandbox Dataverse points at the sandbox identity provider
         dataverse.authorization_uri = f"{identity.authority}/oauth2/authorize"
-        yield RunningSandbox(tokens, log, profile, dataverse, ews, identity)
+        yield RunningSandbox(tokens, log, profile, dataverse, ews, identity, graph=graph)

@@ -7,7 +7,8 @@ stored sign-in) and which CA files to trust (the sandbox's, only in sandbox mode
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,12 +23,15 @@ from sync.engine.options import EngineSettings
 from sync.kinds import CONTACTS, KINDS, TASKS
 from sync.kinds.appointments import Resolver, appointments_kind, recurring_kind
 from sync.kinds.base import Direction, Kind
+from sync.messages import N_, Msg  # ui-messages
 from sync.messaging import Connection, MessagingJob, NotReady, OutgoingStage
 from sync.runs import ProgressListener
-from sync.service import MESSAGING, SyncService
+from sync.service import MESSAGING, Job, SyncService
+from sync.setup.odata import ENTITY_SETS
 from sync.setup.ports import MailboxConfig, MailboxRecord
 from sync.setup.profile import (
     MESSAGING_DISABLED_REASON,
+    MESSAGING_HOLDER,
     Profile,
 )
 from sync.sides import Side
@@ -37,9 +41,13 @@ from sync.store.models import ConflictRecord, SyncFilter
 
 if TYPE_CHECKING:
     from sync.auth import TokenProvider
+    from sync.crm.change_poll import CrmChangePoll
+    from sync.crm.side import DataverseSide
+    from sync.graph.watch import GraphChangeStream
     from sync.mail.ports import EmailDirectory, TrackingMailbox
     from sync.mail.service import MailService
     from sync.mail.track_run import TrackingStage
+    from sync.mailbox.ews_stream import EwsChangeStream
 
 CONFIRM_EMPTIED = "confirm_emptied"
 """Set by the alert's "it is intended" button; read (and cleared) by the next run."""
@@ -108,6 +116,20 @@ def engine_settings(profile: Profile, me: str) -> EngineSettings:
     )
 
 
+RUN_KINDS = (*ENTITY_SETS, "email", "outgoing")
+"""What `sync --once --kind` accepts: the record kinds, email tracking and outgoing CRM email."""
+
+
+def _not_here(profile: Profile, otherwise: Msg) -> Msg | str:  # ui-messages
+    """Why messaging does not sync on this computer, as a message the pages translate."""
+    from sync.setup.instance import not_synchronizing_reason
+
+    holder = str(profile.get(MESSAGING_HOLDER) or "")
+    if holder:
+        return not_synchronizing_reason(holder)
+    return str(profile.get(MESSAGING_DISABLED_REASON) or "") or otherwise
+
+
 class ProfileConnector:
     """The `Connector` of the app and `sync --once`: builds sides from what the wizard stored."""
 
@@ -124,17 +146,28 @@ class ProfileConnector:
 
         profile = self.profile
         if not profile.is_complete():
-            raise NotReady("Nothing to sync yet: finish the setup wizard to choose what to sync.")
+            raise NotReady(  # ui-messages: a Msg, shown in the reader's language
+                N_("Nothing to sync yet: finish the setup wizard to choose what to sync.")
+            )
         if not profile.messaging_enabled:
+            raise NotReady(_not_here(profile, N_("Messaging sync is off on this computer.")))
+        # --- graph-wire (issue 9): Exchange Online refused EWS: wait for the user ----------
+        from sync.setup import mailbox as mailbox_step
+
+        if mailbox_step.ews_blocked(profile):
             raise NotReady(
-                str(profile.get(MESSAGING_DISABLED_REASON) or "")
-                or "Messaging sync is off on this computer."
+                N_(
+                    "Exchange Online refused EWS for this mailbox: switch to Microsoft Graph "
+                    "in Settings, or test the mailbox again."
+                )
             )
         info = self.sandbox_info()
-        if not messaging_allowed(profile, info):
+        with self._ews_blocked_watch():
+            allowed = messaging_allowed(profile, info)
+        # --- end graph-wire ------------------------------------------------------------------
+        if not allowed:
             raise NotReady(
-                str(profile.get(MESSAGING_DISABLED_REASON) or "")
-                or "This computer is not the synchronizing computer."
+                _not_here(profile, N_("This computer is not the synchronizing computer."))
             )
         org = profile.synchronizing_org()
         config = profile.mailbox()
@@ -144,15 +177,17 @@ class ProfileConnector:
         provider = self._provider(info)
         crm, client = self._crm_side(org.url, org.api_url, str(user.get("id", "")), provider)
         try:
-            mailbox = self._mailbox_side(config, info, org.id, provider)
+            with self._ews_blocked_watch():
+                mailbox = self._mailbox_side(config, info, org.id, provider)
         except Exception:
             client.close()
             raise
         # POP3 mailboxes hold email only: contacts, appointments and tasks need Exchange (as
-        # in Dynamics), so nothing of them syncs, nor is wound down, there
-        exchange = config.type == "exchange"
-        chosen = set(profile.get("kinds", []) or []) if exchange else set()
-        dropped = set(CHOOSABLE) - chosen if exchange else set()
+        # in Dynamics), so nothing of them syncs, nor is wound down, there; a Graph mailbox
+        # syncs contacts and tasks (appointments over Graph are not built yet)
+        supported = set(mailbox_step.supported_kinds(config.type))
+        chosen = set(profile.get("kinds", []) or []) & supported
+        dropped = supported - chosen
         if self.only is not None:
             chosen &= self.only
             dropped &= self.only
@@ -176,6 +211,84 @@ class ProfileConnector:
             act_method=lambda: r.act if (r := record()) is not None else None,
             tracking=self._tracking(client, mailbox, config, user_id, record),
             outgoing=self._outgoing(client, mailbox, org.id, user_id, record),
+        )
+
+    def change_stream(self) -> EwsChangeStream | GraphChangeStream | None:
+        """The mailbox's change notifications for what this computer syncs (sync/watcher.py),
+        or None: nothing to watch (setup not finished, messaging off here, the user turned
+        watching off, a POP3 mailbox, nothing chosen that lives in the mailbox). A Graph
+        mailbox is watched by polling its folders' delta links (sync/graph/watch.py)."""
+        from sync.mailbox.ews import EwsSide
+        from sync.mailbox.ews_stream import EwsChangeStream
+        from sync.setup import mailbox as mailbox_step
+
+        profile = self.profile
+        if not profile.is_complete() or not profile.messaging_enabled:
+            return None
+        if profile.get(WATCH_SETTING) is False:
+            return None
+        org, config = profile.synchronizing_org(), profile.mailbox()
+        if org is None or config is None or config.type not in ("exchange", "graph"):
+            return None
+        if mailbox_step.ews_blocked(profile):
+            return None
+        folders = watched_folders(profile)
+        if config.type == "graph":  # graph-wire (issue 9)
+            from sync.graph.side import GraphSide
+            from sync.graph.watch import GraphChangeStream
+
+            folders = {f: k for f, k in folders.items() if f != "calendar"}
+            if not folders:
+                return None
+            info = self.sandbox_info()
+            graph = self._mailbox_side(config, info, org.id, self._provider(info))
+            assert isinstance(graph, GraphSide)
+            from sync.mail.links import MailLinks
+
+            store = SqlLinkStore(profile.database, org.id)
+            mail = MailLinks(profile.database, org.id)
+
+            def seed(kind: str) -> str | None:
+                """The sync's delta link of a kind, or email tracking's of a folder."""
+                if kind.startswith("messages:"):
+                    return mail.get_token(kind.split(":", 1)[1])
+                return store.get_token(kind, "mailbox")
+
+            return GraphChangeStream(graph, folders, seed=seed)
+        if not folders:
+            return None
+        info = self.sandbox_info()
+        side = self._mailbox_side(config, info, org.id, self._provider(info))
+        assert isinstance(side, EwsSide)
+        return EwsChangeStream(side, folders)
+
+    def crm_change_poll(self) -> CrmChangePoll | None:
+        """The CRM's changes of the chosen kinds, polled by change tracking with the tokens the
+        sync saved (sync/crm/change_poll.py), or None: nothing to watch (as `change_stream`)."""
+        from sync.crm.change_poll import CrmChangePoll
+
+        profile = self.profile
+        if not profile.is_complete() or not profile.messaging_enabled:
+            return None
+        if profile.get(WATCH_SETTING) is False:
+            return None
+        org, config = profile.synchronizing_org(), profile.mailbox()
+        if org is None or config is None or config.type not in ("exchange", "graph"):
+            return None
+        from sync.setup.mailbox import supported_kinds
+
+        chosen = set(profile.get("kinds", []) or []) & set(supported_kinds(config.type))
+        kinds = sorted({k for c in chosen for k in _KIND_FOLDERS.get(c, ("", ()))[1]})
+        if not kinds:
+            return None
+        user_id = str((profile.get("crm_user") or {}).get("id", ""))
+        provider = self._provider(self.sandbox_info())
+        crm, client = self._crm_side(org.url, org.api_url, user_id, provider)
+        side = cast("DataverseSide", crm)
+        side.page_size = 1  # "any change?": one row is enough
+        store = SqlLinkStore(profile.database, org.id)
+        return CrmChangePoll(
+            side, kinds, lambda kind: store.get_token(kind, "crm"), close=client.close
         )
 
     def _outgoing(
@@ -257,7 +370,7 @@ class ProfileConnector:
 
         auth = self.profile.get("auth")
         if not auth:
-            raise NotReady("Sign in first (the wizard's first step).")
+            raise NotReady(N_("Sign in first (the wizard's first step)."))  # ui-messages: a Msg
         return provider_from_config(auth, self.profile.data_dir, info)
 
     def _crm_side(
@@ -284,6 +397,27 @@ class ProfileConnector:
         )
         return side, client
 
+    @contextmanager
+    def _ews_blocked_watch(self) -> Iterator[None]:
+        """graph-wire (issue 9): an EWS HTTP 403 from Exchange Online becomes the
+        retirement alert, and messaging waits for the user (NotReady) instead of retrying."""
+        from sync.mailbox.ews_connection import FORBIDDEN
+        from sync.setup import mailbox as mailbox_step
+        from sync.sides import AuthError
+
+        try:
+            yield
+        except AuthError as refused:
+            config = self.profile.mailbox()
+            if refused.code != FORBIDDEN or config is None or config.type != "exchange":
+                raise
+            endpoint = config.ews_url or config.found_ews_url
+            if not mailbox_step.is_exchange_online_ews(self.profile, endpoint):
+                raise
+            raise NotReady(
+                mailbox_step.block_ews(self.profile, endpoint, refused.message or FORBIDDEN)
+            ) from None
+
     def _mailbox_side(
         self,
         config: MailboxConfig,
@@ -293,6 +427,13 @@ class ProfileConnector:
     ) -> Side:
         secrets = self.profile.mailbox_secrets()
         sandbox = info if (self.profile.get("auth") or {}).get("provider") == "sandbox" else None
+        if config.type == "graph":  # graph-wire (issue 9): Exchange Online through Graph
+            from sync.graph.side import GraphSide
+            from sync.setup.adapters import graph_client
+
+            graph = GraphSide(graph_client(provider, self.profile.signed_in_upn, sandbox))
+            graph.marks_scope = org_id  # untracked marks belong to the synchronizing org
+            return graph
         if config.type == "exchange":
             from sync.mailbox.ews import EwsSide
             from sync.mailbox.ews_connection import shared_connection
@@ -311,6 +452,38 @@ class ProfileConnector:
         from sync.setup.pop3_account import pop3_account
 
         return Pop3Side(*pop3_account(config, secrets))
+
+
+WATCH_SETTING = "watch_changes"
+"""False: no change watcher, the schedule alone syncs (default: watch)."""
+
+_KIND_FOLDERS = {
+    "contacts": ("contacts", frozenset({"contacts"})),
+    "appointments": ("calendar", frozenset({"appointments", "recurringappointments"})),
+    "tasks": ("tasks", frozenset({"tasks"})),
+}
+
+
+def watched_folders(profile: Profile) -> dict[str, frozenset[str]]:
+    """The mailbox folders whose changes start a sync, with the kinds each holds: the chosen
+    kinds' folders; the Inbox, Sent Items (unless left out) and the tracked folders while
+    email is tracked."""
+    from sync.mail import settings as email_settings
+
+    folders: dict[str, frozenset[str]] = {}
+    for kind in profile.get("kinds", []) or []:
+        if kind in _KIND_FOLDERS:
+            folder, kinds = _KIND_FOLDERS[kind]
+            folders[folder] = kinds
+    email = email_settings.load(profile)
+    if email.tracking_on:
+        mail = frozenset({"email"})
+        folders["inbox"] = mail
+        if email.track_sent_items:
+            folders["sentitems"] = mail
+        for tracked in email.tracked_folders:
+            folders[tracked.id] = mail
+    return folders
 
 
 def _act_reader(client: DataverseClient, user_id: str) -> Callable[[], int | None]:
@@ -341,12 +514,16 @@ def email_ports(
     emails (`DataverseEmails`) and the mailbox's messages (EWS through `EwsTrackingMailbox`;
     a POP3 side is one itself)."""
     from sync.crm.emails import DataverseEmails
+    from sync.graph.mail import GraphTrackingMailbox
+    from sync.graph.side import GraphSide
     from sync.mailbox.ews import EwsSide
     from sync.mailbox.ews_mail import EwsTrackingMailbox
 
     directory = DataverseEmails(client, user_id)
     if isinstance(mailbox, EwsSide):
         return directory, EwsTrackingMailbox(mailbox)
+    if isinstance(mailbox, GraphSide):
+        return directory, cast("TrackingMailbox", GraphTrackingMailbox(mailbox))
     return directory, cast("TrackingMailbox", mailbox)
 
 
@@ -408,9 +585,19 @@ class ConflictReverser:
         self.database = database
         self.connect = connect
 
+    offline: Any = None
+    """offline (issue 12): the OfflineService that reverses conflicts of kind "offline:…"."""
+
     def __call__(self, record: ConflictRecord) -> None:
         from sync.engine import reverse_conflict
 
+        # --- offline (issue 12) ---
+        if record.kind.startswith("offline:") and self.offline is not None:
+            from sync.offline.resolve import reverse_offline
+
+            reverse_offline(self.offline, record)
+            return
+        # --- end offline ---
         kind = KINDS.get(record.kind)
         if kind is None:
             raise ReverseError(f"Conflicts of {record.kind} cannot be reversed.")
@@ -438,6 +625,17 @@ def messaging_service(
     """The service of the app and the command line: messaging over the stored profile
     (`only`: these kinds of the chosen ones; `listener`: told the progress of each run)."""
     connector = ProfileConnector(Profile(database, data_dir), sandbox_info, only)
-    service = SyncService(database, {MESSAGING: MessagingJob(database, connector)}, listener)
-    service.reverser = ConflictReverser(database, connector)
+    bodies: dict[str, Job] = {MESSAGING: MessagingJob(database, connector)}
+    # --- offline (issue 12): the offline job's body (refresh local data while online) ---------
+    from sync.offline.connect import offline_service
+    from sync.offline.job import OfflineJob
+    from sync.service import OFFLINE
+
+    offline = offline_service(database, data_dir, sandbox_info)
+    bodies[OFFLINE] = OfflineJob(offline)
+    # --- end offline ------------------------------------------------------------------------
+    service = SyncService(database, bodies, listener)
+    reverser = ConflictReverser(database, connector)
+    reverser.offline = offline  # offline (issue 12)
+    service.reverser = reverser
     return service

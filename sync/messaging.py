@@ -19,6 +19,8 @@ from sync.engine.options import EngineSettings
 from sync.kinds.base import Kind
 from sync.mail.links import MailLinks
 from sync.mail.track_run import Tracker, TrackingStage
+from sync.messages import N_, NP_, Msg, from_json, joined, kind_word, to_json
+from sync.progress import DONE, FAILED, SKIPPED, WAITING
 from sync.runs import RunRecorder, raise_alert, resolve_alerts
 from sync.setup.mailbox import ACT_ALERT, METHOD_ALERT_SUBJECTS, act_method_problem, method_problem
 from sync.sides import AuthError, Side, SideError
@@ -94,11 +96,11 @@ class _StageReport:
     label: str
     recorder: RunRecorder
     counts: dict[str, Any]
-    problems: list[str]
+    problems: list[Msg | str]
 
-    def __call__(self, message: str) -> None:
-        self.counts[self.key] = {"message": message}
-        self.problems.append(f"{self.label}: {message}")
+    def __call__(self, message: Msg | str) -> None:
+        self.counts[self.key] = _said(message)
+        self.problems.append(_about(self.label, message))
         self.recorder.counts(self.counts)
 
     def method(self, read: Callable[[], int | None] | None) -> Any:
@@ -110,8 +112,58 @@ class _StageReport:
             raise
         except SideError as error:
             log.warning("the CRM mailbox record could not be read: %s", error)
-            self(f"reading the CRM mailbox record: {error.message or error}")
+            self(_reading_record(error))
             return _UNREAD
+
+
+# --- progress (sync/progress.py) ----------------------------------------------------------
+def _plan_progress(
+    recorder: RunRecorder, connection: Connection, kinds: Sequence[Kind], refused: bool
+) -> None:
+    """Every kind and stage of this run in the progress model, waiting, so the bar counts
+    each from the start; kinds refused this run are shown as not run."""
+    if refused:
+        for kind in connection.kinds:
+            if kind.name in ACT_KINDS:
+                recorder.progress(0, 0, SKIPPED, kind=kind.name)
+    for kind in kinds:
+        recorder.progress(0, 0, WAITING, kind=kind.name)
+    if connection.tracking is not None:
+        recorder.progress(0, 0, WAITING, kind="email")
+    if connection.outgoing is not None:
+        recorder.progress(0, 0, WAITING, kind="outgoing")
+
+
+def _stage_ended(recorder: RunRecorder, key: str, counts: dict[str, Any]) -> None:
+    """An email stage's end in the progress model: done, or not run when it only said why."""
+    entry = counts.get(key)
+    said_only = entry is None or set(entry) <= {"message", "message_msg"}
+    recorder.progress(0, 0, SKIPPED if said_only else DONE, kind=key)
+
+
+def _about(what: str, problem: Msg | str) -> Msg:
+    """One problem of a run, with the kind or stage it is about."""
+    return N_("%(what)s: %(problem)s", what=kind_word(what), problem=problem)
+
+
+def _items_failed(errors: int) -> Msg:
+    return NP_(
+        "%(num)d item failed (retried later)", "%(num)d items failed (retried later)", errors
+    )
+
+
+def _said(message: Msg | str) -> dict[str, Any]:
+    """A counts entry that says why a kind or stage did not run (English and its id)."""
+    return {"message": str(message), "message_msg": to_json(message)}
+
+
+def _reading_record(error: SideError) -> Msg:
+    return N_("reading the CRM mailbox record: %(error)s", error=error.message or str(error))
+
+
+def _refused_entry(error: AuthError) -> dict[str, Any]:
+    refused = isinstance(error, SignInRequired)
+    return _said(N_("sign-in required") if refused else N_("sign-in refused"))
 
 
 class MessagingJob:
@@ -121,11 +173,12 @@ class MessagingJob:
         self.database = database
         self.connect = connect
 
-    def __call__(self, recorder: RunRecorder) -> tuple[str, str | None]:
+    def __call__(self, recorder: RunRecorder) -> tuple[str, Msg | str | None]:
         try:
             connection = self.connect()
         except NotReady as reason:
-            return "skipped", str(reason)
+            said = reason.args[0] if reason.args else None
+            return "skipped", said if isinstance(said, Msg) else str(reason)
         except AuthError as error:  # e.g. the mailbox connection's first token
             return self._refused(error, "connecting")
         except SideError as error:  # the sign-in service or a server down: say so, no traceback
@@ -138,36 +191,51 @@ class MessagingJob:
         finally:
             connection.close()
 
-    def _refused(self, error: AuthError, where: str) -> tuple[str, str]:
+    def _refused(self, error: AuthError, where: str) -> tuple[str, Msg]:
         """Open the alert a refused sign-in deserves; the failed run's outcome and message.
 
         SignInRequired (msal: the refresh token is gone) gets its own alert, titled for what to
         do; it is resolved by signing in again (webapp/signin.py) or by the next good run."""
         message = error.message or str(error)
         if isinstance(error, SignInRequired):
-            who = f" as {error.username}" if error.username else ""
+            action = (
+                N_(
+                    "Open the Sign-in page (/signin, also linked from Setup → Organization) and "
+                    "sign in as %(user)s again. Syncing resumes at the next run; changes made "
+                    "meanwhile are kept and synced then.",
+                    user=error.username,
+                )
+                if error.username
+                else N_(
+                    "Open the Sign-in page (/signin, also linked from Setup → Organization) and "
+                    "sign in again. Syncing resumes at the next run; changes made meanwhile are "
+                    "kept and synced then."
+                )
+            )
             raise_alert(
                 self.database,
                 SIGN_IN_ALERT,
-                "Sign in again",
+                N_("Sign in again"),
                 message,
-                f"Open the Sign-in page (/signin, also linked from Setup → Organization) and sign "
-                f"in{who} again. Syncing resumes at the next run; changes made meanwhile are "
-                "kept and synced then.",
+                action,
                 severity="error",
             )
-            return "failed", f"{where}: sign-in required ({message})"
+            return "failed", N_(
+                "%(what)s: sign-in required (%(error)s)", what=kind_word(where), error=message
+            )
         raise_alert(
             self.database,
             "auth-failed",
-            "Sign-in refused",
+            N_("Sign-in refused"),
             message,
-            "Sign in again on the Sign-in page, or check the mailbox password.",
+            N_("Sign in again on the Sign-in page, or check the mailbox password."),
             severity="error",
         )
-        return "failed", f"{where}: sign-in refused ({message})"
+        return "failed", N_(
+            "%(what)s: sign-in refused (%(error)s)", what=kind_word(where), error=message
+        )
 
-    def _act_refusal(self, connection: Connection) -> str | None:
+    def _act_refusal(self, connection: Connection) -> Msg | None:
         """Why appointments, contacts and tasks do not sync this run (None: they do).
 
         Checked at every run, not only in the wizard: an administrator may hand the workload
@@ -179,74 +247,71 @@ class MessagingJob:
             return None
         return act_method_problem(self.database, connection.act_method())
 
-    def _run(self, connection: Connection, recorder: RunRecorder) -> tuple[str, str | None]:
+    def _run(self, connection: Connection, recorder: RunRecorder) -> tuple[str, Msg | str | None]:
         store = SqlLinkStore(self.database, connection.org_id)
         counts: dict[str, Any] = {}
-        problems: list[str] = []
+        problems: list[Msg | str] = []
         try:
             refusal = self._act_refusal(connection)
         except AuthError:
             raise  # a refused sign-in: its alert is raised by __call__
         except SideError as error:
             log.warning("the CRM mailbox record could not be read: %s", error)
-            return "failed", f"reading the CRM mailbox record: {error.message or error}"
+            return "failed", _reading_record(error)
         kinds = list(connection.kinds)
         if refusal is not None:
             for kind in kinds:
                 if kind.name in ACT_KINDS:
-                    counts[kind.name] = {"message": refusal}
+                    counts[kind.name] = _said(refusal)
             recorder.counts(counts)
             kinds = [kind for kind in kinds if kind.name not in ACT_KINDS]
             if not kinds and connection.tracking is None and connection.outgoing is None:
                 return "skipped", refusal
             problems.append(refusal)
+        _plan_progress(recorder, connection, kinds, refused=refusal is not None)
         begin_run(connection.crm, connection.mailbox)
-        for index, kind in enumerate(kinds):
+        for kind in kinds:
 
-            def progress(
-                done: int, total: int, phase: str, kind: Kind = kind, step: int = index + 1
-            ) -> None:
-                recorder.progress(done, total, f"{kind.name}: {phase} ({step}/{len(kinds)})")
+            def progress(done: int, total: int, phase: str, kind: Kind = kind) -> None:
+                recorder.progress(done, total, phase, kind=kind.name)
 
             try:
                 result = sync_kind(
                     kind, connection.crm, connection.mailbox, store, connection.settings, progress
                 )
             except AuthError as error:
-                refused = isinstance(error, SignInRequired)
-                counts[kind.name] = {
-                    "message": "sign-in required" if refused else "sign-in refused"
-                }
+                counts[kind.name] = _refused_entry(error)
                 recorder.counts(counts)
                 return self._refused(error, kind.name)
             except SideError as error:
                 log.warning("%s sync failed: %s", kind.name, error)
                 counts[kind.name] = {"message": f"{type(error).__name__}: {error.message}"}
-                problems.append(f"{kind.name}: {error.message or type(error).__name__}")
+                problems.append(_about(kind.name, error.message or type(error).__name__))
                 recorder.counts(counts)
+                recorder.progress(0, 0, FAILED, kind=kind.name)
                 continue
             counts[kind.name] = _counts(result)
             recorder.counts(counts)
+            recorder.progress(0, 0, FAILED if result.stopped else DONE, kind=kind.name)
             if result.stopped:
-                problems.append(f"{kind.name}: {result.message}")
+                said = from_json(result.message_msg) or result.message or result.stopped
+                problems.append(_about(kind.name, said))
             elif result.errors:
-                problems.append(f"{kind.name}: {result.errors} items failed (retried later)")
+                problems.append(_about(kind.name, _items_failed(result.errors)))
         if connection.tracking is not None:
             try:
                 self._track(connection, store.org, recorder, counts, problems)
+                _stage_ended(recorder, "email", counts)
             except AuthError as error:
-                refused = isinstance(error, SignInRequired)
-                counts["email"] = {"message": "sign-in required" if refused else "sign-in refused"}
+                counts["email"] = _refused_entry(error)
                 recorder.counts(counts)
                 return self._refused(error, "email")
         if connection.outgoing is not None:
             try:
                 self._send(connection.outgoing, recorder, counts, problems)
+                _stage_ended(recorder, "outgoing", counts)
             except AuthError as error:
-                refused = isinstance(error, SignInRequired)
-                counts["outgoing"] = {
-                    "message": "sign-in required" if refused else "sign-in refused"
-                }
+                counts["outgoing"] = _refused_entry(error)
                 recorder.counts(counts)
                 return self._refused(error, "outgoing email")
         resolve_alerts(self.database, "auth-failed")
@@ -260,21 +325,23 @@ class MessagingJob:
                 and "outgoing" not in counts
             ):
                 return "skipped", refusal
-            return "partial", "; ".join(problems)
+            return "partial", joined(problems)
         total = sum(
             sum(counts[k].get(side, {}).get(a, 0) for side in ("crm", "mailbox") for a in
                 ("created", "updated", "deleted"))
             + counts[k].get("tracked", 0) + counts[k].get("linked", 0) + counts[k].get("sent", 0)
             for k in counts
         )  # fmt: skip
-        return "ok", f"{total} changes" if total else "Nothing changed."
+        if not total:
+            return "ok", N_("Nothing changed.")
+        return "ok", NP_("%(num)d change", "%(num)d changes", total)
 
     def _send(
         self,
         stage: OutgoingStage,
         recorder: RunRecorder,
         counts: dict[str, Any],
-        problems: list[str],
+        problems: list[Msg | str],
     ) -> None:
         """The outgoing stage, last: only while outgoing email is this client's (checked every
         run, like incoming email: two senders would send every email twice)."""
@@ -290,7 +357,7 @@ class MessagingJob:
             return
 
         def progress(done: int, total: int, phase: str) -> None:
-            recorder.progress(done, total, f"outgoing email: {phase}")
+            recorder.progress(done, total, phase, kind="outgoing")
 
         result = send_pending(
             stage.outbox,
@@ -302,9 +369,20 @@ class MessagingJob:
         counts["outgoing"] = result.as_counts()
         recorder.counts(counts)
         if result.stopped:
-            problems.append(f"outgoing email: {result.message}")
+            problems.append(
+                _about("outgoing email", from_json(result.message_msg) or result.message or "")
+            )
         elif result.errors or result.failed:
-            problems.append(f"outgoing email: {result.errors + result.failed} emails not sent")
+            problems.append(
+                _about(
+                    "outgoing email",
+                    NP_(
+                        "%(num)d email not sent",
+                        "%(num)d emails not sent",
+                        result.errors + result.failed,
+                    ),
+                )
+            )
 
     def _track(
         self,
@@ -312,7 +390,7 @@ class MessagingJob:
         org: str,
         recorder: RunRecorder,
         counts: dict[str, Any],
-        problems: list[str],
+        problems: list[Msg | str],
     ) -> None:
         """The tracking stage, after the kinds: only while incoming email is this client's
         (checked every run: server-side sync may take it over at any time, and two clients
@@ -333,7 +411,8 @@ class MessagingJob:
             return
 
         def progress(done: int, total: int, phase: str) -> None:
-            recorder.progress(done, total, f"email: {phase}")
+            # the tracker's phases are the folders it reads, then "done" (the stage ends later)
+            recorder.progress(done, total, "read" if phase == DONE else phase, kind="email")
 
         tracker = Tracker(
             stage.directory, stage.mailbox, MailLinks(self.database, org), stage.settings, progress
@@ -344,11 +423,20 @@ class MessagingJob:
             if isinstance(error, AuthError):
                 raise
             log.warning("email tracking failed: %s", error)
-            say(f"{type(error).__name__}: {error.message}")
+            say(f"{type(error).__name__}: {error.message}")  # the server's words
             return
         counts["email"] = result.counts()
         recorder.counts(counts)
         if result.stopped:
-            problems.append(f"email: {result.message}")
+            problems.append(_about("email", from_json(result.message_msg) or result.message or ""))
         elif result.errors:
-            problems.append(f"email: {result.errors} messages failed (retried later)")
+            problems.append(
+                _about(
+                    "email",
+                    NP_(
+                        "%(num)d message failed (retried later)",
+                        "%(num)d messages failed (retried later)",
+                        result.errors,
+                    ),
+                )
+            )

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from sync.messages import N_, Msg, render, to_json
 from sync.store.base import utcnow
 from sync.store.db import Database
 from sync.store.models import Alert, Run
@@ -48,15 +49,27 @@ class RunRecorder:
             session.flush()
             self.run_id = run.id
 
-    def progress(self, done: int, total: int, phase: str | None = None) -> None:
-        if self.listener is not None:
-            self.listener(done, total, phase)
+    def progress(
+        self, done: int, total: int, phase: str | None = None, kind: str | None = None
+    ) -> None:
+        """Record a step. With `kind`, it updates that kind in the run's progress model
+        (sync/progress.py), and the run's done/total become the whole run's percent (of 100),
+        as the listener is told too; without, the step's own counts (older callers)."""
+        from sync import progress as model
+
         with self.database.session() as session:
             run = session.get(Run, self.run_id)
-            if run is not None:
-                run.progress_done, run.progress_total = done, total
-                if phase is not None:
-                    run.phase = phase
+            if run is None:
+                return
+            if kind is not None:
+                run.progress = model.updated(run.progress, kind, model.phase_of(phase), done, total)
+                done, total = model.percent(run.progress), 100
+                phase = model.describe(run.progress)
+            run.progress_done, run.progress_total = done, total
+            if phase is not None:
+                run.phase = phase
+        if self.listener is not None:
+            self.listener(done, total, phase)
 
     def counts(self, counts: Mapping[str, Any]) -> None:
         with self.database.session() as session:
@@ -64,12 +77,14 @@ class RunRecorder:
             if run is not None:
                 run.counts = dict(counts)
 
-    def finish(self, outcome: str, message: str | None = None) -> None:
+    def finish(self, outcome: str, message: Msg | str | None = None) -> None:
+        """End the run; a `Msg` message is kept as its id too, translated where shown."""
         with self.database.session() as session:
             run = session.get(Run, self.run_id)
             if run is not None:
                 run.outcome = outcome
-                run.message = message
+                run.message = None if message is None else render(message)
+                run.message_msg = to_json(message) if isinstance(message, Msg) else None
                 run.finished_at = utcnow()
                 run.phase = None
                 if run.progress_total and outcome == "ok":
@@ -128,16 +143,25 @@ def close_interrupted_runs(database: Database) -> list[int]:
             if not process_gone(run):
                 continue
             message = (
-                f"Interrupted: its process ({run.pid}) ended before the run did; "
-                "the next run goes on from what it saved."
+                N_(
+                    "Interrupted: its process (%(pid)s) ended before the run did; "
+                    "the next run goes on from what it saved.",
+                    pid=run.pid,
+                )
                 if run.pid is not None
-                else "Interrupted: its process ended before the run did."
+                else N_("Interrupted: its process ended before the run did.")
             )
             # only if still running: the process may have finished it since it was read
             done = session.execute(
                 update(Run)
                 .where(Run.id == run.id, Run.outcome == "running")
-                .values(outcome=INTERRUPTED, message=message, finished_at=utcnow(), phase=None)
+                .values(
+                    outcome=INTERRUPTED,
+                    message=render(message),
+                    message_msg=to_json(message),
+                    finished_at=utcnow(),
+                    phase=None,
+                )
             )
             if getattr(done, "rowcount", 0):
                 closed.append(run.id)
@@ -156,13 +180,22 @@ def recent_runs(database: Database, limit: int = 20, job: str | None = None) -> 
 def raise_alert(
     database: Database,
     code: str,
-    title: str,
-    message: str = "",
-    action: str = "",
+    title: Msg | str,
+    message: Msg | str = "",
+    action: Msg | str = "",
     severity: str = "warning",
     subject: str = "",
 ) -> None:
-    """Open an alert, or bump the open one with the same code and subject."""
+    """Open an alert, or bump the open one with the same code and subject.
+
+    Title, message and action given as `Msg` are kept as ids too (`Alert.texts`), so the page
+    shows them in the reader's language; the text columns keep the English."""
+    texts = {
+        name: to_json(value)
+        for name, value in (("title", title), ("message", message), ("action", action))
+        if isinstance(value, Msg)
+    } or None
+    title, message, action = render(title), render(message), render(action)
     with database.session() as session:
         alert = session.scalars(
             select(Alert).where(
@@ -178,12 +211,14 @@ def raise_alert(
                     message=message,
                     action=action,
                     severity=severity,
+                    texts=texts,
                 )
             )
         else:
             alert.count += 1
             alert.last_seen_at = utcnow()
             alert.title, alert.message, alert.action = title, message, action
+            alert.texts = texts
 
 
 def resolve_alerts(database: Database, code: str, subject: str = "") -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sync.conflicts import ReverseError, Reverser, reverse_conflict
+from sync.messages import N_, Msg
 from sync.runs import ProgressListener, RunRecorder
 from sync.store.db import Database
 from sync.store.lock import Busy, hold, lock_directory
@@ -23,12 +24,13 @@ log = logging.getLogger(__name__)
 MESSAGING = "messaging"
 OFFLINE = "offline"
 
-Job = Callable[[RunRecorder], tuple[str, str | None]]
-"""A job body: does the work, reports progress on the recorder, returns (outcome, message)."""
+Job = Callable[[RunRecorder], tuple[str, Msg | str | None]]
+"""A job body: does the work, reports progress on the recorder, returns (outcome, message);
+a `Msg` message is shown in the reader's language."""
 
 
-def _messaging_body(recorder: RunRecorder) -> tuple[str, str | None]:
-    return "skipped", "Nothing to sync yet: finish the setup wizard to choose what to sync."
+def _messaging_body(recorder: RunRecorder) -> tuple[str, Msg | str | None]:
+    return "skipped", N_("Nothing to sync yet: finish the setup wizard to choose what to sync.")
 
 
 class SyncService:
@@ -48,8 +50,9 @@ class SyncService:
         """Seconds a run waits for another process's run of the same job before it is skipped."""
         self.lock_dir = lock_directory(database.url)
         self.bodies: dict[str, Job] = {MESSAGING: _messaging_body}
-        # The offline job has no body until offline is built: it is then neither scheduled
-        # nor run, so it records no "skipped" run every few minutes (pass one to enable it).
+        # The offline job runs only when given a body (sync/offline/job.py, wired with the
+        # messaging one); a body with a `ready()` (offline filters chosen) is run by the
+        # scheduler only while ready, so it records no "skipped" run every few minutes.
         self.bodies.update(bodies or {})
         self._locks = {job: threading.Lock() for job in self.bodies}
         self.reverser: Reverser | None = None
@@ -74,6 +77,14 @@ class SyncService:
         """Whether `job` has a body here: only such a job is scheduled and run."""
         return job in self.bodies
 
+    # --- offline (issue 12): a job body may say it has nothing to do yet -----------------------
+    def is_ready(self, job: str) -> bool:
+        """Whether a scheduled run of `job` should happen now (its body's `ready()`, if any)."""
+        ready = getattr(self.bodies.get(job), "ready", None)
+        return job in self.bodies and (not callable(ready) or bool(ready()))
+
+    # --- end offline ----------------------------------------------------------------------------
+
     def run(self, job: str, trigger: str = "schedule") -> int:
         """Run `job` once and return the recorded run's id (a skipped run's when another
         process is running the same job)."""
@@ -83,7 +94,7 @@ class SyncService:
                     return self._run_held(job, trigger)
             except Busy as busy:
                 recorder = RunRecorder(self.database, job, trigger, self.listener)
-                recorder.finish("skipped", str(busy))
+                recorder.finish("skipped", busy.msg)
                 return recorder.run_id
 
     def _run_held(self, job: str, trigger: str) -> int:
@@ -92,7 +103,9 @@ class SyncService:
             outcome, message = self.bodies[job](recorder)
         except Exception as error:  # the run is recorded as failed, the scheduler goes on
             log.exception("%s sync failed", job)
-            recorder.finish("failed", f"{type(error).__name__}: {error}")
+            recorder.finish(
+                "failed", N_("%(error)s: %(detail)s", error=type(error).__name__, detail=str(error))
+            )
         else:
             recorder.finish(outcome, message)
         return recorder.run_id

@@ -161,6 +161,32 @@ class TokenExpired(SideError):
 
 Result = Written | SideError
 
+Applier = Callable[[str, Any], "list[Result]"]
+"""A side's write of one kind of op for a kind: (kind, ops) → one result per op."""
+
+
+def write_grouped(
+    kind: str, ops: Sequence[WriteOp], create: Applier, update: Applier, delete: Applier
+) -> list[Result]:
+    """`Side.write` for a side that writes each kind of op in batches of its own: creates, then
+    updates, then deletes; one result per op, in the order given. A batch that fails as a whole
+    fails each of its ops (an AuthError stops the run instead)."""
+    results: list[Result | None] = [None] * len(ops)
+    for op_type, apply in ((CreateOp, create), (UpdateOp, update), (DeleteOp, delete)):
+        group = [(i, op) for i, op in enumerate(ops) if isinstance(op, op_type)]
+        if not group:
+            continue
+        try:
+            done = apply(kind, [op for _, op in group])
+        except AuthError:
+            raise
+        except SideError as error:
+            done = [error] * len(group)
+        for (index, _), result in zip(group, done, strict=True):
+            results[index] = result
+    return [r if r is not None else NotFound("not applied") for r in results]
+
+
 KnownVersions = Callable[[Mapping[str, str]], Collection[str]]
 """known({id: version}) → the ids the caller already holds at exactly that version."""
 

@@ -109,3 +109,36 @@ def start_sandbox_process(work_dir: Path, timeout: float = 60) -> SandboxProcess
     json_file.write_text(lines[0])
     json_file.chmod(0o600)  # it holds bearer tokens and passwords
     return SandboxProcess(process, json_file, json.loads(lines[0]))
+
+
+def set_up_by_cli(
+    sandbox: SandboxProcess,
+    data_dir: Path,
+    upn: str = "alice@contoso.example",
+    *configure: str,
+    filters: str = "my-active-contacts",
+) -> list[str]:
+    """A data directory set up with no browser, as a script would: `run.py signin` (the device
+    code flow, answered with the user's sandbox password) then `run.py configure` (Exchange
+    through EWS, this computer synchronizing, `filters`, and `configure`'s extra options).
+    Returns the options every later command of that data directory takes."""
+    import run
+
+    common = ["--data-dir", str(data_dir), "--sandbox-json", str(sandbox.json_file)]
+    variable = "MBS_SET_UP_PASSWORD"
+    os.environ[variable] = sandbox.password(upn)
+    try:
+        signed = run.main(
+            ["signin", *common, "--user", upn, "--password-env", variable,
+             "--allow-plaintext-cache"]
+        )  # fmt: skip
+    finally:
+        del os.environ[variable]
+    assert signed == 0, "run.py signin failed"
+    configured = run.main(
+        ["configure", *common, "--org", "contoso", "--mailbox-type", "exchange", "--email", upn,
+         "--ews-url", sandbox.info["ews_url"], "--filters", filters, "--take-over", "yes",
+         "--set-methods", *configure]
+    )  # fmt: skip
+    assert configured == 0, "run.py configure failed"
+    return common

@@ -101,5 +101,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         mail.FACADE_KEY, mail_facade_factory(Profile(database, data_dir), lambda: sandbox_info(app))
     )
     app.register_blueprint(mail.bp)
+    # --- offline (issue 12): the Offline page ---
+    from webapp import offline
+
+    app.register_blueprint(offline.bp)
+    # --- end offline ---
     errors.register(app)
     return app

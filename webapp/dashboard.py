@@ -5,14 +5,25 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, current_app, render_template, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response
 
-from sync.dashboard_data import history_chart, kind_statuses
+from sync import progress
+from sync.dashboard_data import (
+    history_rows,
+    kind_statuses,
+    scaled_chart,
+    setup_finished_at,
+    side_word,
+    trigger_word,
+    watch_line,
+    workload_statuses,
+)
 from sync.runs import open_alerts, recent_runs
 from sync.service import MESSAGING
 from sync.settings import get_setting
+from sync.setup.profile import STEP_TITLES, Profile
 from webapp import state
 
 bp = Blueprint("dashboard", __name__)
@@ -24,22 +35,58 @@ def _default_gettext(setup: BlueprintSetupState) -> None:
     setup.app.jinja_env.globals.setdefault("_", lambda text, **kw: text % kw if kw else text)
 
 
+HISTORY = 300
+"""Runs read for the table and chart (quiet runs collapse, so many fit in a few rows)."""
+CHART_RUNS = 60
+
+
+def _setup_step() -> str | None:
+    """The wizard step to finish while setup is not finished (None once it is). Apps made with
+    SETUP_REDIRECT off (tests that look at the dashboard alone) count as set up."""
+    if not current_app.config.get("SETUP_REDIRECT", True):
+        return None
+    profile = Profile(state.database(), current_app.config["DATA_DIR"])
+    return None if profile.is_complete() else profile.current_step()
+
+
 def _status_context() -> dict[str, Any]:
     database = state.database()
-    runs = recent_runs(database, limit=30)
-    running = any(run.outcome == "running" for run in runs)
+    setup_step = _setup_step()
+    since = setup_finished_at(database)
+    runs = [] if setup_step else recent_runs(database, limit=HISTORY)
+    if since is not None:
+        runs = [run for run in runs if run.started_at >= since]
+    current = next((run for run in runs if run.outcome == "running"), None)
     sched = state.scheduler()
+    enabled = get_setting(database, "kinds") or []
     return {
-        "runs": runs[:15],
-        "running": running,
-        "current": next((run for run in runs if run.outcome == "running"), None),
+        "setup_step": setup_step,
+        "setup_step_title": STEP_TITLES.get(setup_step or "", setup_step),
+        "runs": history_rows(runs),
+        "running": current is not None,
+        "current": current,
+        "current_rows": progress.rows(current.progress) if current is not None else [],
+        "current_row": progress.current_row(current.progress) if current is not None else None,
+        "current_percent": _percent(current) if current is not None else 0,
+        "progress_rows": progress.rows,
+        "trigger_word": trigger_word,
+        "watch": None if setup_step else watch_line(database),
+        "side_word": side_word,
         "next_run": sched.next_run(MESSAGING) if sched is not None else None,
-        "kinds": kind_statuses(database, get_setting(database, "kinds") or []),
-        "chart": history_chart(runs),
+        "kinds": kind_statuses(database, enabled),
+        "workloads": workload_statuses(database, enabled, runs, open_alerts(database)),
+        "chart": scaled_chart(runs[:CHART_RUNS]),
         "messaging_enabled": get_setting(database, "messaging_enabled") is not False,
         "messaging_disabled_reason": get_setting(database, "messaging_disabled_reason"),
         "messaging_holder": get_setting(database, "messaging_holder"),
     }
+
+
+def _percent(run: Any) -> int:
+    """The run's percent from its progress model; older runs from their step's counts."""
+    if run.progress:
+        return progress.percent(run.progress)
+    return round(100 * run.progress_done / run.progress_total) if run.progress_total else 0
 
 
 def _fragment(pending: bool = False) -> str:
@@ -50,7 +97,10 @@ def _fragment(pending: bool = False) -> str:
 @bp.get("/")
 def index() -> str:
     return render_template(
-        "dashboard.html", status_fragment=_fragment(), alerts=open_alerts(state.database())
+        "dashboard.html",
+        status_fragment=_fragment(),
+        alerts=open_alerts(state.database()),
+        setup_unfinished=_setup_step() is not None,
     )
 
 

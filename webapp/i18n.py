@@ -19,9 +19,10 @@ from babel.messages.catalog import Catalog
 from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, request
-from flask_babel import Babel, get_locale, gettext
+from flask_babel import Babel, format_datetime, get_locale, gettext, ngettext
 from werkzeug.wrappers import Response
 
+from sync.messages import PluralMsg, from_json, render
 from sync.settings import get_setting
 from sync.setup.messages import N_, Msg
 
@@ -166,11 +167,57 @@ def remember_choice(response: Response) -> Response:
     return response
 
 
+def _one(message: Msg, params: dict[str, Any]) -> str:
+    """One message in the current language; its English when the translation does not fit
+    the parameters (a catalog mistake must not break a page)."""
+    try:
+        if isinstance(message, PluralMsg):
+            num = params.pop("num", 0)
+            return str(ngettext(message.text, message.plural, num, **params))
+        return str(gettext(message.text, **params)) if params else str(gettext(message.text))
+    except (KeyError, ValueError, TypeError):
+        log.warning("translation of %r does not fit its parameters", message.text)
+        return render(message)
+
+
 def translate(message: Msg | str) -> str:
-    """A `sync.setup` message (or a plain id) in the current language, parameters filled in."""
+    """A `sync` message (or a plain id) in the current language, parameters filled in (each
+    translated too when it is a message)."""
     if isinstance(message, Msg):
-        return gettext(message.text, **dict(message.params))
-    return gettext(message)
+        return render(message, _one)
+    return str(gettext(message))
+
+
+def stored_text(stored: Any, fallback: str | None = "") -> str:
+    """A message stored as JSON (`sync.messages.to_json`) in the current language; rows
+    written before messages were stored so, or a plain text, show `fallback` as it is."""
+    message = from_json(stored)
+    return translate(message) if message is not None else (fallback or "")
+
+
+def alert_text(alert: Any, part: str) -> str:
+    """An alert's `title`, `message` or `action` in the current language."""
+    texts = getattr(alert, "texts", None) or {}
+    return stored_text(texts.get(part), getattr(alert, part, ""))
+
+
+def run_message(run: Any) -> str:
+    """A run's message in the current language."""
+    return stored_text(getattr(run, "message_msg", None), getattr(run, "message", ""))
+
+
+DATE_TIME = {"en": "d MMM y, HH:mm", "ja": "y/MM/dd HH:mm"}
+"""The one date-time format of each language (en: 4 Dec 2026, 14:05; ja: 2026/12/04 14:05)."""
+
+
+def when(value: Any) -> str:
+    """A stored time (naive UTC, or aware) in the user's zone and the language's one format;
+    "" for none. Every template shows date-times through this filter."""
+    if value is None or value == "":
+        return ""
+    locale = get_locale()
+    pattern = DATE_TIME.get(locale.language if locale else "en", DATE_TIME["en"])
+    return str(format_datetime(value, pattern))
 
 
 def _template_globals() -> dict[str, Any]:
@@ -192,4 +239,9 @@ def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     app.after_request(remember_choice)
     app.jinja_env.globals["tr"] = translate
+    app.jinja_env.filters["tr"] = translate
+    app.jinja_env.filters["stored_text"] = stored_text
+    app.jinja_env.filters["alert_text"] = alert_text
+    app.jinja_env.filters["run_message"] = run_message
+    app.jinja_env.filters["when"] = when
     app.context_processor(_template_globals)

@@ -264,7 +264,11 @@ def _tabs(panel: FolderPanel) -> list[tuple[str, str]]:
 
 
 @bp.get("/mail")
-def index() -> tuple[str, int]:
+def index() -> tuple[str, int] | Response:
+    from webapp.wizard import current_profile
+
+    if not current_profile().is_complete():
+        return redirect(url_for("wizard.start"))  # the wizard first, as the navigation says
     try:
         mail = facade()
     except MailError as error:

@@ -23,7 +23,7 @@ from sync.redaction import RedactingFilter, protect_all_handlers
 from sync.runs import open_alerts, recent_runs
 from sync.setup import choices as choices_step
 from sync.setup import profile as keys
-from sync.setup.messages import Msg
+from sync.setup.messages import N_, Msg
 from webapp import i18n
 from webapp.wizard import STEP_TITLES, current_profile
 
@@ -87,7 +87,7 @@ def settings() -> str:
     return _settings_page()
 
 
-def _settings_page(check_fragment: str = "") -> str:
+def _settings_page(check_fragment: str = "", protocol_error: Msg | None = None) -> str:
     profile = current_profile()
     return render_template(
         "settings.html",
@@ -105,7 +105,52 @@ def _settings_page(check_fragment: str = "") -> str:
         local_zone=i18n.local_zone(),
         saved=request.args.get("saved") == "1",
         check_fragment=check_fragment,
+        protocol_labels=PROTOCOL_LABELS,  # graph-wire
+        protocol_error=protocol_error,
     )
+
+
+# --- graph-wire (issue 9): the mailbox protocol override ----------------------------------
+
+PROTOCOL_LABELS: dict[str, Msg] = {
+    "graph": N_("Exchange Online (Microsoft Graph)"),
+    "exchange": N_("Exchange Server (EWS)"),
+}
+
+
+@bp.post("/settings/mailbox-protocol")
+def mailbox_protocol() -> Any:
+    """Switch an Exchange mailbox between Graph and EWS, after the same connection test as
+    the wizard's; the synchronizing computer's claim moves to the new protocol's home."""
+    from dataclasses import replace
+
+    from sync.setup import instance as instance_step
+    from sync.setup import mailbox as mailbox_step
+    from sync.setup.messages import SetupError
+    from sync.sides import SideError
+    from webapp.wizard import _crm, failure, ports
+
+    profile = current_profile()
+    config = profile.mailbox()
+    wanted = request.form.get("protocol", "")
+    if config is None or config.type == "pop3" or wanted not in PROTOCOL_LABELS:
+        return redirect(url_for("settings_page.settings"), code=303)
+    new = replace(config, type=wanted)
+    try:
+        directory, user = _crm(profile)
+        mailbox_step.save_mailbox(
+            profile, directory, ports(profile).mailbox_tester(), user, new, {}
+        )
+        if profile.messaging_enabled and config.type != wanted:
+            org = profile.synchronizing_org()
+            assert org is not None
+            instance_step.decide(profile, ports(profile).claims(org, new, user), None)
+    except (SetupError, SideError) as refused:
+        if profile.mailbox() != config and config.type != wanted:
+            profile.save_mailbox(config, {})  # the test failed: keep what worked before
+        return _settings_page(protocol_error=failure(refused)), 422
+    current_app.logger.info("mailbox protocol set to %s", wanted)
+    return redirect(url_for("settings_page.settings", saved=1), code=303)
 
 
 @dataclass(frozen=True)
@@ -171,14 +216,31 @@ def preferences() -> Response:
     return response
 
 
+# --- the Log page (ui-dashboard, issue 11 point 8) ------------------------------------------
 @bp.get("/log")
 def log() -> str:
+    """The activity in words: what each run synced, what failed and why; the raw log is a
+    click away (folded below it) for support."""
+    from sync.dashboard_data import (
+        failed_items,
+        history_rows,
+        run_summary,
+        setup_finished_at,
+        trigger_word,
+    )
+    from sync.progress import percent
     from webapp import state
 
     database = state.database()
+    since = setup_finished_at(database)
+    runs = [r for r in recent_runs(database, limit=300) if since is None or r.started_at >= since]
     return render_template(
         "log.html",
-        lines=list(reversed(log_handler().lines())),
-        runs=recent_runs(database, limit=20),
+        rows=history_rows(runs, limit=40),
+        run_summary=run_summary,
+        run_percent=percent,
+        trigger_word=trigger_word,
+        items=failed_items(database),
         alerts=open_alerts(database),
+        lines=list(reversed(log_handler().lines())),
     )

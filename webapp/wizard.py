@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
@@ -239,8 +240,20 @@ def _mailbox_form() -> dict[str, str]:
 def _stored_form(profile: Profile) -> dict[str, Any]:
     config = profile.mailbox()
     if config is None:
-        return {"type": "exchange", "email": profile.signed_in_upn or "", "auth": "oauth"}
+        email = profile.signed_in_upn or ""
+        return {"type": _picked_type(profile, email), "email": email, "auth": "oauth"}
     return {k: v for k, v in vars(config).items()}
+
+
+def _picked_type(profile: Profile, email: str) -> str:
+    """graph-wire (issue 9): Exchange Online through Graph when the signed-in user's own
+    tenant holds the mailbox (Graph `/me` and `/me/mailboxSettings` answer), else EWS."""
+    try:
+        probe = ports(profile).graph_probe
+        return mailbox_step.pick_mailbox_type(probe() if probe else None, email)
+    except Exception:  # noqa: BLE001 (only the default of a radio: EWS, as before)
+        current_app.logger.info("the Graph mailbox probe failed", exc_info=True)
+        return "exchange"
 
 
 def _record(directory: CrmDirectory, user: CrmUser) -> MailboxRecord | None:
@@ -255,10 +268,7 @@ def _email_workloads(profile: Profile) -> frozenset[str]:
     before the "What to sync" step is saved: email is the user's choice, never a default."""
     from sync.mail import settings as email_settings
 
-    if not profile.step_done("choices"):
-        return frozenset()
-    email = email_settings.load(profile)
-    return mailbox_step.email_workloads(email.tracking_on, email.send_crm_email)
+    return email_settings.chosen_workloads(profile)
 
 
 def mailbox_view(profile: Profile) -> Any:
@@ -459,23 +469,25 @@ def _counts(
 
 
 def _offered_filters() -> list[choices_step.FilterDef]:
-    """The built-in sync filters the page offers: offline ones are hidden (and kept as stored)
-    until offline is built, so that nothing on the page does nothing."""
-    return [f for f in choices_step.BUILTIN_FILTERS if not choices_step.is_offline(f.slug)]
+    """The built-in filters the page offers: messaging's and offline's (issue 12: the records
+    "Go offline" takes with it, counted live like the others)."""
+    return list(choices_step.BUILTIN_FILTERS)
 
 
 def choices_view(
-    profile: Profile, new_filter: Mapping[str, Any] | None = None, filter_error: Msg | None = None
+    profile: Profile, new_filter: Mapping[str, str] | None = None, filter_error: Msg | None = None
 ) -> Any:
     """The step's page; a POST of the step's own form saves it (not the add-filter form's,
     which comes here with `new_filter` to show its error).
 
-    What the page does not show keeps its stored value: the offline filters (no offline yet)
-    and, for a POP3 mailbox, everything but email. Turning email on points the CRM mailbox
+    For a POP3 mailbox the page offers email and the offline filters only. Turning email on points the CRM mailbox
     record's email methods at this client (`take_email_methods`); off, they are left alone."""
     stored = choices_step.current_choices(profile)
     config = profile.mailbox()
     pop3 = config is not None and config.type == "pop3"
+    # graph-wire (issue 9): what this mailbox type syncs (Graph: no appointments, no sending)
+    kinds_here = set(mailbox_step.supported_kinds(config.type if config else "exchange"))
+    graph = config is not None and config.type == "graph"
     error: Msg | None = None
     field = ""
     status = 200
@@ -493,12 +505,15 @@ def choices_view(
         "send_crm_email": stored.send_crm_email,
     }
     if request.method == "POST" and new_filter is None:
-        hidden = [s for s in stored.filters if choices_step.is_offline(s)]
-        selected = [] if pop3 else request.form.getlist("filters")
-        selected += [s for s in hidden if s not in selected]
+        selected = request.form.getlist("filters")
+        if pop3:  # the page offers a POP3 mailbox the offline filters only
+            selected = [s for s in selected if choices_step.is_offline(s)]
         form = {**form, **dict(request.form.items())}
         if "email_form" in request.form:
             checks = {name: name in request.form for name in checks}
+        if graph:  # graph-wire: the option is not offered, so it cannot be on
+            checks["send_crm_email"] = False
+            form.pop("send_crm_email", None)
         try:
             picked = choices_step.parse_choices(form, selected)
             if picked.email_on:  # [h1a] the email methods become this client's only now
@@ -520,6 +535,9 @@ def choices_view(
             error, field, status = failure(refused), "tracking", 422
     own = [] if pop3 else user_filters.user_filters(profile)
     offered = [] if pop3 else _offered_filters()
+    if graph:  # graph-wire: only the kinds a Graph mailbox syncs
+        own = [f for f in own if f.kind in kinds_here]
+        offered = [f for f in offered if f.kind in kinds_here]
     counts, count_error = (
         _counts(profile, [f.slug for f in offered], own) if offered or own else ({}, None)
     )
@@ -530,13 +548,10 @@ def choices_view(
         profile,
         status=200 if is_htmx() else status,
         pop3=pop3,
+        graph=graph,  # graph-wire
         own_filters=own,
-        describe_filter=user_filters.describe,
-        filter_fields=user_filters.FIELDS,
-        filter_kinds=user_filters.KINDS,
-        filter_operators=user_filters.OPERATORS,
-        new_filter=new_filter or {},
-        filter_error=filter_error,
+        describe_filter=_describer(profile, own),
+        **builder_context(profile, new_filter or {}, filter_error),
         filters=offered,
         kind_labels=choices_step.KIND_LABELS,
         selected=selected,
@@ -553,24 +568,169 @@ def choices_view(
     )
 
 
+# --- the own-filter builder: htmx swaps just the builder, the step's form keeps its choices ---
+
+
+@dataclass(frozen=True)
+class BuilderRow:
+    """One condition line of the builder, as posted: its field (of the chosen kind only), the
+    comparisons that field's type allows, and what was typed."""
+
+    index: int
+    field: user_filters.FieldDef | None
+    op: str
+    value: str
+    days: str
+    operators: tuple[tuple[str, Msg], ...]
+
+
+def _builder_kind(form: Mapping[str, str]) -> str:
+    kind = form.get("filter_kind", "")
+    return kind if kind in user_filters.FIELDS else next(iter(user_filters.FIELDS))
+
+
+def builder_rows(form: Mapping[str, str]) -> list[BuilderRow]:
+    """The builder's lines: a field of another kind (the kind was changed) is dropped, an
+    operator the field's type does not take falls back to the type's first, and a line whose
+    field was just changed (`shown_field_N` is the one drawn before) starts empty."""
+    kind = _builder_kind(form)
+    rows = []
+    for i in range(user_filters.MAX_CONDITIONS):
+        column = form.get(f"field_{i}", "")
+        definition = user_filters.field_def(kind, column)
+        allowed = user_filters.OPERATORS_BY_TYPE[definition.type] if definition else ()
+        if form.get(f"shown_field_{i}", column) != column:
+            form = {**form, f"op_{i}": "", f"value_{i}": "", f"days_{i}": ""}
+        op = form.get(f"op_{i}", "")
+        operators = tuple(
+            (o, user_filters.operator_label(definition, o)) for o in allowed if definition
+        )
+        rows.append(
+            BuilderRow(
+                i,
+                definition,
+                op if op in allowed else (allowed[0] if allowed else ""),
+                form.get(f"value_{i}", ""),
+                form.get(f"days_{i}", ""),
+                operators,
+            )
+        )
+    return rows
+
+
+def _raw_value(form: Mapping[str, str], row: BuilderRow) -> str:
+    """What the server validates for a line: for a date, "days from today" (when given) wins
+    over the date picker, as the relative form "today+N" the engine resolves at each run."""
+    typed_days = form.get(f"days_{row.index}", "").strip()
+    if row.field is not None and row.field.type == "date" and typed_days:
+        try:
+            days = int(typed_days)
+        except ValueError:
+            raise SetupError(
+                N_("%(field)s: days from today is a whole number, such as 7 or -30.",
+                   field=row.field.label),
+                "value",
+            ) from None  # fmt: skip
+        return "today" if days == 0 else f"today{days:+d}"
+    return form.get(f"value_{row.index}", "")
+
+
+def _picker_users(profile: Profile, rows: list[BuilderRow]) -> tuple[list[CrmUser], Msg | None]:
+    """The CRM's users for an owner line (asked only when a line tests the owner)."""
+    if not any(r.field is not None and r.field.type == "user" for r in rows):
+        return [], None
+    found, error = guarded(lambda: _crm(profile)[0].users())
+    return found or [], error
+
+
+def builder_context(
+    profile: Profile, form: Mapping[str, str], error: Msg | None = None
+) -> dict[str, Any]:
+    rows = builder_rows(form)
+    users, users_error = _picker_users(profile, rows)
+    return {
+        "new_filter": {**form, "filter_kind": _builder_kind(form)},
+        "builder_rows": rows,
+        "kind_fields": user_filters.FIELDS[_builder_kind(form)],
+        "filter_kinds": user_filters.KINDS,
+        "picker_users": users,
+        "filter_error": error or users_error,
+        "me": user_filters.ME_WORD,
+    }
+
+
+def _builder(profile: Profile, form: Mapping[str, str], error: Msg | None = None) -> str:
+    return render_template("wizard/_filter_builder.html", **builder_context(profile, form, error))
+
+
+@bp.post("/choices/filters/builder")
+def filter_builder() -> Any:
+    """htmx: redraw the builder for the chosen kind and fields (no validation yet)."""
+    profile = current_profile()
+    if not reachable(profile, "choices"):
+        return redirect(url_for("wizard.step", step=profile.current_step()))
+    return _builder(profile, dict(request.form.items()))
+
+
 @bp.post("/choices/filters")
 def add_user_filter() -> Any:
-    """Add one of the user's own filters (enabled), then show the step again."""
+    """Add one of the user's own filters (enabled). With htmx the answer is the builder again
+    (with its error, or empty) and the new filter's line added to the step's form, its box
+    ticked, so that nothing else the user chose on the page is lost; without, the page."""
     profile = current_profile()
     if not reachable(profile, "choices"):
         return redirect(url_for("wizard.step", step=profile.current_step()))
     form = dict(request.form.items())
-    rows = [
-        (form.get(f"field_{i}", ""), form.get(f"op_{i}", ""), form.get(f"value_{i}", ""))
-        for i in range(user_filters.MAX_CONDITIONS)
-    ]
     kind, name = form.get("filter_kind", ""), form.get("filter_name", "")
+    if form.get("action") == "refresh":  # the kind or a field changed, without JavaScript
+        return choices_view(profile, new_filter=form)
     try:
+        rows = [
+            (form.get(f"field_{r.index}", ""), form.get(f"op_{r.index}", ""), _raw_value(form, r))
+            for r in builder_rows(form)
+        ]  # as posted: the server's checks are the authority, not what the page offered
         conditions = user_filters.parse_filter(kind, name, rows)
     except SetupError as refused:
+        if is_htmx():
+            return _builder(profile, form, refused.msg)
         return choices_view(profile, new_filter=form, filter_error=refused.msg)
-    user_filters.add_filter(profile, kind, name, conditions)
-    return go("wizard.step", step="choices")
+    made = user_filters.add_filter(profile, kind, name, conditions)
+    if not is_htmx():
+        return go("wizard.step", step="choices")
+    counts, count_error = _counts(profile, [], [made])
+    fresh = {"filter_kind": kind}
+    html = render_template(
+        "wizard/_filter_added.html",
+        added=made,
+        counts=counts,
+        count_error=count_error,
+        describe_filter=_describer(profile, [made]),
+        own_filters=user_filters.user_filters(profile),
+        **builder_context(profile, fresh),
+    )
+    # the step's totals count the new (ticked) filter too: their fieldset listens for this
+    return Response(
+        html, mimetype="text/html", headers={"HX-Trigger-After-Settle": "filters-changed"}
+    )
+
+
+def _user_names(profile: Profile, wanted: set[str]) -> dict[str, str]:
+    """The full names of the CRM users `wanted` (ids); an id that cannot be read stays an id."""
+    if not wanted:
+        return {}
+
+    def read() -> dict[str, str]:
+        directory = _crm(profile)[0]
+        return {user_id: directory.user_name(user_id) for user_id in sorted(wanted)}
+
+    names, _error = guarded(read)
+    return names or {}
+
+
+def _describer(profile: Profile, filters: list[UserFilter]) -> Callable[[UserFilter], Any]:
+    """`user_filters.describe` with the names of the users the filters name (looked up once)."""
+    names = _user_names(profile, user_filters.user_ids(filters))
+    return lambda found: user_filters.describe(found, names)
 
 
 @bp.post("/choices/filters/<int:filter_id>/delete")
@@ -590,9 +750,13 @@ def choices_counts() -> str:
         if s in choices_step.BY_SLUG and not choices_step.is_offline(s)
     ]
 
+    ticked = set(request.form.getlist("filters"))
+    own = [f for f in user_filters.user_filters(profile) if f.slug in ticked]
+
     def union() -> dict[str, int]:
         directory, user = _crm(profile)
-        return choices_step.count_union(directory, selected, user.id)
+        tz = str(profile.get("timezone") or "UTC")
+        return choices_step.count_union(directory, selected, user.id, own, tz)
 
     counted, error = guarded(union)
     totals = counted or {}
@@ -610,6 +774,11 @@ def done_view(profile: Profile) -> Any:
         if sched is not None:  # the first sync starts now, not one interval later
             sched.sync_now(MESSAGING)
         return go("dashboard.index")
+    own = user_filters.user_filters(profile)
+    names = _user_names(profile, user_filters.user_ids(own))
+    stored_kinds = profile.get("kinds", []) or []
+    kinds = [k for k in choices_step.FIELD_GROUPS if k in stored_kinds]  # the page's order
+    directions = dict(choices_step.current_choices(profile).directions or {})
     return page(
         "done",
         profile,
@@ -618,6 +787,14 @@ def done_view(profile: Profile) -> Any:
         mailbox=profile.mailbox(),
         choices=choices_step.current_choices(profile),
         tracking_options=choices_step.TRACKING_OPTIONS,
+        kinds=kinds,
+        kind_labels=choices_step.KIND_LABELS,
+        chosen_filters=choices_step.chosen_filters(profile, names),
+        direction_rows=[
+            (label, choices_step.DIRECTIONS.get(directions.get(group, "both"), label))
+            for group, label in choices_step.FIELD_GROUPS.items()
+            if group in kinds
+        ],
     )
 
 

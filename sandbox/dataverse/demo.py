@@ -269,6 +269,9 @@ def _seed_org(server: DataverseServer, org: str, scale: float) -> None:
         _recurring(server, org, rng, user_ids, contacts, _count(6, scale))
         _tasks(server, org, rng, user_ids, contacts, accounts, _count(80, scale))
         _emails(server, org, rng, users, contacts, _count(50, scale))
+        # its own random sequence: the rows above stay as they were before opportunities came
+        _opportunities(server, org, random.Random(f"{org}-opportunities"), user_ids, accounts,
+                       _count(20, scale))  # fmt: skip
 
 
 def _organization(server: DataverseServer, org: str) -> None:
@@ -385,6 +388,27 @@ def _leads(
                 "emailaddress1": f"{first}.{last}.lead{i}@prospect.example".lower(),
             },
         )
+
+
+def _opportunities(
+    server: DataverseServer,
+    org: str,
+    rng: random.Random,
+    owners: list[str],
+    accounts: list[tuple[str, str]],
+    n: int,
+) -> None:
+    for i in range(n):
+        account_id, _ = accounts[i % len(accounts)] if accounts else (None, "")
+        row: dict[str, Any] = {
+            "opportunityid": stable_id("demo", org, "opportunity", str(i)),
+            "name": f"{rng.choice(_TOPICS)} deal {i + 1}",
+            "estimatedvalue": float(rng.randint(5, 500) * 1000),
+            "closeprobability": rng.choice((10, 25, 50, 75, 90)),
+        }
+        if account_id:
+            row["customerid_account@odata.bind"] = f"/accounts({account_id})"
+        operations.create(_ctx(server, org, rng.choice(owners)), "opportunities", row)
 
 
 def _today() -> datetime:

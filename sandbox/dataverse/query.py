@@ -192,6 +192,7 @@ _PRIMARY_NAME = {
     "contact": "fullname",
     "account": "name",
     "lead": "fullname",
+    "opportunity": "name",
     "systemuser": "fullname",
     "mailbox": "name",
     "activitymimeattachment": "filename",

@@ -156,7 +156,15 @@ def _standard_lookups(owned: bool = True) -> list[Lookup]:
 def _regarding(activity: str) -> Lookup:
     return Lookup(
         "regardingobjectid",
-        {f"regardingobjectid_{t}_{activity}": f"{t}s" for t in ("contact", "account", "lead")},
+        {
+            f"regardingobjectid_{t}_{activity}": s
+            for t, s in (
+                ("contact", "contacts"),
+                ("account", "accounts"),
+                ("lead", "leads"),
+                ("opportunity", "opportunities"),
+            )
+        },
     )
 
 
@@ -360,6 +368,25 @@ _register(
             ),
         ],
         computes_fullname=True,
+    ),
+    # opportunity.md (Sales): `name` is the primary name; estimatedvalue is Money (a decimal
+    # here), customerid a Customer lookup to an account or a contact
+    EntityDef(
+        "opportunities",
+        "opportunity",
+        "opportunityid",
+        _columns(
+            f"name description:memo estimatedvalue:dec estimatedclosedate:date "
+            f"closeprobability:int statecode:pick statuscode:pick {_SYSTEM}"
+        ),
+        [
+            *_standard_lookups(),
+            Lookup("parentaccountid", {"parentaccountid": "accounts"}),
+            Lookup("parentcontactid", {"parentcontactid": "contacts"}),
+            Lookup(
+                "customerid", {"customerid_account": "accounts", "customerid_contact": "contacts"}
+            ),
+        ],
     ),
     EntityDef(
         "systemusers",

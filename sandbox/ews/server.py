@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -123,6 +124,12 @@ class EwsServer:
         self._internal_errors = 0
         self._errors_lock = threading.Lock()
         self.subscriptions: dict[str, Any] = {}
+        self.streaming_minute = 60.0
+        """Seconds one minute of a streaming connection's ConnectionTimeout lasts (tests
+        shorten it to see a connection close and the client come back)."""
+        self.streaming_heartbeat = 30.0
+        """Seconds between ConnectionStatus OK envelopes while nothing happens."""
+        self._stopping = threading.Event()
         self._pending = threading.local()
         for user in USERS:
             self._mailboxes[user.upn] = Mailbox(user.upn, user.display_name)
@@ -155,6 +162,7 @@ class EwsServer:
             threading.Thread(target=server.serve_forever, daemon=True, name="ews").start()
 
     def stop(self) -> None:
+        self._stopping.set()  # held streaming connections end
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -250,6 +258,51 @@ class EwsServer:
             return False
 
     # -- dispatch --------------------------------------------------------------------------
+    def streaming_answer(self, user: User, body: bytes) -> Iterator[bytes] | None:
+        """A valid GetStreamingEvents held open: the envelopes to send, one per batch of events
+        (and a heartbeat while quiet), the last with ConnectionStatus Closed once the
+        connection's ConnectionTimeout has passed. None: not such a request (or a subscription
+        is refused): `handle_soap` answers it at once. Fault injection does not apply here."""
+        from sandbox.ews.ops import misc
+
+        try:
+            root = etree.fromstring(body, _request_parser())
+        except etree.XMLSyntaxError:
+            return None
+        op_elem, api_version = _split_envelope(root)
+        if op_elem is None or local(op_elem) != "GetStreamingEvents":
+            return None
+        if api_version not in KNOWN_VERSIONS:
+            return None
+        mbx = self.mailbox(user.upn)
+        ctx = Ctx(self, mbx, user, api_version)
+        with mbx.lock:
+            try:
+                subscriptions = misc.streaming_subscriptions(ctx, op_elem)
+            except EwsError:
+                return None
+        if not subscriptions:
+            return None
+        deadline = time.monotonic() + misc.connection_minutes(op_elem) * self.streaming_minute
+
+        def envelopes() -> Iterator[bytes]:
+            beat = time.monotonic()
+            while not self._stopping.is_set():
+                closing = time.monotonic() >= deadline
+                with mbx.lock:
+                    batch = misc.streaming_batch(ctx, subscriptions, "Closed" if closing else "OK")
+                if batch is not None:
+                    beat = time.monotonic()
+                    yield envelope(batch)
+                elif time.monotonic() - beat >= self.streaming_heartbeat:
+                    beat = time.monotonic()
+                    yield envelope(misc.heartbeat())
+                if closing:
+                    return
+                self._stopping.wait(0.1)
+
+        return envelopes()
+
     def handle_soap(self, user: User, body: bytes) -> tuple[int, bytes, str, str]:
         """(status, payload, operation, detail) for one SOAP request."""
         try:
@@ -432,6 +485,20 @@ def _make_handler(server: EwsServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def _send_chunked(self, parts: Iterator[bytes]) -> None:
+            """A held answer, each part a chunk as soon as it is made (HTTP/1.1 chunked)."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml; charset=utf-8")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for part in parts:
+                    self.wfile.write(b"%X\r\n%s\r\n" % (len(part), part))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:  # the client went away: the connection is over
+                self.close_connection = True
+
         def _body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(length) if length else b""
@@ -483,6 +550,14 @@ def _make_handler(server: EwsServer) -> type[BaseHTTPRequestHandler]:
                 server.log.record("ews", user.upn, "POST", "?", status, f"HTTP {status}", started)
                 self._send(status, text, "text/plain", retry_after=wait or "1")
                 return
+            if b"GetStreamingEvents" in body:
+                held = server.streaming_answer(user, body)
+                if held is not None:
+                    server.log.record(
+                        "ews", user.upn, "POST", "GetStreamingEvents", 200, "", started
+                    )
+                    self._send_chunked(held)
+                    return
             status, payload, op, detail = server.handle_soap(user, body)
             server.log.record("ews", user.upn, "POST", op, status, detail, started)
             if status == 0:

@@ -67,9 +67,13 @@ class IdpState:
     def issuer(self) -> str:
         return f"{self.base_url}/{TENANT_ID}/v2.0"
 
-    def issue_access_token(self, upn: str, audience: str) -> str:
+    def issue_access_token(
+        self, upn: str, audience: str, scopes: frozenset[str] | None = None
+    ) -> str:
         """A new access token, remembered so that `revoke_access_tokens` can find it."""
-        token = self.tokens.issue(upn, self.access_token_lifetime, audience=audience)
+        token = self.tokens.issue(
+            upn, self.access_token_lifetime, audience=audience, scopes=scopes
+        )  # (graph) the scopes too, so the sandbox Graph can answer 403 for a missing one
         with self._issued_lock:
             self._issued.setdefault(upn.lower(), []).append(token)
         return token
@@ -508,7 +512,7 @@ def create_idp_app(state: IdpState) -> Flask:
             "scope": " ".join(granted),
             "expires_in": int(lifetime),
             "ext_expires_in": int(lifetime),
-            "access_token": state.issue_access_token(user.upn, audience),
+            "access_token": state.issue_access_token(user.upn, audience, frozenset(granted)),
         }
         if "offline_access" in scopes:
             body["refresh_token"] = state.grants.issue_refresh(user.upn, client_id)

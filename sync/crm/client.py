@@ -258,7 +258,7 @@ class DataverseClient:
             try:
                 response = self._http.request(method, url, headers=extra, content=content)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if _tls_failure(exc):
+                if is_tls_failure(exc):
                     # A certificate or protocol refusal will not heal by retrying.
                     raise Unavailable(f"TLS handshake with {url} failed: {exc}") from exc
                 if attempt >= self.retry.max_retries:
@@ -530,7 +530,7 @@ def _refresh(provider: Callable[[], str]) -> str:
     return str(refresh()) if callable(refresh) else provider()
 
 
-def _tls_failure(exc: BaseException) -> bool:
+def is_tls_failure(exc: BaseException) -> bool:
     """Whether a transport error is a TLS refusal (bad certificate, too old a protocol)."""
     seen: BaseException | None = exc
     while seen is not None:

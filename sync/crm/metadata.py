@@ -112,7 +112,12 @@ def column_refusal(error: object) -> bool:
 
 
 def _parse(value: str) -> datetime:
-    moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    text = value.strip().replace("Z", "+00:00")
+    # bench (issue 13, hostile input): a year under 1000 unpadded ("1-01-01…") is that year
+    year, dash, rest = text.partition("-")
+    if dash and year.isdigit() and len(year) < 4:
+        text = f"{int(year):04d}-{rest}"
+    moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -121,7 +126,8 @@ def _is_day(value: str) -> bool:
 
 
 def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%SZ")  # bench: year 1 is 0001
 
 
 def to_service(value: Any, column: Column, zone: ZoneInfo) -> Any:

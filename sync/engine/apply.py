@@ -41,6 +41,7 @@ from sync.engine.state import (
     LinkStore,
 )
 from sync.kinds.base import ChildRows, Kind
+from sync.messages import N_
 from sync.sides import (
     AuthError,
     CreateOp,
@@ -84,6 +85,8 @@ class KindResult:
     stopped: str | None = None
     """Why the run stopped without applying (e.g. "side-emptied"), else None."""
     message: str | None = None
+    message_msg: Any = None
+    """`message` as a message id with parameters (sync.messages.to_json), for the pages."""
     made_in_mailbox: list[str] = field(default_factory=list, repr=False, compare=False)
     """Items this run created in the mailbox, or found by key and linked (another writer's,
     made after this run's read, maybe): the next run checks them."""
@@ -227,9 +230,13 @@ def _apply_batch(
         elif isinstance(action, ReportCopy):
             store.alert(
                 "second-copy",
-                f"Two copies of {action.title or 'a record'} in the mailbox",
-                "Both copies were changed since the last sync, so neither was removed. The "
-                "linked copy keeps syncing; delete the copy you do not want.",
+                N_("Two copies of %(title)s in the mailbox", title=action.title)
+                if action.title
+                else N_("Two copies of a record in the mailbox"),
+                N_(
+                    "Both copies were changed since the last sync, so neither was removed. The "
+                    "linked copy keeps syncing; delete the copy you do not want."
+                ),
                 subject=action.crm_id,
             )
         elif isinstance(action, Update):

@@ -27,6 +27,7 @@ from sync.engine.state import (
     LinkStore,
 )
 from sync.kinds.base import Kind
+from sync.messages import N_, NP_, kind_word, to_json
 from sync.sides import (
     Deleted,
     KnownVersions,
@@ -151,12 +152,20 @@ def sync_kind(
     emptied = _emptied_side(kind, store, crm_changes, mailbox_changes, settings)
     if emptied is not None:
         result.stopped = "side-emptied"
-        result.message = (
-            f"The {emptied} lists no {kind.name} while {store.count_links(kind.name)} are "
-            "linked; nothing was changed. If this is intended, confirm it to let the sync go on."
+        side = N_("CRM") if emptied == "CRM" else N_("mailbox") if emptied == "mailbox" else emptied
+        message = NP_(
+            "The %(side)s lists no %(kind)s while %(num)d is linked; nothing was changed. If "
+            "this is intended, confirm it to let the sync go on.",
+            "The %(side)s lists no %(kind)s while %(num)d are linked; nothing was changed. If "
+            "this is intended, confirm it to let the sync go on.",
+            store.count_links(kind.name),
+            side=side,
+            kind=kind_word(kind.name),
         )
-        store.alert("side-emptied", f"The {emptied} looks empty ({kind.name})", result.message,
-                    subject=kind.name)  # fmt: skip
+        result.message, result.message_msg = str(message), to_json(message)
+        store.alert("side-emptied",
+                    N_("The %(side)s looks empty (%(kind)s)", side=side, kind=kind_word(kind.name)),
+                    message, subject=kind.name)  # fmt: skip
         return result
 
     # Records the plan needs that the changes did not bring.

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sync.messages import N_, Msg, kind_word
+
 SYNCED = "synced"
 PENDING_CRM = "pending-crm"
 """A CRM create was decided (its GUID stored here) but not yet confirmed."""
@@ -142,7 +144,9 @@ class LinkStore(Protocol):
 
     def mark_reversed(self, conflict_id: int) -> None: ...
 
-    def alert(self, code: str, title: str, message: str = "", subject: str = "") -> None: ...
+    def alert(
+        self, code: str, title: Msg | str, message: Msg | str = "", subject: str = ""
+    ) -> None: ...
 
     def resolve_alert(self, code: str, subject: str = "") -> None: ...
 
@@ -233,8 +237,9 @@ class MemoryLinkStore:
                 failure.crm_id, failure.mailbox_id, attempts, now + timedelta(seconds=wait)
             )
             if attempts == self.alert_after:
-                self.alert("item-failed", f"An item keeps failing ({kind})", failure.message,
-                           subject=f"{kind}:{failure.crm_id}")  # fmt: skip
+                self.alert("item-failed",
+                           N_("An item keeps failing (%(kind)s)", kind=kind_word(kind)),
+                           failure.message, subject=f"{kind}:{failure.crm_id}")  # fmt: skip
         rows = self.conflict_rows.setdefault(kind, [])
         for conflict in batch.conflicts:
             rows.append(_with_id(conflict, next(self._ids)))
@@ -256,8 +261,10 @@ class MemoryLinkStore:
                 if row.id == conflict_id:
                     rows[i] = ConflictRow(**{**row.__dict__, "reversed": True})
 
-    def alert(self, code: str, title: str, message: str = "", subject: str = "") -> None:
-        self.alerts.append((code, title, message, subject))
+    def alert(
+        self, code: str, title: Msg | str, message: Msg | str = "", subject: str = ""
+    ) -> None:
+        self.alerts.append((code, str(title), str(message), subject))
 
     def resolve_alert(self, code: str, subject: str = "") -> None:
         self.alerts = [a for a in self.alerts if (a[0], a[3]) != (code, subject)]

@@ -67,6 +67,11 @@ def parse_moment(value: Any) -> datetime | None:
         moment = value
     else:
         text = str(value).strip().replace("Z", "+00:00")
+        # bench (issue 13, hostile input): a year under 1000 as strftime writes it ("1-01-01…",
+        # unpadded) is read as the year it names instead of crashing the run
+        year, dash, rest = text.partition("-")
+        if dash and year.isdigit() and len(year) < 4:
+            text = f"{int(year):04d}-{rest}"
         moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -76,7 +81,9 @@ def parse_moment(value: Any) -> datetime | None:
 def norm_moment(value: Any) -> str | None:
     """Moments as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds): the form both sides compare in."""
     moment = parse_moment(value)
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # bench (issue 13, hostile input): the year padded by hand; strftime's %Y writes year 1 as
+    # "1", which fromisoformat then refuses (an appointment in year 0001 crashed a run)
+    return None if moment is None else f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%SZ")
 
 
 def norm_date(value: Any) -> str | None:

@@ -94,9 +94,9 @@ class SendJournal:
         raise_alert(
             self.database,
             code,
-            str(title),
-            str(message),
-            str(action),
+            title,
+            message,
+            action,
             severity=severity,
             subject=subject,
         )

@@ -26,6 +26,7 @@ from sqlalchemy import delete, func, or_, select
 from sync.engine.state import ALERT_AFTER, PENDING_CRM, SYNCED, UNTRACKED, backoff
 from sync.mail.facade import RecordRef
 from sync.mail.settings import record_dict
+from sync.messages import N_
 from sync.runs import raise_alert, resolve_alerts
 from sync.store.base import utcnow
 from sync.store.db import Database
@@ -291,9 +292,13 @@ class MailLinks:
             raise_alert(
                 self.database,
                 "item-failed",
-                "A message keeps failing to be tracked",
-                f"{message} (after {self.alert_after} attempts; it is retried with backoff)",
-                "It is retried automatically; see the message's error for details.",
+                N_("A message keeps failing to be tracked"),
+                N_(
+                    "%(error)s (after %(num)s attempts; it is retried with backoff)",
+                    error=message,
+                    num=self.alert_after,
+                ),
+                N_("It is retried automatically; see the message's error for details."),
                 severity="error",
                 subject=f"{KIND}:{item_id}"[:200],
             )

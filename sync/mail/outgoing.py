@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from sync.mail import token
 from sync.mailbox.mime import Attachment
+from sync.messages import to_json
 from sync.setup.messages import N_, Msg
 from sync.sides import AuthError, Invalid, SideError, Throttled, Unavailable
 
@@ -181,6 +182,8 @@ class OutgoingResult:
     """Found to have gone out already (a previous run or install): only marked Sent."""
     errors: int = 0
     message: str | None = None
+    message_msg: Any = None
+    """`message` as a message id with parameters (sync.messages.to_json), for the pages."""
     stopped: bool = False
     """Throttling or an outage stopped the stage; the rest stays pending for the next run."""
 
@@ -194,7 +197,13 @@ class OutgoingResult:
         }
         if self.message:
             counts["message"] = self.message
+            if self.message_msg:
+                counts["message_msg"] = self.message_msg
         return counts
+
+    def say(self, message: Msg) -> None:
+        """Why the stage stopped or what failed last, in English and as a message id."""
+        self.message, self.message_msg = str(message), to_json(message)
 
 
 TrackingToken = Callable[[OutgoingEmail], str]
@@ -236,7 +245,9 @@ def send_pending(
         raise
     except SideError as error:  # throttled, down, or the query refused: nothing to do this run
         result.stopped = True
-        result.message = f"reading Pending Send email: {error.message or type(error).__name__}"
+        result.say(
+            N_("reading Pending Send email: %(error)s", error=error.message or type(error).__name__)
+        )
         if not isinstance(error, Throttled | Unavailable):
             result.errors += 1
         return result
@@ -252,7 +263,13 @@ def send_pending(
         except (Throttled, Unavailable) as error:
             log.info("outgoing email stopped at %s: %s", email.id, error)
             result.stopped = True
-            result.message = f"{type(error).__name__}: {error.message}; the rest waits"
+            result.say(
+                N_(
+                    "%(error)s: %(detail)s; the rest waits",
+                    error=type(error).__name__,
+                    detail=error.message,
+                )
+            )
             break
         except SideError as error:
             log.warning("outgoing email %s failed: %s", email.id, error)

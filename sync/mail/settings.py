@@ -180,3 +180,14 @@ def ensure_started(profile: Profile, settings: EmailSettings, now: datetime) -> 
         return settings
     profile.set(TRACKING_STARTED_AT, utc_text(now))
     return load(profile)
+
+
+def chosen_workloads(profile: Profile) -> frozenset[str]:
+    """The email workloads ("incoming", "outgoing") the stored choices make this client's; none
+    before the "What to sync" step is saved: email is the user's choice, never a default."""
+    from sync.setup.mailbox import email_workloads
+
+    if not profile.step_done("choices"):
+        return frozenset()
+    email = load(profile)
+    return email_workloads(email.tracking_on, email.send_crm_email)

@@ -62,6 +62,7 @@ from sync.mail.tracking import (
     may_track,
 )
 from sync.mailbox.fields import TRACKED_CATEGORY
+from sync.messages import N_, Msg, to_json
 from sync.runs import raise_alert, resolve_alerts
 from sync.sides import (
     AuthError,
@@ -153,6 +154,8 @@ class TrackResult:
     attachments_skipped: int = 0
     errors: int = 0
     message: str | None = None
+    message_msg: Any = None
+    """`message` as a message id with parameters (sync.messages.to_json), for the pages."""
     stopped: bool = False
 
     def counts(self) -> dict[str, Any]:
@@ -165,6 +168,8 @@ class TrackResult:
         }
         if self.message:
             data["message"] = self.message
+            if self.message_msg:
+                data["message_msg"] = self.message_msg
         return data
 
 
@@ -255,12 +260,17 @@ class Tracker:
             raise_alert(
                 self.links.database,
                 FOLDER_ALERT,
-                "A tracked folder is gone",
-                f"The tracked folder “{name}” is no longer in the mailbox ({gone.message}).",
-                "Choose the tracked folders again on the Mail page.",
+                N_("A tracked folder is gone"),
+                N_(
+                    "The tracked folder “%(name)s” is no longer in the mailbox (%(error)s).",
+                    name=name,
+                    error=gone.message,
+                ),
+                N_("Choose the tracked folders again on the Mail page."),
                 subject=folder[:200],
             )
-            self.result.message = f"tracked folder {name!r} is gone"
+            gone_msg = N_("tracked folder “%(name)s” is gone", name=name)
+            self.result.message, self.result.message_msg = str(gone_msg), to_json(gone_msg)
             return
         if folder in self.settings.tracked_folders:
             resolve_alerts(self.links.database, FOLDER_ALERT, folder[:200])
@@ -632,20 +642,30 @@ class Tracker:
         self, email_id: str, item: Upsert, data: AttachmentData, limit: int, detail: str
     ) -> None:
         self.result.attachments_skipped += 1
-        subject = str(item.fields.get("subject") or "(no subject)")
-        reason = detail or (
-            f"it is larger ({data.size:,} bytes) than your organization's attachment limit "
-            f"({limit:,} bytes)"
+        subject: Msg | str = str(item.fields.get("subject") or "") or N_("(no subject)")
+        size, most = f"{data.size:,}", f"{limit:,}"
+        reason: Msg | str = detail or N_(
+            "it is larger (%(size)s bytes) than your organization's attachment limit "
+            "(%(limit)s bytes)",
+            size=size,
+            limit=most,
         )
         raise_alert(
             self.links.database,
             ATTACHMENT_ALERT,
-            "An attachment was not tracked",
-            f"The attachment “{data.name}” of the message “{subject}” was not added to its CRM "
-            f"email: {reason}. The message is tracked, with its other attachments.",
-            "Share the file another way, or ask your administrator to raise the maximum file "
-            "size (Settings > Administration > System Settings > Email), then add it to the "
-            "email in the CRM.",
+            N_("An attachment was not tracked"),
+            N_(
+                "The attachment “%(name)s” of the message “%(subject)s” was not added to its "
+                "CRM email: %(reason)s. The message is tracked, with its other attachments.",
+                name=data.name,
+                subject=subject,
+                reason=reason,
+            ),
+            N_(
+                "Share the file another way, or ask your administrator to raise the maximum "
+                "file size (Settings > Administration > System Settings > Email), then add it "
+                "to the email in the CRM."
+            ),
             subject=f"{email_id}:{data.name}"[:200],
         )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from exchangelib import FileAttachment, ItemId, Message
@@ -46,7 +46,6 @@ from sync.mailbox.ews_readcache import REUSE_SECONDS, ReadReuse
 from sync.mailbox.fields import KIND_FOLDERS
 from sync.mailbox.mime import Attachment
 from sync.sides import (
-    AuthError,
     CreateOp,
     Deleted,
     DeleteOp,
@@ -59,6 +58,7 @@ from sync.sides import (
     Upsert,
     WriteOp,
     Written,
+    write_grouped,
 )
 
 __all__ = ["BasicAuth", "EwsConnection", "EwsSide", "NtlmAuth", "OAuthToken", "trust_ca_file"]
@@ -379,25 +379,7 @@ class EwsSide:
 
     def write(self, kind: str, ops: Sequence[WriteOp]) -> list[Result]:
         """Apply creates, updates and deletes in batches; one result per op, in order."""
-        results: list[Result | None] = [None] * len(ops)
-        appliers: list[tuple[type, Callable[[str, Any], list[Result]]]] = [
-            (CreateOp, self._create),
-            (UpdateOp, self._update),
-            (DeleteOp, self._delete),
-        ]
-        for op_type, apply in appliers:
-            group = [(i, op) for i, op in enumerate(ops) if isinstance(op, op_type)]
-            if not group:
-                continue
-            try:
-                done = apply(kind, [op for _, op in group])
-            except AuthError:
-                raise
-            except SideError as error:
-                done = [error] * len(group)
-            for (index, _), result in zip(group, done, strict=True):
-                results[index] = result
-        return [r if r is not None else NotFound("not applied") for r in results]
+        return write_grouped(kind, ops, self._create, self._update, self._delete)
 
     def _new_item(self, kind: str, **kwargs: Any) -> Any:
         cls = convert.ITEM_CLASSES[convert.base_kind(kind)]

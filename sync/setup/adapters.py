@@ -70,6 +70,24 @@ class DataverseDirectory:
             return user_id
         return str(row.get("fullname") or row.get("domainname") or user_id)
 
+    def users(self, limit: int = 200) -> list[CrmUser]:
+        # systemuser.md: IsDisabled (Boolean), FullName the primary name column
+        found: list[CrmUser] = []
+        for page in self.client.iter_pages(
+            "systemusers",
+            select=["systemuserid", "fullname"],
+            filter="isdisabled eq false",
+            orderby="fullname",
+            top=limit,
+        ):
+            found.extend(
+                CrmUser(str(row["systemuserid"]), str(row.get("fullname") or row["systemuserid"]))
+                for row in page
+            )
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
     def mailbox_of_user(self, user_id: str) -> MailboxRecord | None:
         rows = self._mailboxes(f"_regardingobjectid_value eq {user_id}")
         return rows[0] if rows else None
@@ -216,16 +234,68 @@ def ews_endpoint(
     )
 
 
+def graph_client(
+    provider: Any, upn: str | None, sandbox: Mapping[str, Any] | None, timeout: float = 60.0
+) -> Any:
+    """A `sync.graph.client.GraphClient` with the sign-in's token for the Graph mailbox scopes:
+    the sandbox's Graph (and its CA) in sandbox mode, else graph.microsoft.com."""
+    from sync.graph.client import GRAPH_URL, SCOPES, GraphClient
+
+    url = str(sandbox.get("graph_url") or GRAPH_URL) if sandbox else GRAPH_URL
+    ca_file = str(sandbox["graph_ca_file"]) if sandbox and sandbox.get("graph_ca_file") else None
+    return GraphClient(
+        url, provider.token_callable(list(SCOPES), upn), verify=ca_file, timeout=timeout
+    )
+
+
+def graph_mailbox_address(client: Any) -> tuple[str, str]:
+    """(mail, userPrincipalName) of Graph `/me`, after `/me/mailboxSettings` answered (a user
+    without an Exchange Online mailbox has no mailbox settings: user-get-mailboxsettings.md)."""
+    me = client.get("me?$select=mail,userPrincipalName")
+    client.get("me/mailboxSettings")
+    return str(me.get("mail") or ""), str(me.get("userPrincipalName") or "")
+
+
+class GraphMailboxProbe:
+    """`GraphProbe`: does the signed-in user's own tenant hold the mailbox? (Graph answers)."""
+
+    def __init__(self, make_client: Callable[[], Any]) -> None:
+        self.make_client = make_client
+
+    def has_mailbox(self, address: str) -> bool:
+        from sync.sides import SideError
+
+        wanted = address.strip().lower()
+        try:
+            client = self.make_client()
+        except (SideError, ValueError):  # no sign-in, or a Graph URL refused (not https)
+            return False
+        try:
+            mail, upn = graph_mailbox_address(client)
+        except SideError:  # refused, not found, unreachable: not a Graph mailbox for us
+            return False
+        finally:
+            client.close()
+        return wanted in (mail.lower(), upn.lower())
+
+
 class AdapterTester:
     """Opens the configured mailbox once, like Dynamics' "Test & Enable"."""
 
     def __init__(
-        self, ews_connection: Callable[[MailboxConfig, Mapping[str, str]], Any], ca_file: str | None
+        self,
+        ews_connection: Callable[[MailboxConfig, Mapping[str, str]], Any],
+        ca_file: str | None,
+        graph: Callable[[], Any] | None = None,
     ) -> None:
         self.ews_connection = ews_connection
         self.ca_file = ca_file
+        self.graph = graph
+        """Makes a GraphClient for the signed-in user (None: Graph mailboxes cannot be tested)."""
 
     def test(self, config: MailboxConfig, secrets: Mapping[str, str]) -> str | None:
+        if config.type == "graph":
+            return self._test_graph(config)
         if config.type == "exchange":
             # a new test finds the address again (the server may have moved)
             try:
@@ -251,6 +321,33 @@ class AdapterTester:
             session.stat()
         with SmtpSender(smtp).session():
             pass
+        return None
+
+    def _test_graph(self, config: MailboxConfig) -> str | None:
+        """`/me` and `/me/mailboxSettings` with the Graph token, for this very address: Graph
+        reaches only the signed-in user's own mailbox (`/me`)."""
+        from sync.sides import Invalid
+
+        if self.graph is None:
+            raise Invalid("Microsoft Graph is not available here.", "graph_unavailable")
+        client = self.graph()
+        try:
+            mail, upn = graph_mailbox_address(client)
+            # the delegated scopes the sync uses, so a missing consent shows now, not later
+            client.get("me/contacts?$top=1&$select=id")
+            client.get("me/todo/lists")
+        finally:
+            client.close()
+        if config.email.strip().lower() not in (mail.lower(), upn.lower()):
+            raise SetupError(
+                N_(
+                    "Microsoft Graph reaches only your own mailbox (%(own)s), not %(email)s. "
+                    "Use your own address, or choose Exchange Server (EWS).",
+                    own=mail or upn,
+                    email=config.email,
+                ),
+                "email",
+            )
         return None
 
 
@@ -304,14 +401,19 @@ def default_ports(profile: Profile, sandbox_info: Mapping[str, Any] | None = Non
     def claims(org: OrgInfo, config: MailboxConfig, user: CrmUser) -> Any:
         if config.type == "exchange":
             return EwsClaims(ews_connection(config, profile.mailbox_secrets(), shared=True))
+        # POP3 and Graph: a note of the user's in the organization (one home, NoteClaims)
         return DataverseClaims(client_for(org), user.id)
+
+    def graph() -> Any:
+        return graph_client(provider, upn, sandbox, timeout=20.0)
 
     return SetupPorts(
         discovery=Discovery,
         directory=lambda org: DataverseDirectory(client_for(org)),
-        mailbox_tester=lambda: AdapterTester(ews_connection, ews_ca),
+        mailbox_tester=lambda: AdapterTester(ews_connection, ews_ca, graph),
         claims=claims,
         extra={"opened": opened},
+        graph_probe=lambda: GraphMailboxProbe(graph),
     )
 
 

@@ -23,7 +23,15 @@ from sync.setup.messages import N_, Msg, SetupError
 from sync.setup.odata import entity_set
 from sync.setup.ports import CrmDirectory
 from sync.setup.profile import Profile
-from sync.setup.user_filters import USER_PREFIX, refresh_kinds, set_enabled, user_filters
+from sync.setup.user_filters import (
+    USER_PREFIX,
+    FieldDef,
+    UserFilter,
+    describe_conditions,
+    refresh_kinds,
+    set_enabled,
+    user_filters,
+)
 from sync.store.models import SyncFilter
 
 ME = "me"
@@ -57,6 +65,8 @@ KIND_LABELS: dict[str, Msg] = {
     "offline:contacts": N_("Contacts (offline)"),
     "offline:accounts": N_("Accounts (offline)"),
     "offline:leads": N_("Leads (offline)"),
+    "offline:opportunities": N_("Opportunities (offline)"),
+    "offline:tasks": N_("Tasks (offline)"),
 }
 
 
@@ -123,13 +133,69 @@ BUILTIN_FILTERS: tuple[FilterDef, ...] = (
         (("_ownerid_value", "eq", ME), ("statecode", "eq", 0)),
         False,
     ),
+    FilterDef(
+        "offline-my-opportunities",
+        "offline:opportunities",
+        N_("My open opportunities"),
+        (("_ownerid_value", "eq", ME), ("statecode", "eq", 0)),
+        False,
+    ),
+    FilterDef(
+        "offline-my-open-tasks",
+        "offline:tasks",
+        N_("My open tasks"),
+        (("_ownerid_value", "eq", ME), ("statecode", "eq", 0)),
+        False,
+    ),
 )
 BY_SLUG = {f.slug: f for f in BUILTIN_FILTERS}
+BUILTIN_ONLY_FIELDS = (
+    # appointment.md InstanceTypeCode: 0 Not Recurring (a series syncs once, by its master)
+    FieldDef("instancetypecode", N_("Appointment type"), "option", ((0, N_("Single")),)),
+)
+"""Fields only built-in filters test: named in the summary, not offered in the builder."""
+
+
+@dataclass(frozen=True)
+class FilterSummary:
+    """A chosen filter as the summary shows it: its kind, name and conditions in words."""
+
+    kind: str
+    name: Msg | str
+    conditions: list[tuple[Msg, Msg, Msg | str]]
+
+
+def chosen_filters(
+    profile: Profile, user_names: Mapping[str, str] | None = None
+) -> list[FilterSummary]:
+    """The enabled messaging filters, built-in then the user's own, in words."""
+    chosen = current_choices(profile).filters
+    found = [
+        FilterSummary(d.kind, d.name, describe_conditions(*_described(d), user_names,
+                                                          BUILTIN_ONLY_FIELDS))
+        for d in BUILTIN_FILTERS
+        if d.slug in chosen
+    ]  # fmt: skip
+    found += [
+        FilterSummary(f.kind, f.name, describe_conditions(f.kind, f.conditions, user_names))
+        for f in user_filters(profile)
+        if f.enabled
+    ]
+    return found
+
+
+def _described(definition: FilterDef) -> tuple[str, list[dict[str, Any]]]:
+    """The kind and conditions a built-in filter is put in words with. An offline one (of a
+    table the builder has no fields for) says its owner condition with the contacts' words;
+    its name says the rest ("My open leads": a state's name differs per table)."""
+    conditions = [{"field": f, "op": op, "value": v} for f, op, v in definition.conditions]
+    if not is_offline(definition.slug):
+        return definition.kind, conditions
+    return "contacts", [c for c in conditions if c["field"] == "_ownerid_value"]
 
 
 def is_offline(slug: str) -> bool:
-    """Whether `slug` names a built-in offline filter (stored, not offered until offline is
-    built)."""
+    """Whether `slug` names a built-in offline filter (the offline job's, not messaging's)."""
     definition = BY_SLUG.get(slug)
     return definition is not None and definition.kind.startswith(odata.OFFLINE_PREFIX)
 
@@ -167,13 +233,24 @@ def count_for(directory: CrmDirectory, slug: str, me: str) -> int:
     return directory.count(entity_set(definition.kind), to_odata(definition.conditions, me))
 
 
-def count_union(directory: CrmDirectory, slugs: Sequence[str], me: str) -> dict[str, int]:
+def count_union(
+    directory: CrmDirectory,
+    slugs: Sequence[str],
+    me: str,
+    own: Sequence[UserFilter] = (),
+    tz: str = "UTC",
+) -> dict[str, int]:
     """Per kind, how many records the chosen filters select together (a record in two
-    filters counts once: one count of the filters joined with `or`)."""
+    filters counts once: one count of the filters joined with `or`); `own`: the user's
+    own filters that are ticked too."""
     by_kind: dict[str, list[str]] = {}
     for slug in slugs:
         definition = BY_SLUG[slug]
         by_kind.setdefault(definition.kind, []).append(f"({to_odata(definition.conditions, me)})")
+    for found in own:
+        by_kind.setdefault(found.kind, []).append(
+            f"({odata.to_odata(found.conditions, me, tz=tz)})"
+        )
     return {
         kind: directory.count(entity_set(kind), " or ".join(parts))
         for kind, parts in by_kind.items()
@@ -200,9 +277,25 @@ def parse_choices(form: Mapping[str, Any], filters: Sequence[str]) -> Choices:
         if value not in DIRECTIONS:
             raise SetupError(N_("Choose a direction for each kind."), f"direction_{group}")
         directions[group] = value
-    return Choices(
+    picked = Choices(
         tuple(dict.fromkeys(filters)), tracking, directions, interval, **_email_choices(form)
     )
+    require_something(picked)
+    return picked
+
+
+NOTHING_TO_SYNC = N_(
+    "Choose at least one thing to sync: tick a sync filter, track email automatically, or "
+    "send CRM email through this mailbox."
+)
+
+
+def require_something(choices: Choices) -> None:
+    """Refuse a setup that would sync nothing: no filter of a messaging kind (offline ones
+    are another job), no email tracking and no sending. Raises SetupError on "filters"."""
+    messaging = [s for s in choices.filters if not is_offline(s)]
+    if not messaging and not choices.email_on:
+        raise SetupError(NOTHING_TO_SYNC, "filters")
 
 
 def _flag(form: Mapping[str, Any], name: str, default: bool) -> bool:

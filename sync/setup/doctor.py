@@ -90,7 +90,7 @@ def run_doctor(profile: Profile, sandbox_info: Mapping[str, Any] | None = None) 
         if user is not None:
             _tables(client, user, findings)
             _metadata(client, findings)
-            _delivery_methods(client, user, findings)
+            _delivery_methods(client, user, _synced_here(profile), findings)
             _claims(profile, sandbox_info, org, user, findings)
     finally:
         client.close()
@@ -145,14 +145,16 @@ def _sign_in(
 
 def _resources(
     profile: Profile, sandbox_info: Mapping[str, Any] | None
-) -> list[tuple[str, Msg, str]]:
-    """(check id, what it is for, scope) of every resource the app uses."""
+) -> list[tuple[str, Msg, str | tuple[str, ...]]]:
+    """(check id, what it is for, scope or scopes) of every resource the app uses."""
     from sync.auth import dataverse_scope, discovery_scope, ews_scope
     from sync.setup.adapters import GLOBAL_DISCOVERY
 
     sandbox = sandbox_info if (profile.get("auth") or {}).get("provider") == "sandbox" else None
     discovery = str(sandbox["discovery_url"]) if sandbox else GLOBAL_DISCOVERY
-    found = [("token:discovery", N_("finding your organizations"), discovery_scope(discovery))]
+    found: list[tuple[str, Msg, str | tuple[str, ...]]] = [
+        ("token:discovery", N_("finding your organizations"), discovery_scope(discovery))
+    ]
     orgs = [o for o in (profile.synchronizing_org(), *profile.connected_orgs()) if o]
     for org in orgs:
         found.append(
@@ -166,6 +168,10 @@ def _resources(
     ews_url = (config.ews_url or config.found_ews_url) if config else ""
     if config is not None and config.type == "exchange" and config.auth == "oauth" and ews_url:
         found.append(("token:ews", N_("your Exchange mailbox"), ews_scope(ews_url)))
+    if config is not None and config.type == "graph":  # graph-wire: every delegated scope
+        from sync.graph.client import SCOPES
+
+        found.append(("token:graph", N_("your mailbox through Microsoft Graph"), SCOPES))
     return found
 
 
@@ -180,7 +186,7 @@ def _tokens(
     upn = profile.signed_in_upn
     for check, what, scope in _resources(profile, sandbox_info):
         try:
-            provider.token_for([scope], upn)
+            provider.token_for([scope] if isinstance(scope, str) else list(scope), upn)
         except ConsentRequired as error:
             action = (
                 N_(
@@ -399,7 +405,23 @@ def _metadata(client: DataverseClient, findings: list[Finding]) -> None:
     )
 
 
-def _delivery_methods(client: DataverseClient, user: CrmUser, findings: list[Finding]) -> None:
+def _synced_here(profile: Profile) -> tuple[str, frozenset[str]]:
+    """The mailbox type and the email workloads chosen: which delivery methods must name us."""
+    from sync.mail import settings as email_settings
+
+    config = profile.mailbox()
+    return (config.type if config else "exchange"), email_settings.chosen_workloads(profile)
+
+
+def _delivery_methods(
+    client: DataverseClient,
+    user: CrmUser,
+    synced: tuple[str, frozenset[str]],
+    findings: list[Finding],
+) -> None:
+    """Each workload's method: one this app syncs (appointments, contacts and tasks on Exchange;
+    incoming email while tracking, outgoing while CRM email is sent here) must name this client,
+    or server-side sync and this app would both act on it (or neither)."""
     from sync.setup.adapters import DataverseDirectory
 
     try:
@@ -432,7 +454,7 @@ def _delivery_methods(client: DataverseClient, user: CrmUser, findings: list[Fin
             "mailbox-record", OK, N_("Your CRM mailbox record is %(email)s.", email=record.email)
         )
     )
-    for status in mailbox_step.delivery_status(record):
+    for status in mailbox_step.delivery_status(record, *synced):
         check = f"delivery:{status.workload}"
         text = N_("%(workload)s: %(method)s.", workload=status.label, method=status.current)
         if status.is_this_client:
@@ -492,6 +514,18 @@ def _claims(
             close_ports(ports)
     if config.type == "exchange":
         findings.append(_organization_claim(org, claim))
+    elif config.type == "graph":  # graph-wire: the claim is a note in the organization
+        findings.append(
+            Finding(
+                "claim:organization",
+                INFO,
+                N_(
+                    "A mailbox reached through Microsoft Graph keeps its claim in %(name)s, in "
+                    "a note of yours.",
+                    name=org.friendly_name,
+                ),
+            )
+        )
     else:
         findings.append(
             Finding(

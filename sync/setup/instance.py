@@ -145,10 +145,12 @@ def ensure_still_synchronizing(profile: Profile, store: ClaimStore) -> bool:
     raise_alert(
         profile.database,
         LOST_ALERT,
-        title=str(message),
-        message="Messaging sync stopped on this computer.",
-        action="To sync here again, open the setup wizard's 'Synchronizing computer' step "
-        "and make this computer the synchronizing computer.",
+        title=message,
+        message=N_("Messaging sync stopped on this computer."),
+        action=N_(
+            "To sync here again, open the setup wizard's 'Synchronizing computer' step "
+            "and make this computer the synchronizing computer."
+        ),
         severity="error",
     )
     return False

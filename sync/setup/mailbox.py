@@ -18,10 +18,27 @@ from sync.runs import raise_alert, resolve_alerts
 from sync.setup import addresses
 from sync.setup import profile as keys
 from sync.setup.messages import N_, Msg, SetupError
-from sync.setup.ports import CrmDirectory, CrmUser, MailboxConfig, MailboxRecord, MailboxTester
+from sync.setup.ports import (
+    CrmDirectory,
+    CrmUser,
+    GraphProbe,
+    MailboxConfig,
+    MailboxRecord,
+    MailboxTester,
+)
 from sync.setup.profile import Profile
 from sync.sides import AuthError, Invalid, SideError, Unavailable
 from sync.store.db import Database
+
+MAILBOX_TYPES = ("exchange", "graph", "pop3")
+"""EWS (Exchange Server, or Exchange Online while EWS lasts), Exchange Online through Microsoft
+Graph, or a POP3 account with its SMTP server."""
+KINDS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "exchange": ("contacts", "appointments", "tasks"),
+    "graph": ("contacts", "tasks"),  # appointments over Graph are not built yet
+    "pop3": (),
+}
+"""The wizard's kinds each mailbox type syncs."""
 
 MAX_USERNAME = 256
 """Longer than any Windows (DOMAIN\\user) or UPN sign-in name; it is sent in every request."""
@@ -55,23 +72,23 @@ METHOD_LABELS: dict[str, dict[int, Msg]] = {
         2: N_("None"),
     },
 }
-ACT_METHOD_NAMES = {
-    0: "Microsoft Dynamics 365 for Outlook",
-    1: "Server-Side Synchronization",
-    2: "None",
+ACT_METHOD_NAMES: dict[int, Msg] = {
+    0: N_("Microsoft Dynamics 365 for Outlook"),
+    1: N_("Server-Side Synchronization"),
+    2: N_("None"),
 }
 """The act method's options in words, as the CRM's mailbox form names them (for alerts)."""
-METHOD_NAMES: dict[str, dict[int, str]] = {
+METHOD_NAMES: dict[str, dict[int, Msg]] = {
     "incoming": {
-        0: "None",
-        1: "Microsoft Dynamics 365 for Outlook",
-        2: "Server-Side Synchronization or Email Router",
-        3: "Forward Mailbox",
+        0: N_("None"),
+        1: N_("Microsoft Dynamics 365 for Outlook"),
+        2: N_("Server-Side Synchronization or Email Router"),
+        3: N_("Forward Mailbox"),
     },
     "outgoing": {
-        0: "None",
-        1: "Microsoft Dynamics 365 for Outlook",
-        2: "Server-Side Synchronization",
+        0: N_("None"),
+        1: N_("Microsoft Dynamics 365 for Outlook"),
+        2: N_("Server-Side Synchronization"),
     },
     "act": ACT_METHOD_NAMES,
 }
@@ -129,7 +146,7 @@ def parse_mailbox_form(
     email = (form.get("email") or "").strip()
     password = form.get("password") or ""
     secrets: dict[str, str] = {}
-    if kind not in ("exchange", "pop3"):
+    if kind not in MAILBOX_TYPES:
         errors["type"] = N_("Choose Exchange or POP3.")
     email_problem = addresses.email_problem(email)
     if email_problem is not None:
@@ -163,6 +180,8 @@ def parse_mailbox_form(
         config = MailboxConfig(
             type="exchange", email=email, ews_url=ews_url, auth=auth, username=username
         )
+    elif kind == "graph":  # the sign-in's own token: nothing more to ask
+        config = MailboxConfig(type="graph", email=email)
     elif kind == "pop3":
         pop3_host = (form.get("pop3_host") or "").strip()
         smtp_host = (form.get("smtp_host") or "").strip()
@@ -251,8 +270,31 @@ def synced_workloads(mailbox_type: str, email: frozenset[str] = frozenset()) -> 
     """The workloads this app syncs for a mailbox type: appointments, contacts and tasks need
     Exchange (a POP3 mailbox holds email only, as in Dynamics); the email workloads of `email`
     ("incoming" while tracking is on, "outgoing" while CRM email is sent here) on both."""
-    act = frozenset({"act"}) if mailbox_type == "exchange" else frozenset()
-    return act | (email & {"incoming", "outgoing"})
+    act = frozenset({"act"}) if mailbox_type in ("exchange", "graph") else frozenset()
+    # outgoing CRM email needs a send path: Graph's side has none yet
+    sendable = {"incoming"} if mailbox_type == "graph" else {"incoming", "outgoing"}
+    return act | (email & sendable)
+
+
+def supported_kinds(mailbox_type: str) -> tuple[str, ...]:
+    """The wizard's kinds ("contacts", "appointments", "tasks") a mailbox type syncs."""
+    return KINDS_BY_TYPE.get(mailbox_type, ())
+
+
+def can_send(mailbox_type: str) -> bool:
+    """Whether CRM email can be sent through this type of mailbox (the outgoing option)."""
+    return mailbox_type != "graph"
+
+
+def pick_mailbox_type(probe: GraphProbe | None, address: str) -> str:
+    """The wizard's default: "graph" when the signed-in user's own tenant holds the mailbox
+    (Graph `/me` and `/me/mailboxSettings` answer for it), else "exchange" (autodiscover, EWS)."""
+    if probe is None or not address:
+        return "exchange"
+    try:
+        return "graph" if probe.has_mailbox(address) else "exchange"
+    except SideError:
+        return "exchange"
 
 
 def email_workloads(tracking_on: bool, send_crm_email: bool) -> frozenset[str]:
@@ -349,7 +391,7 @@ def take_email_methods(
     )
 
 
-def act_method_problem(database: Database, act: int | None) -> str | None:
+def act_method_problem(database: Database, act: int | None) -> Msg | None:
     """Why appointments, contacts and tasks may not sync here, by the mailbox record's
     `actdeliverymethod` (None: the user has no mailbox record); None when they may.
 
@@ -359,27 +401,70 @@ def act_method_problem(database: Database, act: int | None) -> str | None:
     return method_problem(database, "act", act)
 
 
-# the words of each workload's alert: (title, what is not done, the method's form label)
+# the words of each workload's alert: (title, message with no record, message with another
+# method, the action with no record, the action with another method)
 _WORKLOAD_WORDS = {
     "act": (
-        "Appointments, contacts and tasks are not synchronized",
-        "appointments, contacts and tasks are not synchronized",
-        "Appointments, Contacts, and Tasks",
+        N_("Appointments, contacts and tasks are not synchronized"),
+        N_(
+            "Your CRM user has no mailbox record, so appointments, contacts and tasks are "
+            "not synchronized."
+        ),
+        N_(
+            "Your CRM mailbox record sets Appointments, Contacts, and Tasks to %(method)s, "
+            "not to this client, so this computer does not synchronize them."
+        ),
+        N_(
+            "Ask your administrator to create your mailbox record (Settings > Email "
+            "Configuration > Mailboxes) with Appointments, Contacts, and Tasks set to "
+            "Microsoft Dynamics 365 for Outlook."
+        ),
+        N_(
+            "Ask your administrator to set Appointments, Contacts, and Tasks back to "
+            "Microsoft Dynamics 365 for Outlook on your mailbox record (Settings > Email "
+            "Configuration > Mailboxes), or press 'Set to this client' in Setup > Mailbox."
+        ),
     ),
     "incoming": (
-        "Incoming email is not tracked",
-        "incoming email is not tracked",
-        "Incoming Email",
+        N_("Incoming email is not tracked"),
+        N_("Your CRM user has no mailbox record, so incoming email is not tracked."),
+        N_(
+            "Your CRM mailbox record sets Incoming Email to %(method)s, not to this client, "
+            "so this computer does not handle it."
+        ),
+        N_(
+            "Ask your administrator to create your mailbox record (Settings > Email "
+            "Configuration > Mailboxes) with Incoming Email set to Microsoft Dynamics 365 "
+            "for Outlook."
+        ),
+        N_(
+            "Ask your administrator to set Incoming Email back to Microsoft Dynamics 365 for "
+            "Outlook on your mailbox record (Settings > Email Configuration > Mailboxes), or "
+            "press 'Set to this client' in Setup > What to sync."
+        ),
     ),
     "outgoing": (
-        "CRM email is not sent from this mailbox",
-        "CRM email is not sent through this mailbox",
-        "Outgoing Email",
+        N_("CRM email is not sent from this mailbox"),
+        N_("Your CRM user has no mailbox record, so CRM email is not sent through this mailbox."),
+        N_(
+            "Your CRM mailbox record sets Outgoing Email to %(method)s, not to this client, "
+            "so this computer does not handle it."
+        ),
+        N_(
+            "Ask your administrator to create your mailbox record (Settings > Email "
+            "Configuration > Mailboxes) with Outgoing Email set to Microsoft Dynamics 365 "
+            "for Outlook."
+        ),
+        N_(
+            "Ask your administrator to set Outgoing Email back to Microsoft Dynamics 365 for "
+            "Outlook on your mailbox record (Settings > Email Configuration > Mailboxes), or "
+            "press 'Set to this client' in Setup > What to sync."
+        ),
     ),
 }
 
 
-def method_problem(database: Database, workload: str, value: int | None) -> str | None:
+def method_problem(database: Database, workload: str, value: int | None) -> Msg | None:
     """Why `workload` ("act", "incoming" or "outgoing") may not run here, by the mailbox
     record's method for it (None: the user has no mailbox record); None when it may.
 
@@ -391,25 +476,14 @@ def method_problem(database: Database, workload: str, value: int | None) -> str 
     if value == THIS_CLIENT[workload]:
         resolve_alerts(database, ACT_ALERT, subject)
         return None
-    title, not_done, label = _WORKLOAD_WORDS[workload]
+    title, no_record, other, create, set_back = _WORKLOAD_WORDS[workload]
     if value is None:
-        message = f"Your CRM user has no mailbox record, so {not_done}."
-        action = (
-            "Ask your administrator to create your mailbox record (Settings > Email "
-            f"Configuration > Mailboxes) with {label} set to Microsoft Dynamics 365 for Outlook."
-        )
+        message, action = no_record, create
     else:
-        method = METHOD_NAMES[workload].get(value, f"an unknown method ({value})")
-        message = (
-            f"Your CRM mailbox record sets {label} to {method}, not to this client, so this "
-            f"computer does not {'synchronize them' if workload == 'act' else 'handle it'}."
+        method = METHOD_NAMES[workload].get(value) or N_(
+            "an unknown method (%(value)s)", value=value
         )
-        where = "Setup > Mailbox" if workload == "act" else "Setup > What to sync"
-        action = (
-            f"Ask your administrator to set {label} back to Microsoft Dynamics 365 for Outlook "
-            "on your mailbox record (Settings > Email Configuration > Mailboxes), or press "
-            f"'Set to this client' in {where}."
-        )
+        message, action = Msg(other.text, {"method": method}), set_back
     raise_alert(database, ACT_ALERT, title=title, message=message, action=action, subject=subject)
     return message
 
@@ -433,6 +507,16 @@ def check_connection(
                     "Exchange refused Mailbox Sync access to the mailbox (HTTP 403): EWS is "
                     "turned off for this mailbox, or the app is not on your organization's EWS "
                     "allow list. Ask your Exchange administrator to allow EWS for Mailbox Sync."
+                ),
+                "type",
+            ) from None
+        if config.type == "graph":
+            raise SetupError(
+                N_(
+                    "Microsoft Graph refused access to the mailbox of %(email)s (%(detail)s). "
+                    "Sign in again and give consent, or choose Exchange Server (EWS).",
+                    email=config.email,
+                    detail=refused.message or refused.code or "HTTP 403",
                 ),
                 "type",
             ) from None
@@ -476,6 +560,7 @@ def save_mailbox(
         config = replace(config, found_ews_url=used or "")  # not discovered again every run
     previous = profile.mailbox()
     profile.save_mailbox(config, dict(secrets))
+    clear_ews_blocked(profile)  # a switch to Graph, or a good test of EWS: syncing resumes
     profile.set(keys.MAILBOX_TESTED, True)
     profile.set(keys.CRM_USER, {"id": user.id, "name": user.name})
     if previous is not None and previous.email.lower() != config.email.lower():
@@ -493,3 +578,59 @@ def note_methods(profile: Profile, record: MailboxRecord) -> None:
         resolve_alerts(profile.database, ACT_ALERT)
         return
     act_method_problem(profile.database, record.act)
+
+
+# --- EWS blocked in Exchange Online ---------------------------------------------------------
+
+EWS_BLOCKED = "ews_blocked"
+"""Profile setting: {"endpoint", "at"} while Exchange Online refuses EWS (HTTP 403); messaging
+does not try the mailbox again until the user switches to Graph or tests the mailbox again."""
+EWS_BLOCKED_ALERT = "ews-blocked"
+EWS_ONLINE_SETTING = "ews_is_exchange_online"
+"""True: treat the EWS endpoint as Exchange Online whatever its host (the sandbox, told so)."""
+
+
+def is_exchange_online_ews(profile: Profile, endpoint: str) -> bool:
+    """Exchange Online's hosts (outlook.office365.com, *.outlook.com), or any host when the
+    profile says so (`EWS_ONLINE_SETTING`, for the sandbox)."""
+    from sync.auth import is_exchange_online
+
+    return bool(profile.get(EWS_ONLINE_SETTING)) or is_exchange_online(endpoint)
+
+
+def block_ews(profile: Profile, endpoint: str, detail: str) -> Msg:
+    """Exchange Online refused EWS: remember it (messaging stops trying) and open the alert
+    that explains the retirement and offers the switch to Graph. Returns the run's message."""
+    from datetime import UTC, datetime
+
+    profile.set(EWS_BLOCKED, {"endpoint": endpoint, "at": datetime.now(UTC).isoformat()})
+    message = N_(
+        "Exchange Online refused EWS for this mailbox (HTTP 403: %(detail)s). Microsoft "
+        "blocks EWS in Exchange Online by default since 1 October 2026 unless an "
+        "administrator allows the app, and turns it off for good on 1 April 2027.",
+        detail=detail,
+    )
+    raise_alert(
+        profile.database,
+        EWS_BLOCKED_ALERT,
+        title=N_("Exchange Online no longer accepts EWS"),
+        message=message,
+        action=N_(
+            "Switch the mailbox to Exchange Online (Microsoft Graph) in Settings; syncing "
+            "stops until you switch or test the mailbox again."
+        ),
+        severity="error",
+    )
+    return message
+
+
+def ews_blocked(profile: Profile) -> bool:
+    """Whether messaging waits for the user after Exchange Online refused EWS."""
+    config = profile.mailbox()
+    return bool(profile.get(EWS_BLOCKED)) and config is not None and config.type == "exchange"
+
+
+def clear_ews_blocked(profile: Profile) -> None:
+    if profile.get(EWS_BLOCKED):
+        profile.set(EWS_BLOCKED, None)
+    resolve_alerts(profile.database, EWS_BLOCKED_ALERT)

@@ -45,6 +45,9 @@ class MemoryWorld:
     claims: dict[str, ClaimInfo] = field(default_factory=dict)
     """claim location (mailbox address) → claim"""
     tests: list[str] = field(default_factory=list)
+    graph_mailboxes: set[str] = field(default_factory=set)
+    """Addresses whose owner's tenant answers Microsoft Graph (Exchange Online): the wizard
+    picks Graph for them (empty: every mailbox is reached through EWS)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_org(self, info: OrgInfo) -> MemoryOrg:
@@ -80,6 +83,9 @@ class MemoryDirectory:
         user = self.org.users.get(user_id)
         return user.name if user else user_id
 
+    def users(self, limit: int = 200) -> list[CrmUser]:
+        return sorted(self.org.users.values(), key=lambda u: u.name.casefold())[:limit]
+
     def mailbox_of_user(self, user_id: str) -> MailboxRecord | None:
         return next((m for m in self.org.mailboxes.values() if m.owner_id == user_id), None)
 
@@ -113,6 +119,10 @@ class MemoryTester:
 
     def test(self, config: MailboxConfig, secrets: Mapping[str, str]) -> str | None:
         self.world.tests.append(config.email)
+        if config.type == "graph":
+            if config.email.lower() not in self.world.graph_mailboxes:
+                raise AuthError("no Exchange Online mailbox", "ErrorAccessDenied")
+            return None
         host = config.ews_url or config.pop3_host
         if host and any(h in host for h in self.world.unreachable_hosts):
             raise Unavailable("connection refused")
@@ -127,6 +137,16 @@ class MemoryTester:
         if expected is None or secrets.get("mailbox_password") != expected:
             raise AuthError("wrong password")
         return used
+
+
+class MemoryGraphProbe:
+    """`GraphProbe` answering from `world.graph_mailboxes`."""
+
+    def __init__(self, world: MemoryWorld) -> None:
+        self.world = world
+
+    def has_mailbox(self, address: str) -> bool:
+        return address.strip().lower() in self.world.graph_mailboxes
 
 
 class MemoryClaims:
@@ -157,6 +177,7 @@ def memory_ports(world: MemoryWorld, upn: str) -> SetupPorts:
         claims=lambda org, mailbox, user: MemoryClaims(
             world, mailbox.email if mailbox.type == "exchange" else f"{org.id}/{user.id}"
         ),
+        graph_probe=lambda: MemoryGraphProbe(world),
     )
 
 

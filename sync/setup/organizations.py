@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 
 from sync.crm.watermark import DEFAULT_SWEEP_EVERY
+from sync.messages import joined
 from sync.runs import raise_alert, resolve_alerts
 from sync.setup import profile as keys
 from sync.setup.messages import N_, Msg, SetupError
@@ -233,11 +234,13 @@ def check_change_readers(profile: Profile, directory: Callable[[], Any]) -> list
         raise_alert(
             profile.database,
             READER_ALERT,
-            title="Some tables are synchronized without change tracking",
-            message=" ".join(str(n) for n in notices),
-            action="Syncing works; for faster syncs and immediate deletions, ask your "
-            "administrator for what each table names, then open Settings and press "
-            "'Check my setup'.",
+            title=N_("Some tables are synchronized without change tracking"),
+            message=joined(notices),
+            action=N_(
+                "Syncing works; for faster syncs and immediate deletions, ask your "
+                "administrator for what each table names, then open Settings and press "
+                "'Check my setup'."
+            ),
             severity="warning",
         )
     else:

@@ -51,7 +51,7 @@ class MailboxRecord:
 class MailboxConfig:
     """How to reach the user's mailbox (never the passwords: those live in the vault)."""
 
-    type: str  # "exchange" | "pop3"
+    type: str  # "exchange" (EWS) | "graph" (Exchange Online through Microsoft Graph) | "pop3"
     email: str
     ews_url: str = ""
     """Empty: found by autodiscover from `email`."""
@@ -102,6 +102,11 @@ class CrmDirectory(Protocol):
 
     def user_name(self, user_id: str) -> str: ...
 
+    def users(self, limit: int = 200) -> list[CrmUser]:
+        """Enabled users (`systemusers`, `isdisabled` false) by full name, at most `limit`:
+        the choices of an owner picker."""
+        ...
+
     def mailbox_of_user(self, user_id: str) -> MailboxRecord | None: ...
 
     def mailboxes_with_address(self, address: str) -> list[MailboxRecord]: ...
@@ -130,6 +135,13 @@ class MailboxTester(Protocol):
         ...
 
 
+class GraphProbe(Protocol):
+    def has_mailbox(self, address: str) -> bool:
+        """Whether the signed-in user's own tenant answers Graph `/me` and
+        `/me/mailboxSettings` for `address` (then the mailbox is Exchange Online through Graph)."""
+        ...
+
+
 class ClaimStore(Protocol):
     """Where the claim lives: the mailbox (Exchange) or the organization (POP3)."""
 
@@ -149,3 +161,5 @@ class SetupPorts:
     mailbox_tester: Callable[[], MailboxTester]
     claims: Callable[[OrgInfo, MailboxConfig, CrmUser], ClaimStore]
     extra: dict[str, object] = field(default_factory=dict)
+    graph_probe: Callable[[], GraphProbe] | None = None
+    """None: Graph is not asked, the wizard offers EWS as before."""

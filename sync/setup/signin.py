@@ -23,6 +23,7 @@ from sync.auth import (
     discovery_scope,
     provider_from_config,
 )
+from sync.messages import N_
 from sync.runs import raise_alert, resolve_alerts
 from sync.settings import get_setting, set_setting
 from sync.store.db import Database
@@ -73,16 +74,30 @@ def note_unencrypted_cache(database: Database, command: str | None = None) -> No
     command that would let it be encrypted; never again once the user acknowledged it."""
     if get_setting(database, PLAINTEXT_ACKNOWLEDGED):
         return
-    fix = f"run `{command}`, then" if command else "install and unlock a keyring, then"
+    fix = (
+        N_(
+            "To encrypt them, run `%(command)s`, then sign out and sign in again. Or keep "
+            "them as they are: choose “Keep unencrypted, I understand” and this alert is not "
+            "shown again.",
+            command=command,
+        )
+        if command
+        else N_(
+            "To encrypt them, install and unlock a keyring, then sign out and sign in again. "
+            "Or keep them as they are: choose “Keep unencrypted, I understand” and this alert "
+            "is not shown again."
+        )
+    )
     raise_alert(
         database,
         PLAINTEXT_ALERT,
-        "Sign-in tokens are stored unencrypted",
-        "This computer has no keyring Mailbox Sync can use, so the sign-in tokens and "
-        "passwords are kept in a file in the data folder that only your user account may "
-        "read (you agreed to this at sign-in).",
-        f"To encrypt them, {fix} sign out and sign in again. Or keep them as they are: "
-        "choose “Keep unencrypted, I understand” and this alert is not shown again.",
+        N_("Sign-in tokens are stored unencrypted"),
+        N_(
+            "This computer has no keyring Mailbox Sync can use, so the sign-in tokens and "
+            "passwords are kept in a file in the data folder that only your user account may "
+            "read (you agreed to this at sign-in)."
+        ),
+        fix,
     )
 
 

@@ -35,8 +35,10 @@ class FieldDef:
 
     column: str
     label: Msg
-    type: str  # "user" | "option" | "text" | "date"
+    type: str  # "user" | "option" | "text" | "date" | "number"
     options: tuple[tuple[int, Msg], ...] = ()
+    bounds: tuple[int, int] = (0, 0)
+    """A number's smallest and largest value."""
 
 
 _OWNER = FieldDef("_ownerid_value", N_("Owner"), "user")
@@ -79,6 +81,7 @@ FIELDS: dict[str, tuple[FieldDef, ...]] = {
         ),
         FieldDef("subject", N_("Subject"), "text"),
         FieldDef("scheduledend", N_("Due"), "date"),
+        FieldDef("percentcomplete", N_("Percent complete"), "number", bounds=(0, 100)),
     ),
 }
 KINDS: dict[str, Msg] = {
@@ -102,7 +105,16 @@ OPERATORS_BY_TYPE: dict[str, tuple[str, ...]] = {
     "option": ("eq", "ne"),
     "text": ("eq", "ne", "contains", "null", "not_null"),
     "date": ("lt", "le", "gt", "ge", "null", "not_null"),
+    "number": ("eq", "ne", "lt", "le", "gt", "ge"),
 }
+NUMBER_OPERATORS: dict[str, Msg] = {
+    "lt": N_("is less than"),
+    "le": N_("is at most"),
+    "gt": N_("is more than"),
+    "ge": N_("is at least"),
+}
+"""A number's comparisons in words ("is before" is for dates)."""
+ME_WORD = N_("me")
 _RELATIVE = re.compile(r"^today(?:\s*([+-])\s*(\d{1,4}))?$", re.IGNORECASE)
 _GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
@@ -134,7 +146,20 @@ def _value(definition: FieldDef, op: str, raw: str) -> Any:
             return "me"
         if _GUID.match(text):
             return text.lower()
-        raise SetupError(N_("Owner: type me, or a user's id (a GUID)."), "value")
+        raise SetupError(N_("Owner: choose me or one of the CRM's users."), "value")
+    if definition.type == "number":
+        low, high = definition.bounds
+        try:
+            number = int(text)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise SetupError(
+                N_("%(field)s: a whole number from %(min)s to %(max)s.",
+                   field=definition.label, min=low, max=high),
+                "value",
+            )  # fmt: skip
+        return number
     if definition.type == "option":
         allowed = {value for value, _label in definition.options}
         by_label = {str(label).casefold(): value for value, label in definition.options}
@@ -282,17 +307,76 @@ def _user_filter(row: SyncFilter) -> UserFilter:
     return UserFilter(row.id, row.kind, row.name, tuple(row.conditions or ()), bool(row.enabled))
 
 
-def describe(found: UserFilter) -> list[tuple[Msg, Msg, Msg | str]]:
-    """(field label, operator label, value: an option's label or the text) per condition."""
+def operator_label(definition: FieldDef, op: str) -> Msg:
+    """The operator in words for this field's type."""
+    if definition.type == "number" and op in NUMBER_OPERATORS:
+        return NUMBER_OPERATORS[op]
+    return OPERATORS[op]
+
+
+_STORED_RELATIVE = re.compile(r"^today(?:([+-])(\d+) days)?$")
+
+
+def value_words(
+    definition: FieldDef, value: Any, user_names: Mapping[str, str] | None = None
+) -> Msg | str:
+    """A stored value as the user would say it: "me", a user's name, an option's label,
+    "7 days from today", a date without its time."""
+    if value is None:
+        return ""
+    for option, label in definition.options:
+        if option == value:
+            return label
+    text = str(value)
+    if definition.type == "user":
+        return ME_WORD if text == "me" else (user_names or {}).get(text, text)
+    if definition.type == "date":
+        relative = _STORED_RELATIVE.match(text)
+        if relative and not relative.group(2):
+            return N_("today")
+        if relative:
+            days = int(relative.group(2))
+            if relative.group(1) == "-":
+                return N_("%(days)s days before today", days=days)
+            return N_("%(days)s days from today", days=days)
+        return text[:10] if re.match(r"^\d{4}-\d\d-\d\dT00:00:00Z$", text) else text
+    return text
+
+
+def describe_conditions(
+    kind: str,
+    conditions: Sequence[Mapping[str, Any]],
+    user_names: Mapping[str, str] | None = None,
+    extra: Sequence[FieldDef] = (),
+) -> list[tuple[Msg, Msg, Msg | str]]:
+    """(field label, operator label, value in words) per condition of `kind`; `extra`: fields
+    only built-in filters test (not offered to the user)."""
     out: list[tuple[Msg, Msg, Msg | str]] = []
-    for condition in found.conditions:
-        definition = field_def(found.kind, str(condition["field"]))
+    for condition in conditions:
+        column = str(condition["field"])
+        definition = field_def(kind, column) or next((f for f in extra if f.column == column), None)
         if definition is None:
             continue
-        value = condition.get("value")
-        shown: Msg | str = "" if value is None else str(value)
-        for option, label in definition.options:
-            if option == value:
-                shown = label
-        out.append((definition.label, OPERATORS[str(condition["op"])], shown))
+        op = str(condition["op"])
+        shown = value_words(definition, condition.get("value"), user_names)
+        out.append((definition.label, operator_label(definition, op), shown))
     return out
+
+
+def describe(
+    found: UserFilter, user_names: Mapping[str, str] | None = None
+) -> list[tuple[Msg, Msg, Msg | str]]:
+    """(field label, operator label, value in words) per condition of a user filter."""
+    return describe_conditions(found.kind, found.conditions, user_names)
+
+
+def user_ids(filters: Sequence[UserFilter]) -> set[str]:
+    """The users (not "me") the filters' owner conditions name: their names are looked up."""
+    return {
+        str(c.get("value"))
+        for f in filters
+        for c in f.conditions
+        if (d := field_def(f.kind, str(c["field"]))) is not None
+        and d.type == "user"
+        and c.get("value") not in (None, "me")
+    }

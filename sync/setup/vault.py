@@ -158,16 +158,28 @@ class Vault:
                 ).first()
             if seen is not None:
                 return
-        agreed = " (you agreed)" if self._consented() else ""
+        message = (
+            N_(
+                "This computer has no keyring to encrypt secrets, so the mailbox and SMTP "
+                "passwords are kept in a file in the data folder that only your user account "
+                "may read (you agreed)."
+            )
+            if self._consented()
+            else N_(
+                "This computer has no keyring to encrypt secrets, so the mailbox and SMTP "
+                "passwords are kept in a file in the data folder that only your user account "
+                "may read."
+            )
+        )
         raise_alert(
             self.database,
             PLAINTEXT_ALERT,
-            "Passwords stored unencrypted",
-            "This computer has no keyring to encrypt secrets, so the mailbox and SMTP "
-            "passwords are kept in a file in the data folder that only your user account "
-            f"may read{agreed}.",
-            "Install and unlock a keyring (libsecret with GNOME Keyring or KWallet, and "
-            "PyGObject), then restart the app: the passwords move into it by themselves.",
+            N_("Passwords stored unencrypted"),
+            message,
+            N_(
+                "Install and unlock a keyring (libsecret with GNOME Keyring or KWallet, and "
+                "PyGObject), then restart the app: the passwords move into it by themselves."
+            ),
             subject=ALERT_SUBJECT,
         )
 

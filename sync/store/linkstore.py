@@ -24,12 +24,21 @@ from sync.engine.state import (
     add_made,
     backoff,
 )
+from sync.messages import N_, Msg, kind_word
 from sync.runs import raise_alert, resolve_alerts
 from sync.store.base import utcnow
 from sync.store.db import Database
 from sync.store.models import ConflictRecord, ItemError, Link, SyncToken
 
 CHUNK = 500
+STORE_ALERT_ACTIONS: dict[str, Msg] = {
+    "side-emptied": N_(
+        "Check the account and folder; if it is intended, confirm on the Alerts page."
+    ),
+    "item-failed": N_("It is retried automatically; see the item's error for details."),
+    "second-copy": N_("Delete, in the mailbox, the copy you do not want to keep."),
+}
+"""What the user can do about each alert the engine raises."""
 """Ids per IN (…) clause, well below SQLite's variable limit."""
 
 
@@ -254,8 +263,12 @@ class SqlLinkStore:
         for crm_id, message in alerts:
             self.alert(
                 "item-failed",
-                f"An item keeps failing to sync ({kind})",
-                f"{message} (after {self.alert_after} attempts; it is retried with backoff)",
+                N_("An item keeps failing to sync (%(kind)s)", kind=kind_word(kind)),
+                N_(
+                    "%(error)s (after %(num)s attempts; it is retried with backoff)",
+                    error=message,
+                    num=self.alert_after,
+                ),
                 subject=f"{kind}:{crm_id}",
             )
 
@@ -290,10 +303,8 @@ class SqlLinkStore:
     def resolve_alert(self, code: str, subject: str = "") -> None:
         resolve_alerts(self.database, code, subject)
 
-    def alert(self, code: str, title: str, message: str = "", subject: str = "") -> None:
-        action = {
-            "side-emptied": "Check the account and folder; if it is intended, confirm on the Alerts page.",
-            "item-failed": "It is retried automatically; see the item's error for details.",
-            "second-copy": "Delete, in the mailbox, the copy you do not want to keep.",
-        }.get(code, "")
+    def alert(
+        self, code: str, title: Msg | str, message: Msg | str = "", subject: str = ""
+    ) -> None:
+        action = STORE_ALERT_ACTIONS.get(code, "")
         raise_alert(self.database, code, title, message, action, severity="error", subject=subject)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sync.messages import N_, Msg
 from sync.store.db import sqlite_path
 
 POLL_SECONDS = 0.1
@@ -51,6 +52,22 @@ class Busy(Exception):
         )
         self.name = name
         self.holder = holder
+
+    @property
+    def msg(self) -> Msg:
+        """The same, as a message to translate where shown (the holder's words as they are)."""
+        if self.holder is None:
+            return N_(
+                "Another Mailbox Sync job is writing this data. It was left to finish; try "
+                "again when it is done."
+            )
+        return N_(
+            "Another Mailbox Sync job is writing this data: %(what)s (process %(pid)s, since "
+            "%(since)s UTC). It was left to finish; try again when it is done.",
+            what=self.holder.what,
+            pid=self.holder.pid,
+            since=str(self.holder.since),
+        )
 
 
 def lock_directory(url: str) -> Path | None:

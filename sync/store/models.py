@@ -89,10 +89,15 @@ class Run(Base):
     outcome: Mapped[str] = mapped_column(String(20), default="running")
     """running | ok | partial | failed | skipped | interrupted (its process ended mid-run)"""
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The message in English (`status`, rows older than `message_msg`)."""
+    message_msg: Mapped[Any] = mapped_column(JSON, nullable=True)
+    """The same as a message id with parameters (sync.messages), translated where shown."""
     counts: Mapped[Any] = mapped_column(JSON, default=dict)
     """{kind: {"crm": {"created": n, ...}, "mailbox": {...}, "errors": n}}"""
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[Any] = mapped_column(JSON, nullable=True)
+    """{kind: {phase, done, total}}: the one progress model, see sync/progress.py"""
     phase: Mapped[str | None] = mapped_column(String(100), nullable=True)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """The process that runs it: a run whose process is gone was interrupted (sync.runs)."""
@@ -117,6 +122,9 @@ class Alert(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     action: Mapped[str] = mapped_column(Text, default="")
     """What the user can do about it."""
+    texts: Mapped[Any] = mapped_column(JSON, nullable=True)
+    """Title, message and action as message ids with parameters (sync.messages), translated
+    where shown: {"title": {"id", "params", ...}, ...}; the text columns keep the English."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     count: Mapped[int] = mapped_column(Integer, default=1)
@@ -175,3 +183,73 @@ class SyncFilter(Base):
     conditions: Mapped[Any] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --- offline (issue 12): rows taken offline, the queue of local changes, table metadata ----------
+
+
+class OfflineRow(Base):
+    """A CRM row kept for offline work: its fields now, the base snapshot it was downloaded
+    with (the common ancestor of the merge on going online), its ETag, and its local state."""
+
+    __tablename__ = "offline_rows"
+    __table_args__ = (
+        UniqueConstraint("org", "entity_set", "row_id", name="uq_offline_rows"),
+        Index("ix_offline_rows_title", "org", "entity_set", "title"),
+        Index("ix_offline_rows_updated", "org", "entity_set", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org: Mapped[str] = mapped_column(String(36))
+    entity_set: Mapped[str] = mapped_column(String(100))
+    row_id: Mapped[str] = mapped_column(String(36))
+    title: Mapped[str] = mapped_column(String(300), default="")
+    """The row's primary name, lower-cased for search and sort (indexed)."""
+    fields: Mapped[Any] = mapped_column(JSON, default=dict)
+    base: Mapped[Any] = mapped_column(JSON, nullable=True)
+    """The fields as downloaded: None for a row created offline."""
+    etag: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    state: Mapped[str] = mapped_column(String(10), default="clean")
+    """clean | created | updated | deleted (deleted rows stay until replayed)"""
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class OfflineChange(Base):
+    """One queued local change, replayed in `id` order; `status` is the replay's journal:
+    queued → sending (written before the call) → done / conflict / failed (after it)."""
+
+    __tablename__ = "offline_queue"
+    __table_args__ = (Index("ix_offline_queue_status", "org", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org: Mapped[str] = mapped_column(String(36))
+    op: Mapped[str] = mapped_column(String(10))
+    """create | update | delete"""
+    entity_set: Mapped[str] = mapped_column(String(100))
+    row_id: Mapped[str] = mapped_column(String(36))
+    """The row's id; for a create, the GUID made here (the idempotency key)."""
+    changes: Mapped[Any] = mapped_column(JSON, default=dict)
+    base_etag: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    status: Mapped[str] = mapped_column(String(10), default="queued")
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class OfflineTable(Base):
+    """A table taken offline: its columns (for the editor) and its change-tracking delta link."""
+
+    __tablename__ = "offline_tables"
+
+    org: Mapped[str] = mapped_column(String(36), primary_key=True)
+    entity_set: Mapped[str] = mapped_column(String(100), primary_key=True)
+    logical_name: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(100))
+    """The primary id column (contactid, accountid, …)."""
+    title_column: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    columns: Mapped[Any] = mapped_column(JSON, default=list)
+    """[{name, label, type, required, options: [[value, label]], targets: [entity set]}]"""
+    delta_link: Mapped[str | None] = mapped_column(Text, nullable=True)
+    row_filter: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The `$filter` the rows were chosen with (kept to apply to the delta)."""
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

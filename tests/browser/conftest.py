@@ -279,17 +279,21 @@ def choices_and_finish(page: Page, shots: str, keep: Sequence[str] = DEFAULT_FIL
 
 def run_ids(page: Page) -> list[int]:
     """The ids of the runs the dashboard lists (newest first)."""
-    ids = page.get_by_test_id("run-row").evaluate_all("rows => rows.map(r => r.dataset.runId)")
+    ids = page.locator("[data-testid=run-row], [data-testid=quiet-row]").evaluate_all(
+        "rows => rows.map(r => r.dataset.runId)"
+    )
     return [int(i) for i in ids]
 
 
 FINISHED_MESSAGING_RUN = """(args) => {
     if (args.orRunning && document.querySelector('[data-testid=progress]')) return -1;
-    const rows = [...document.querySelectorAll('[data-testid=run-row]')].filter((r) =>
+    // a quiet run is folded into a "quiet since" row that carries the newest run's id
+    const rows = [...document.querySelectorAll('[data-testid=run-row], [data-testid=quiet-row]')]
+        .filter((r) =>
         +r.dataset.runId > args.newerThan
         && !r.classList.contains('running')
         && !(args.excludeSkipped && r.classList.contains('skipped'))
-        && r.cells[1].textContent.trim() === 'messaging');
+        && r.dataset.job === 'messaging');
     return rows.length ? Math.max(...rows.map((r) => +r.dataset.runId)) : 0;
 }"""
 """The newest finished messaging run's id on the dashboard (0: none yet; -1: `orRunning` and a
@@ -303,7 +307,7 @@ def wait_for_messaging_run(
     above `newer_than` (and not skipped, if so asked); return that run's row."""
     args = {"newerThan": newer_than, "excludeSkipped": exclude_skipped, "orRunning": False}
     found = _wait_for_runs(page, args, timeout)
-    return page.locator(f"[data-testid=run-row][data-run-id='{found}']")
+    return page.locator(f"[data-run-id='{found}']")
 
 
 def wait_for_progress_or_run(page: Page, newer_than: int = 0, timeout: float = 60_000) -> bool:

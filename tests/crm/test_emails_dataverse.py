@@ -297,11 +297,11 @@ def test_resolve_many_addresses_in_one_request(
     assert ALICE not in only_records and len(only_records) == 3
 
 
-def test_search_records_by_name_skips_tables_the_org_lacks(
+def test_search_records_by_name_across_the_tables(
     sandbox: Sandbox, alice_emails: DataverseEmails
 ) -> None:
-    """Set Regarding's search: `contains` on each table's primary name, `$top`, one request;
-    `opportunities` is not in an organization without Sales (the sandbox's): left out."""
+    """Set Regarding's search: `contains` on each table's primary name (opportunity.md: `name`),
+    `$top`, one request for all four tables, opportunities included."""
     _, _, name = a_contact(sandbox)
     word = name.split()[0]
     before = alice_emails.client.request_count
@@ -311,6 +311,8 @@ def test_search_records_by_name_skips_tables_the_org_lacks(
     assert all(word.lower() in r.name.lower() for r in found)
     assert [r.name.casefold() for r in found] == sorted(r.name.casefold() for r in found)
     assert alice_emails.search_records("zzz-no-such-name", ["contacts"], 25) == []
+    deals = alice_emails.search_records("deal", ["contacts", "accounts", "opportunities"], 25)
+    assert deals and {r.entity_set for r in deals} == {"opportunities"}
 
 
 # --- changes ---------------------------------------------------------------------------------------
@@ -323,6 +325,9 @@ def test_set_and_clear_regarding(sandbox: Sandbox, alice_emails: DataverseEmails
     alice_emails.create_email(email)
     alice_emails.set_regarding(email.id, RecordRef("accounts", account_id))
     assert rows(sandbox, "emails")[email.id]["_regardingobjectid_value"] == account_id
+    deal = next(iter(sorted(rows(sandbox, "opportunities"))))
+    alice_emails.set_regarding(email.id, RecordRef("opportunities", deal))  # opportunity.md
+    assert rows(sandbox, "emails")[email.id]["_regardingobjectid_value"] == deal
     alice_emails.set_regarding(email.id, None)
     assert rows(sandbox, "emails")[email.id]["_regardingobjectid_value"] is None
     alice_emails.set_regarding(email.id, None)  # nothing to clear: no error

@@ -15,6 +15,7 @@ real TokenProvider (as sync.connect builds them).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +150,9 @@ def during_contacts_apply(action: Callable[[], object]) -> ProgressListener:
     done: list[object] = []
 
     def listener(step: int, total: int, phase: str | None) -> None:
-        if not done and (phase or "").startswith("contacts: apply") and 0 < step < total:
+        # the phase in words with the kind's own count (sync/progress.py `describe`)
+        writing = re.match(r"Contacts: writing (\d+)/(\d+)$", phase or "")
+        if not done and writing and 0 < int(writing[1]) < int(writing[2]):
             done.append(action())
 
     return listener

@@ -62,7 +62,7 @@ def test_serve_binds_loopback_and_sync_now_records_a_run(served: str, data_dir: 
         page = browser.get(served)  # a new user lands on the setup wizard …
         assert page.status_code == 200 and "/setup/" in str(page.url)
         page = browser.get("/?setup=later")  # … and may look at the dashboard first
-        assert page.status_code == 200 and "Sync now" in page.text
+        assert page.status_code == 200 and 'data-testid="finish-setup"' in page.text
         before = _finished_runs(data_dir)
         token = csrf_token_from(page.text)
         response = browser.post("/sync-now", headers={"X-CSRFToken": token, "HX-Request": "true"})
@@ -122,7 +122,10 @@ def test_sync_once_refuses_an_unknown_kind(
 
     code = run.main(["sync", "--once", "--kind", "notes", "--data-dir", str(data_dir)])
     assert code == 2
-    assert "Unknown kind: notes. Kinds: contacts, appointments, tasks." in capsys.readouterr().err
+    assert (
+        "Unknown kind: notes. Kinds: contacts, appointments, tasks, email, outgoing."
+        in capsys.readouterr().err
+    )
 
 
 def test_sandbox_json_prints_urls_and_credentials_that_work_with_curl(data_dir: Path) -> None:

@@ -122,3 +122,34 @@ def test_the_offline_job_is_not_scheduled_while_offline_is_not_built(data_dir: P
         assert recent_runs(database, job=OFFLINE) == []
     finally:
         scheduler.shutdown()
+
+
+def test_asked_while_running_runs_again_right_after(data_dir: Path) -> None:
+    """A change seen (or Sync now pressed) during a run is not lost to max_instances=1: the
+    job runs once more as soon as the current run ends, recorded with what asked for it."""
+    import threading
+
+    database = open_database(data_dir)
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow(_recorder):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(10)
+        return "ok", None
+
+    scheduler = SyncScheduler(SyncService(database, {MESSAGING: slow}), interval=3600)
+    scheduler.start()
+    try:
+        _wait_for(lambda: len(calls) == 1)
+        scheduler.sync_now(MESSAGING, trigger="change")
+        scheduler.sync_now(MESSAGING, trigger="change")  # twice: still one more run
+        release.set()
+        _wait_for(
+            lambda: len([r for r in recent_runs(database, job=MESSAGING) if r.finished_at]) == 2
+        )
+        time.sleep(0.3)
+        assert [r.trigger for r in recent_runs(database, job=MESSAGING)] == ["change", "schedule"]
+    finally:
+        scheduler.shutdown()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import run
-from tests.sandbox_process import SandboxProcess, start_sandbox_process
+from tests.sandbox_process import SandboxProcess, set_up_by_cli, start_sandbox_process
 
 ALICE, BOB = "alice@contoso.example", "bob@contoso.example"
 
@@ -61,17 +61,7 @@ def test_send_crm_email_goes_out_once_from_sync_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data_dir = tmp_path / "data"
-    monkeypatch.setenv("MBS_ALICE_PASSWORD", sandbox.password(ALICE))
-    common = ["--data-dir", str(data_dir), "--sandbox-json", str(sandbox.json_file)]
-    assert run.main(
-        ["signin", *common, "--user", ALICE, "--password-env", "MBS_ALICE_PASSWORD",
-         "--allow-plaintext-cache"]
-    ) == 0  # fmt: skip
-    assert run.main(
-        ["configure", *common, "--org", "contoso", "--mailbox-type", "exchange", "--email", ALICE,
-         "--ews-url", sandbox.info["ews_url"], "--filters", "my-active-contacts",
-         "--take-over", "yes", "--set-methods", "--send-crm-email"]
-    ) == 0, capsys.readouterr().err  # fmt: skip
+    common = set_up_by_cli(sandbox, data_dir, ALICE, "--send-crm-email")
     subject = f"Quote {time.time_ns()}"
     email_id = _pending(sandbox, subject)
 
@@ -85,3 +75,38 @@ def test_send_crm_email_goes_out_once_from_sync_once(
     received = [m for m in inbox.filter(subject__contains=subject)]
     assert len(received) == 1
     assert received[0].message_id == row["messageid"]
+
+
+def test_kind_chooses_which_stages_run(
+    sandbox: SandboxProcess,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`sync --once --kind K` runs only K: `contacts` leaves the CRM email pending; `outgoing`
+    sends it and syncs no contacts; `email` (tracking) is accepted as a kind too."""
+    from sync.runs import recent_runs
+    from sync.store.db import open_database
+
+    data_dir = tmp_path / "data"
+    common = set_up_by_cli(sandbox, data_dir, ALICE, "--send-crm-email")
+    subject = f"Kind {time.time_ns()}"
+    email_id = _pending(sandbox, subject)
+
+    def status() -> int:
+        with sandbox.crm(ALICE) as crm:
+            return int(crm.get(f"emails({email_id})?$select=statuscode").json()["statuscode"])
+
+    assert run.main(["sync", "--once", *common, "--kind", "contacts"]) == 0
+    assert status() == 6  # Pending Send: the outgoing stage did not run
+    assert run.main(["sync", "--once", *common, "--kind", "outgoing"]) == 0
+    assert status() == 3
+    assert run.main(["sync", "--once", *common, "--kind", "email"]) == 0
+    database = open_database(data_dir)
+    try:
+        contacts_run, outgoing_run, email_run = reversed(recent_runs(database, limit=3))
+    finally:
+        database.dispose()
+    assert "contacts" in contacts_run.counts and "outgoing" not in contacts_run.counts
+    assert "contacts" not in outgoing_run.counts and "outgoing" in outgoing_run.counts
+    assert set(email_run.counts) <= {"email"}, email_run.counts

@@ -150,14 +150,14 @@ def assert_one_copy_each(sandbox: SandboxProcess) -> int:
 def test_concurrent_sync_once_processes_make_one_copy_each(
     sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
-    """20 rounds: new CRM contacts, then 2 to 4 `sync --once` started with random offsets.
+    """10 rounds: new CRM contacts, then 2 to 4 `sync --once` started with random offsets.
     Each waits for the one writing, then finds nothing left to do."""
     data_dir = tmp_path / "data"
     set_up(sandbox, data_dir)
     rng = random.Random(14)
     log = tmp_path / "syncs.log"
     total = 0
-    for round_ in range(20):
+    for round_ in range(10):
         add_crm_contacts(sandbox, f"R{round_}", 5)
         total += 5
         children = []

@@ -57,6 +57,38 @@ def test_streaming_subscription_returns_at_once(alice):
         alice.contacts.unsubscribe(subscription_id)
 
 
+def test_streaming_connection_is_held_open_and_closes_after_its_timeout(server, alice):
+    """GetStreamingEvents keeps the connection open and sends each change as it happens
+    (getstreamingevents-operation.md); after ConnectionTimeout minutes (connectiontimeout.md:
+    1 to 30) the last envelope says ConnectionStatus Closed and the answer ends. One "minute"
+    lasts a second here (`streaming_minute`)."""
+    import threading
+    import time
+
+    server.streaming_minute, server.streaming_heartbeat = 1.5, 0.2
+    subscription_id = alice.inbox.subscribe_to_streaming()
+    mime = b"From: bob@contoso.example\r\nTo: alice@contoso.example\r\nSubject: later\r\n\r\nhi\r\n"
+    try:
+        # delivered by the server itself: this client's one connection is the held one
+        later = threading.Timer(0.4, lambda: server.deliver_mime(ALICE, mime, "inbox"))
+        started = time.monotonic()
+        later.start()
+        notifications = list(
+            alice.inbox.get_streaming_events(subscription_id, connection_timeout=1)
+        )
+        took = time.monotonic() - started
+        later.join()
+        events = [type(e).__name__ for n in notifications for e in n.events]
+        assert "CreatedEvent" in events  # sent while the connection was open
+        assert took >= 1.4  # held for its ConnectionTimeout, not answered at once
+        # the same subscription again, nothing new: the connection closes with no events
+        again = list(alice.inbox.get_streaming_events(subscription_id, connection_timeout=1))
+        assert [e for n in again for e in n.events] == []
+    finally:
+        server.streaming_minute, server.streaming_heartbeat = 60.0, 30.0
+        alice.inbox.unsubscribe(subscription_id)
+
+
 def test_reset_mailbox_empties_it(server):
     server.reset_mailbox("dave@fabrikam.example")
     assert sum(server.mailbox("dave@fabrikam.example").counts().values()) == 0

@@ -284,3 +284,52 @@ def test_doctor_without_a_sign_in_says_so(
         assert [f.check for f in findings] == ["sign-in", "organization"]
     finally:
         database.dispose()
+
+
+def _alice_mailbox(sandbox: RunningSandbox) -> dict[str, Any]:
+    return next(
+        r.values
+        for r in sandbox.dataverse.table("contoso", "mailboxes").rows.values()
+        if r.values["emailaddress"] == ALICE
+    )
+
+
+def test_doctor_checks_the_email_methods_only_when_email_is_chosen(
+    strictness: RunningSandbox,
+    alice_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With tracking and sending chosen, Incoming and Outgoing Email must name this client
+    (mailbox.md: incomingemaildeliverymethod / outgoingemaildeliverymethod, 1 = Microsoft
+    Dynamics 365 for Outlook, 2 = Server-Side Synchronization): an administrator switching
+    Outgoing back to server-side sync is reported missing, with what to do. Without email
+    chosen the same value is only shown."""
+    sandbox = strictness
+    info_file = configured(sandbox, tmp_path / "mail", ALICE)
+    assert run.main(
+        ["configure", "--data-dir", str(tmp_path / "mail"), "--sandbox-json", str(info_file),
+         "--org", "contoso", "--mailbox-type", "exchange", "--email", ALICE, "--set-methods",
+         "--take-over", "yes", "--filters", "my-active-contacts", "--tracking", "all",
+         "--send-crm-email"]
+    ) == 0  # fmt: skip
+    capsys.readouterr()
+    record = _alice_mailbox(sandbox)
+    saved = record["outgoingemaildeliverymethod"]
+    try:
+        code, found = doctor(tmp_path / "mail", capsys)
+        assert status(found)["delivery:incoming"] == "ok"
+        assert status(found)["delivery:outgoing"] == "ok"
+
+        record["outgoingemaildeliverymethod"] = 2
+        code, found = doctor(tmp_path / "mail", capsys)
+        assert code == 5
+        assert status(found)["delivery:outgoing"] == "missing"
+        assert "Server-Side" in found["delivery:outgoing"]["message"]
+        assert found["delivery:outgoing"]["action"]
+        assert status(found)["delivery:incoming"] == "ok"
+
+        _, found = doctor(alice_dir, capsys)  # no email chosen there: shown, not required
+        assert status(found)["delivery:outgoing"] == "info"
+    finally:
+        record["outgoingemaildeliverymethod"] = saved

@@ -99,31 +99,39 @@ def test_the_mailbox_step_says_the_email_methods_are_left_alone(
 # --- B: offline is not offered (email is) -----------------------------------------------------
 
 
-def test_offline_filters_are_not_offered_but_kept_and_email_tracking_is(
+def test_offline_filters_are_offered_apart_and_saved_as_ticked(
     wizard: Wizard, wizard_app: Flask, data_dir: Path
 ) -> None:
+    """Issue 12: offline is built, so its filters are offered — in their own fieldset (they
+    choose what "Go offline" downloads, not what goes to the mailbox), counted live — and
+    saved exactly as ticked (unticking one removes it)."""
     wizard.organization()
     wizard.mailbox()
     wizard.instance("yes")
     profile = _profile(wizard_app, data_dir)
-    # stored by `run.py configure` (or by an older version): kept for the email/offline work
     choices_step.save_choices(
         profile,
         choices_step.Choices(("my-active-contacts", "offline-my-accounts"), tracking="all"),
     )
     page = page_text(wizard.client.get("/setup/choices"))
     assert 'data-testid="tracking-all"' in page and 'data-testid="tracking-email_enabled"' in page
-    assert "Offline filters" not in page and "offline-my-" not in page
+    offline = page[page.index('data-testid="offline-filters"') :]
+    for slug in ("offline-my-contacts", "offline-my-accounts", "offline-my-opportunities"):
+        assert f'data-testid="filter-{slug}"' in offline
+    assert 'value="offline-my-accounts" checked' in offline
     answer = wizard.post(
         "/setup/choices",
-        {"filters": ["my-active-contacts", "my-open-tasks"], "interval_seconds": "300"},
-    )
+        {"filters": ["my-active-contacts", "my-open-tasks", "offline-my-leads"],
+         "interval_seconds": "300"},
+    )  # fmt: skip
     assert answer.status_code == 303
     stored = choices_step.current_choices(profile)
     assert stored.tracking == "all"
-    assert set(stored.filters) == {"my-active-contacts", "my-open-tasks", "offline-my-accounts"}
+    assert set(stored.filters) == {"my-active-contacts", "my-open-tasks", "offline-my-leads"}
     assert get_setting(profile.database, "kinds") == ["contacts", "tasks"]
-    assert "Email tracking" in page_text(wizard.client.get("/setup/done"))
+    summary = page_text(wizard.client.get("/setup/done"))
+    assert "Email tracking" in summary
+    assert "My open leads" in summary and "Leads (offline)" in summary  # every choice listed
     assert 'data-testid="settings-tracking"' in page_text(wizard.client.get("/settings"))
 
 
@@ -144,13 +152,18 @@ def test_the_counts_leave_out_offline_filters(wizard: Wizard) -> None:
 def test_dashboard_and_status_show_no_email_or_offline_cards(
     wizard_app: Flask, data_dir: Path
 ) -> None:
+    from tests.mail.fake_facade import complete_setup
+
     database = wizard_app.extensions["mailbox_sync.database"]
+    complete_setup(database, data_dir)  # before, the cards' place says "Finish setup"
     RunRecorder(database, "messaging", "now").finish("ok", "Nothing changed.")
-    html = page_text(signed_in(wizard_app).get("/?setup=later"))
+    html = page_text(signed_in(wizard_app).get("/"))
     assert 'data-testid="kind-contacts"' in html
     for hidden in ("email", "outgoing", "offline"):
         assert f'data-testid="kind-{hidden}"' not in html
-    assert "Email tracking" not in html and "Outgoing email" not in html
+    # the cards (the workloads table names every workload of the mailbox record, "Not run")
+    cards = html[html.index('<section class="kinds">') : html.index('id="runs"')]
+    assert "Email tracking" not in cards and "Outgoing email" not in cards
     assert "Offline data" not in html
     wizard_app.extensions["mailbox_sync.database"].dispose()
     answer = subprocess.run(
@@ -181,7 +194,9 @@ def test_a_pop3_profile_is_offered_no_kinds_and_told_why(
     assert "Contacts, appointments and tasks need an Exchange mailbox" in page
     assert 'data-testid="filter-' not in page and 'data-testid="add-filter"' not in page
     assert 'data-testid="interval"' not in page and "direction-" not in page
-    assert wizard.post("/setup/choices", {}).status_code == 303
+    # [ui-filters] nothing to sync is refused (issue 11 point 5): POP3 syncs email only
+    assert wizard.post("/setup/choices", {}).status_code == 422
+    assert wizard.post("/setup/choices", {"tracking": "all"}).status_code == 303
     profile = _profile(wizard_app, data_dir)
     assert get_setting(profile.database, "kinds") == []
     assert profile.is_complete()

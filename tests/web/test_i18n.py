@@ -84,7 +84,7 @@ def _extracted_ids() -> set[str]:
         ("sync/**.py", "python"),
         ("templates/**.html", "jinja2"),
     ]
-    keywords = {"_": None, "gettext": None, "N_": None, "lazy_gettext": None}
+    keywords = {"_": None, "gettext": None, "N_": None, "NP_": (1, 2), "lazy_gettext": None}
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
         str(ROOT), method_map=method_map, keywords=keywords
@@ -100,14 +100,23 @@ def _placeholders(text: str) -> list[str]:
 def test_every_message_id_has_a_japanese_translation() -> None:
     with PO_FILE.open("rb") as handle:
         catalog = read_po(handle)
-    translated = {m.id: m for m in catalog if m.id and m.string and not m.fuzzy}
+    # a plural message is known by its singular id (as extracted), every form translated
+    translated = {
+        (m.id if isinstance(m.id, str) else m.id[0]): m
+        for m in catalog
+        if m.id
+        and m.string
+        and all(m.string if isinstance(m.string, tuple) else [1])
+        and not m.fuzzy
+    }
     extracted = _extracted_ids()
     assert len(extracted) > 150  # the extraction itself works
     missing = sorted(extracted - set(translated))
     assert missing == [], f"untranslated message ids (run the catalog update): {missing}"
     for message_id in extracted:
         string = translated[message_id].string
-        assert _placeholders(str(string)) == _placeholders(message_id), message_id
+        for form in string if isinstance(string, tuple) else [string]:
+            assert _placeholders(str(form)) == _placeholders(message_id), message_id
 
 
 def test_catalog_compiles(tmp_path: Path) -> None:
@@ -185,10 +194,13 @@ def test_times_are_shown_in_the_users_time_zone(ja_app: Flask, web: FlaskClient)
         assert run is not None
         run.started_at = datetime(2026, 11, 25, 10, 0)  # stored in UTC
     tokyo = page_text(web.get("/log?tz=Asia/Tokyo"))
-    assert re.search(r'data-testid="run-started">\s*2026-11-25 19:00', tokyo)
+    assert re.search(r'data-testid="run-started">\s*25 Nov 2026, 19:00', tokyo)
     assert "tz=Asia/Tokyo" in web.get("/log?tz=Asia/Tokyo").headers["Set-Cookie"]
     web.get("/log?tz=UTC")
     set_setting(database, "timezone", "America/New_York")
     web.delete_cookie("tz")
     new_york = page_text(web.get("/log"))
-    assert re.search(r'data-testid="run-started">\s*2026-11-25 05:00', new_york)
+    assert re.search(r'data-testid="run-started">\s*25 Nov 2026, 05:00', new_york)
+    # Japanese: the one Japanese format (webapp.i18n.DATE_TIME)
+    japanese = page_text(web.get("/log?lang=ja"))
+    assert re.search(r'data-testid="run-started">\s*2026/11/25 05:00', japanese)

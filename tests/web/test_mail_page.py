@@ -127,6 +127,8 @@ def test_without_email_set_up_the_page_says_what_to_do_and_offers_nothing(
 ) -> None:
     app = mail_app(data_dir, None)
     client = signed_in(app)
+    assert client.get("/mail").headers["Location"] == "/setup/"  # before setup: the wizard
+    complete_setup(app.extensions["mailbox_sync.database"], data_dir)
     html = page_text(client.get("/mail"))
     assert 'data-testid="mail-off"' in html and "choose an email tracking option" in html
     assert 'href="/settings"' in html
@@ -232,6 +234,7 @@ def test_an_unreachable_mail_service_is_said_in_place_of_the_page(data_dir: Path
         raise MailError("Your mailbox cannot be reached: check your network, then reload.")
 
     app.extensions["mail_facade"] = refuse
+    complete_setup(app.extensions["mailbox_sync.database"], data_dir)
     answer = signed_in(app).get("/mail")
     html = page_text(answer)
     assert answer.status_code == 503 and 'data-testid="mail-setup-error"' in html
@@ -517,6 +520,8 @@ def test_every_string_of_the_page_and_cards_is_in_the_japanese_catalog(
     pages.append(client.post("/mail/track", data={"csrf_token": token}, headers=JA))
     pages.append(client.get("/", headers=JA))
     misses.discard("x")  # the facade's own text
+    # a run's text stored as plain English (as older runs were): looked up, shown as stored
+    misses.discard("2 messages could not be read.")
     assert all(p.status_code in (200, 400, 422) for p in pages), [p.status_code for p in pages]
     assert misses == set(), f"untranslated: {sorted(misses)}"
     assert "関連: Adatum lead: 40 laptops" in page_text(pages[1])

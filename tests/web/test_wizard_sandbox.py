@@ -297,7 +297,7 @@ def test_a_filter_of_ones_own_counts_and_syncs_just_its_records(
             latest = next(r for r in recent_runs(database, limit=5) if r.id == run_id)
             assert latest.outcome == "ok", latest.message
             assert ("tasks" in (latest.counts or {})) is synced, (only, latest.counts)
-        assert any(phase and phase.startswith("tasks") for _d, _t, phase in steps), steps
+        assert any(phase and phase.startswith("Tasks") for _d, _t, phase in steps), steps
 
         # deleted: nothing syncs any more, and its tasks leave the mailbox on the next run
         # (the CRM keeps them); then the kind costs nothing

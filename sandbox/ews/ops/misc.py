@@ -205,20 +205,55 @@ def get_events(ctx: Ctx, req: Element) -> Element:
     return wrap_messages("GetEvents", [msg])
 
 
-def get_streaming_events(ctx: Ctx, req: Element) -> Element:
-    ids = [n.text or "" for n in children(req, "m:SubscriptionIds")]
+def streaming_subscriptions(ctx: Ctx, req: Element) -> list[Subscription]:
+    """The request's streaming subscriptions; EwsError for one that is not there (or not the
+    caller's), as GetStreamingEvents answers before it holds the connection open."""
+    return [_subscription(ctx, n.text or "") for n in children(req, "m:SubscriptionIds")]
+
+
+def connection_minutes(req: Element) -> int:
+    """ConnectionTimeout: "the maximum number of minutes to keep a streaming connection open.
+    The value must be between 1 and 30, inclusive" (connectiontimeout.md); clamped here."""
     try:
-        subscriptions = [_subscription(ctx, i) for i in ids]
+        minutes = int(text(req, "m:ConnectionTimeout") or "30")
+    except ValueError:
+        minutes = 30
+    return min(max(minutes, 1), 30)
+
+
+def streaming_batch(ctx: Ctx, subscriptions: list[Subscription], status: str) -> Element | None:
+    """One envelope's body of a streaming connection: the subscriptions' new events (None when
+    there are none and the connection stays open: nothing to send but a heartbeat)."""
+    pending = [s for s in subscriptions if _events(ctx.mailbox, s)]
+    if not pending and status == "OK":
+        return None
+    msg = response_message("GetStreamingEventsResponseMessage")
+    if pending:
+        notifications = sub(msg, m("Notifications"))
+        for subscription in pending:
+            _notification(ctx.mailbox, subscription, notifications)
+    sub(msg, m("ConnectionStatus"), status)
+    return wrap_messages("GetStreamingEvents", [msg])
+
+
+def heartbeat() -> Element:
+    """What a streaming connection sends while nothing happens: ConnectionStatus OK alone."""
+    msg = response_message("GetStreamingEventsResponseMessage")
+    sub(msg, m("ConnectionStatus"), "OK")
+    return wrap_messages("GetStreamingEvents", [msg])
+
+
+def get_streaming_events(ctx: Ctx, req: Element) -> Element:
+    """The answer when the connection is not held (a subscription id refused): the server holds
+    valid requests open itself (EwsServer.stream_events)."""
+    try:
+        subscriptions = streaming_subscriptions(ctx, req)
     except EwsError as exc:
         msg = response_message("GetStreamingEventsResponseMessage", exc)
         return wrap_messages("GetStreamingEvents", [msg])
-    msg = response_message("GetStreamingEventsResponseMessage")
-    notifications = sub(msg, m("Notifications"))
-    for subscription in subscriptions:
-        if _events(ctx.mailbox, subscription):
-            _notification(ctx.mailbox, subscription, notifications)
-    sub(msg, m("ConnectionStatus"), "Closed")
-    return wrap_messages("GetStreamingEvents", [msg])
+    batch = streaming_batch(ctx, subscriptions, "Closed")
+    assert batch is not None
+    return batch
 
 
 def unsubscribe(ctx: Ctx, req: Element) -> Element:

@@ -1,0 +1,1 @@
+"""Microsoft Graph mailbox access: the httpx client and the Graph side (contacts, tasks)."""
