@@ -17,10 +17,13 @@ run: $(STAMP)
 system-deps:
 	bash tests/tools/system_deps.sh
 
+# the suite runs on every core (pytest-xdist), a test file's tests together and in order
+JOBS ?= auto
+
 test: $(STAMP) system-deps
 	$(PY) -m ruff check .
 	$(PY) -m mypy sync
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
