@@ -192,16 +192,6 @@ def _open_database(args: argparse.Namespace, read_only_ok: bool = False) -> Any:
     return open_database(_data_dir(args), _database_url(args), read_only_ok=read_only_ok)
 
 
-def _progress_bar(done: int, total: int, phase: str | None) -> None:
-    """One line on the terminal, redrawn: the kind and phase in words and a bar of the whole
-    run (ui-dashboard: the recorder tells its percent of 100, sync/progress.py)."""
-    width = 30
-    filled = min(int(width * done / total), width) if total else 0
-    percent = f" {100 * done // total:3d} %" if total else ""
-    line = f"\r{(phase or 'sync')[:40]:<40} [{'#' * filled}{'.' * (width - filled)}]{percent}"
-    print(line, end="", file=sys.stderr, flush=True)
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
     from sync.connect import messaging_service
     from sync.runs import recent_runs
@@ -222,7 +212,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     info = _running_sandbox(args)
     database = _open_database(args)
     _close_interrupted(database)
-    bar = _progress_bar if sys.stderr.isatty() else None
+    from sync.progress import draw_bar
+
+    bar = draw_bar if sys.stderr.isatty() else None
     service = messaging_service(database, data_dir, lambda: info, args.kind, bar)
     from sync.store.lock import Busy
 

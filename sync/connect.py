@@ -28,7 +28,7 @@ from sync.messaging import Connection, MessagingJob, NotReady, OutgoingStage
 from sync.runs import ProgressListener
 from sync.service import MESSAGING, Job, SyncService
 from sync.setup.odata import ENTITY_SETS
-from sync.setup.ports import MailboxConfig, MailboxRecord
+from sync.setup.ports import MailboxConfig, MailboxRecord, OrgInfo
 from sync.setup.profile import (
     MESSAGING_DISABLED_REASON,
     MESSAGING_HOLDER,
@@ -223,23 +223,17 @@ class ProfileConnector:
         from sync.setup import mailbox as mailbox_step
 
         profile = self.profile
-        if not profile.is_complete() or not profile.messaging_enabled:
+        watched = self._watched()
+        if watched is None or mailbox_step.ews_blocked(profile):
             return None
-        if profile.get(WATCH_SETTING) is False:
+        org, config = watched
+        folders = watched_folders(profile, config.type)
+        if not folders:
             return None
-        org, config = profile.synchronizing_org(), profile.mailbox()
-        if org is None or config is None or config.type not in ("exchange", "graph"):
-            return None
-        if mailbox_step.ews_blocked(profile):
-            return None
-        folders = watched_folders(profile)
         if config.type == "graph":  # graph-wire (issue 9)
             from sync.graph.side import GraphSide
             from sync.graph.watch import GraphChangeStream
 
-            folders = {f: k for f, k in folders.items() if f != "calendar"}
-            if not folders:
-                return None
             info = self.sandbox_info()
             graph = self._mailbox_side(config, info, org.id, self._provider(info))
             assert isinstance(graph, GraphSide)
@@ -255,18 +249,14 @@ class ProfileConnector:
                 return store.get_token(kind, "mailbox")
 
             return GraphChangeStream(graph, folders, seed=seed)
-        if not folders:
-            return None
         info = self.sandbox_info()
         side = self._mailbox_side(config, info, org.id, self._provider(info))
         assert isinstance(side, EwsSide)
         return EwsChangeStream(side, folders)
 
-    def crm_change_poll(self) -> CrmChangePoll | None:
-        """The CRM's changes of the chosen kinds, polled by change tracking with the tokens the
-        sync saved (sync/crm/change_poll.py), or None: nothing to watch (as `change_stream`)."""
-        from sync.crm.change_poll import CrmChangePoll
-
+    def _watched(self) -> tuple[OrgInfo, MailboxConfig] | None:
+        """The organization and mailbox the change watchers listen to, or None: setup not
+        finished, messaging off on this computer, watching turned off, or a POP3 mailbox."""
         profile = self.profile
         if not profile.is_complete() or not profile.messaging_enabled:
             return None
@@ -275,10 +265,21 @@ class ProfileConnector:
         org, config = profile.synchronizing_org(), profile.mailbox()
         if org is None or config is None or config.type not in ("exchange", "graph"):
             return None
-        from sync.setup.mailbox import supported_kinds
+        return org, config
 
-        chosen = set(profile.get("kinds", []) or []) & set(supported_kinds(config.type))
-        kinds = sorted({k for c in chosen for k in _KIND_FOLDERS.get(c, ("", ()))[1]})
+    def crm_change_poll(self) -> CrmChangePoll | None:
+        """The CRM's changes of the chosen kinds, polled by change tracking with the tokens the
+        sync saved (sync/crm/change_poll.py), or None: nothing to watch (as `change_stream`)."""
+        from sync.crm.change_poll import CrmChangePoll
+
+        profile = self.profile
+        watched = self._watched()
+        if watched is None:
+            return None
+        org, config = watched
+        kinds = sorted(
+            {k for c in _chosen_kinds(profile, config.type) for k in _KIND_FOLDERS[c][1]}
+        )
         if not kinds:
             return None
         user_id = str((profile.get("crm_user") or {}).get("id", ""))
@@ -464,17 +465,24 @@ _KIND_FOLDERS = {
 }
 
 
-def watched_folders(profile: Profile) -> dict[str, frozenset[str]]:
+def _chosen_kinds(profile: Profile, mailbox_type: str) -> list[str]:
+    """The chosen kinds this mailbox type syncs (Graph: no appointments yet)."""
+    from sync.setup.mailbox import supported_kinds
+
+    supported = set(supported_kinds(mailbox_type))
+    return [k for k in profile.get("kinds", []) or [] if k in _KIND_FOLDERS and k in supported]
+
+
+def watched_folders(profile: Profile, mailbox_type: str = "exchange") -> dict[str, frozenset[str]]:
     """The mailbox folders whose changes start a sync, with the kinds each holds: the chosen
-    kinds' folders; the Inbox, Sent Items (unless left out) and the tracked folders while
-    email is tracked."""
+    kinds' folders (those the mailbox type syncs); the Inbox, Sent Items (unless left out)
+    and the tracked folders while email is tracked."""
     from sync.mail import settings as email_settings
 
     folders: dict[str, frozenset[str]] = {}
-    for kind in profile.get("kinds", []) or []:
-        if kind in _KIND_FOLDERS:
-            folder, kinds = _KIND_FOLDERS[kind]
-            folders[folder] = kinds
+    for kind in _chosen_kinds(profile, mailbox_type):
+        folder, kinds = _KIND_FOLDERS[kind]
+        folders[folder] = kinds
     email = email_settings.load(profile)
     if email.tracking_on:
         mail = frozenset({"email"})

@@ -188,3 +188,20 @@ def describe(model: Mapping[str, Any] | None) -> str:
         return "done" if ended and all(r.phase in FINISHED for r in ended) else "starting"
     counts = f" {row.done}/{row.total}" if row.total else ""
     return f"{row.title}: {row.phase_word}{counts}"
+
+
+def draw_bar(done: int, total: int, phase: str | None, counts: bool = False) -> None:
+    """One line on the terminal (stderr), redrawn in place: the phase in words and a bar, with
+    the percent (or `done/total` when `counts`: the offline download counts rows)."""
+    import sys
+
+    width = 30
+    filled = min(int(width * done / total), width) if total else 0
+    if not total:
+        tail = ""
+    elif counts:
+        tail = f" {done}/{total}"
+    else:
+        tail = f" {100 * done // total:3d} %"
+    line = f"\r{(phase or 'sync')[:40]:<40} [{'#' * filled}{'.' * (width - filled)}]{tail}"
+    print(line, end="", file=sys.stderr, flush=True)

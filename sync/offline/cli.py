@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sync.progress import draw_bar
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUSY = 0, 1, 2, 4
 
 
@@ -32,10 +34,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser] | None = 
 
 
 def _bar(phase: str, done: int, total: int) -> None:
-    width = 30
-    filled = min(int(width * done / total), width) if total else 0
-    line = f"\r{phase[:30]:<30} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
-    print(line, end="", file=sys.stderr, flush=True)
+    draw_bar(done, total, phase, counts=True)
 
 
 def _sandbox(args: argparse.Namespace, data_dir: Path) -> dict[str, Any] | None:

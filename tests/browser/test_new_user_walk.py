@@ -52,9 +52,13 @@ def _password(app: LiveApp) -> str:
 
 
 def _visit(page: Page, name: str, shot: str) -> None:
-    page.get_by_test_id(f"nav-{name}").click()
-    expect(page.locator("main, body").first).to_be_visible()
+    """Follow the navigation's link to `name`: the page itself answers (not an error page nor
+    a redirect elsewhere), then its screenshot."""
+    with page.expect_response(lambda r: r.url.split("?")[0].endswith(f"/{name}")) as answer:
+        page.get_by_test_id(f"nav-{name}").click()
+    assert answer.value.status == 200, (name, answer.value.status)
     page.wait_for_load_state("networkidle")
+    assert page.url.split("?")[0].endswith(f"/{name}"), page.url
     screenshot(page, shot)
 
 

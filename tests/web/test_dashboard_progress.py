@@ -126,7 +126,6 @@ def test_status_json_gives_the_same_model(app: Flask, data_dir: Path) -> None:
 def test_a_messaging_run_tells_the_terminal_bar_up_to_100_percent(tmp_path: Path) -> None:
     """A real run over sides in memory: the listener (the terminal bar of `sync --once`) is
     told the whole run's percent, never less than before, ending at 100, in people's words."""
-    import run as cli
     from sync.store.db import open_database
 
     database = open_database(tmp_path / "data")
@@ -150,7 +149,7 @@ def test_a_messaging_run_tells_the_terminal_bar_up_to_100_percent(tmp_path: Path
     terminal = io.StringIO()
     with redirect_stderr(terminal):
         for done, total, phase in told:
-            cli._progress_bar(done, total, phase)
+            progress.draw_bar(done, total, phase)
     last = terminal.getvalue().split("\r")[-1]
     assert "[" + "#" * 30 + "]" in last and last.endswith("100 %")
     database.dispose()
