@@ -55,10 +55,11 @@ operations in one $batch). Per phase:
       + Σ kinds                   ⌈deletes / B⌉                    DeleteItem
       + 1 on an install's first run (look up the untracked marks), 2 when records were untracked
         (look up the marks folder, write the marks of every kind at once)
-Not counted, so they show in the ratio: folder lookups (GetFolder: every child, like every run
-of the app, opens new sides), marks lookups and writes per kind, idempotency lookups before
-creates, calendar rows read by id B rather than 1,000 to a $batch (the engine's chunks), a second
-calendar read by the second calendar kind, and reading our own writes back (echo).
+Not counted, so they show in the ratio: folder lookups on an install's first run (GetFolder:
+later runs, in a new process too, take each folder's id from the token saved with its sync
+state), the marks folder lookup, idempotency lookups before creates (one FindItem per create
+batch), a second calendar read by the second calendar kind (its full read on a first run lists
+the appointments the first kind just made), and reading our own writes back (echo).
 
 Usage: python bench/bench_sync.py [--contacts N] [--appointments N] [--series N] [--tasks N]
                                   [--scale F]

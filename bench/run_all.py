@@ -12,6 +12,8 @@ Sections of the JSON object:
   large       100,000 contacts: initial and quiet
   vdirsyncer  the same 10,000 contacts as vCards synced by vdirsyncer between two local folders
               (initial and quiet), in a child process as well
+  latency     bench/bench_latency.py: a change's delay from the mailbox (Graph) to the CRM and
+              back (median, p95 of 50 each), and an idle spell's requests per hour
   profile     the top 20 functions (own time) of the initial and echo phases under cProfile, on
               a contacts-only run of `profile_contacts` records (a separate run: cProfile slows
               the agent down, so the timed phases above run without it)
@@ -47,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_latency  # noqa: E402
 import bench_sync  # noqa: E402
 
 from tests.e2e.harness import (  # noqa: E402
@@ -466,6 +469,9 @@ def append_results(out: dict[str, Any]) -> None:
         json.dumps(out["targets"], indent=1),
         "```",
     ]
+    if out.get("latency"):
+        parts += ["\nChange latency and idle cost (bench/bench_latency.py):\n", "```json"]
+        parts += [json.dumps(out["latency"], indent=1), "```"]
     for name in ("initial", "echo"):
         rows = out.get("profile", {}).get(name)
         if rows:
@@ -485,7 +491,7 @@ def append_results(out: dict[str, Any]) -> None:
 
 # --- main ---------------------------------------------------------------------------------------
 
-SECTIONS = ("sync", "email", "large", "vdirsyncer", "profile")
+SECTIONS = ("sync", "email", "large", "vdirsyncer", "profile", "latency")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -511,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "large": lambda: large_bench(size["large_contacts"], cpu0),
         "vdirsyncer": lambda: vdirsyncer_bench(size["vcards"], vdir_baseline()),
         "profile": lambda: profile_bench(size["profile_contacts"]),
+        "latency": lambda: bench_latency.main(["--small"] if args.small else []),
     }
     for name, bench in sections.items():
         if name not in skip:

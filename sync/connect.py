@@ -183,8 +183,7 @@ class ProfileConnector:
             client.close()
             raise
         # POP3 mailboxes hold email only: contacts, appointments and tasks need Exchange (as
-        # in Dynamics), so nothing of them syncs, nor is wound down, there; a Graph mailbox
-        # syncs contacts and tasks (appointments over Graph are not built yet)
+        # in Dynamics), so nothing of them syncs, nor is wound down, there
         supported = set(mailbox_step.supported_kinds(config.type))
         chosen = set(profile.get("kinds", []) or []) & supported
         dropped = supported - chosen
@@ -302,6 +301,8 @@ class ProfileConnector:
     ) -> OutgoingStage | None:
         """The outgoing stage when the user chose to send CRM email through this mailbox."""
         from sync.crm.outbox import DataverseOutbox
+        from sync.graph.send import GraphMailSender
+        from sync.graph.side import GraphSide
         from sync.mail import settings as email_settings
         from sync.mail.journal import SendJournal
         from sync.mail.outgoing import crm_tokens
@@ -317,6 +318,9 @@ class ProfileConnector:
         sender: Any
         if isinstance(mailbox, EwsSide):
             sender = EwsMailSender(mailbox)
+        elif isinstance(mailbox, GraphSide):
+            config = self.profile.mailbox()
+            sender = GraphMailSender(mailbox, config.email if config is not None else None)
         elif isinstance(mailbox, Pop3Side) and mailbox.sender is not None:
             sender = SmtpMailSender(mailbox.sender)
         else:
@@ -466,7 +470,7 @@ _KIND_FOLDERS = {
 
 
 def _chosen_kinds(profile: Profile, mailbox_type: str) -> list[str]:
-    """The chosen kinds this mailbox type syncs (Graph: no appointments yet)."""
+    """The chosen kinds this mailbox type syncs."""
     from sync.setup.mailbox import supported_kinds
 
     supported = set(supported_kinds(mailbox_type))

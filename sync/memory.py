@@ -343,3 +343,42 @@ class MemoryMailbox(MemorySide):
     def save_untracked(self, kind: str, crm_ids: Collection[str]) -> None:
         self.calls["save_untracked"] += 1
         self.untracked[kind] = set(crm_ids)
+
+
+class GraphDeltaMailbox(MemoryMailbox):
+    """A mailbox whose change reads behave like Microsoft Graph's delta queries.
+
+    What it models, from the delta pages of microsoft-graph-docs-contrib (contact-delta.md,
+    event-delta.md, message-delta.md, todotask-delta.md): pages followed by a next link until
+    the last one gives a delta link (the only token worth saving); deletions come as `@removed`
+    entries, also for items made and deleted since the last delta link (Graph does not hide
+    them, unlike EWS's SyncFolderItems); the same item may come again on a later page; and a
+    delta or next link the service no longer accepts is answered `410 Gone`, which a side
+    raises as `TokenExpired` — at the first request, or in the middle of the paging
+    (`expire_while_paging`), where nothing read so far may be saved.
+    """
+
+    forgets_short_lived = False
+
+    def __init__(self, page_size: int = 100) -> None:
+        super().__init__(page_size)
+        self.repeat_across_pages = True
+        """Report the last item of each page again at the head of the next."""
+        self.expire_while_paging = False
+        """The next paged read answers 410 after its first page (once)."""
+
+    def read_changes(
+        self, kind: str, token: str | None, known: KnownVersions | None = None
+    ) -> Iterator[Page]:
+        pages = list(super().read_changes(kind, token, known))
+        previous: Change | None = None
+        for index, page in enumerate(pages):
+            if index and self.expire_while_paging:
+                self.expire_while_paging = False
+                self.expire_tokens(kind)
+                raise TokenExpired("the delta link expired while paging", code="syncStateNotFound")
+            changes = list(page.changes)
+            if previous is not None and self.repeat_across_pages:
+                changes.insert(0, previous)
+            previous = changes[-1] if changes else None
+            yield Page(changes, page.token, last=page.last)

@@ -166,6 +166,31 @@ def _refused_entry(error: AuthError) -> dict[str, Any]:
     return _said(N_("sign-in required") if refused else N_("sign-in refused"))
 
 
+# --- [offline2] messaging holds its CRM writes while offline (issue 12 item 2) ---------------
+
+OFFLINE_HOLD = N_("Held while you work offline: mailbox changes go to the CRM after you go online.")
+
+
+def held_offline(database: Database) -> bool:
+    """Whether a messaging run is held: the app works offline (`sync.offline.store` mode).
+
+    Held how: the run does not start, so it makes no CRM call and saves no token. A mailbox
+    change made meanwhile stays after the mailbox side's saved sync token (EWS SyncFolderItems
+    state, Graph delta link) and the first run after "Go online" reads and writes it, once, as
+    any change (the link table makes it an update of the same record). That can never lose a
+    change: a token is saved only after everything it covers is applied (DESIGN.md §2.1 step 5)
+    and nothing is read while held. Copying the changes into the offline queue instead would need
+    the mailbox read (and its token saved) before the CRM write: a crash in between, or a
+    queue item the replay refuses, would lose the change with the token already past it. (A
+    token that expires meanwhile means a full read, which the three-way compare handles.)"""
+    from sync.offline.store import get_mode
+
+    return get_mode(database) == "offline"
+
+
+# --- [/offline2] ------------------------------------------------------------------------------
+
+
 class MessagingJob:
     """The body of the messaging job for `SyncService` (see `sync.service.Job`)."""
 
@@ -174,6 +199,8 @@ class MessagingJob:
         self.connect = connect
 
     def __call__(self, recorder: RunRecorder) -> tuple[str, Msg | str | None]:
+        if held_offline(self.database):  # [offline2] no CRM call while offline: see there
+            return "skipped", OFFLINE_HOLD
         try:
             connection = self.connect()
         except NotReady as reason:

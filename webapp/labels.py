@@ -69,6 +69,11 @@ FIELD_LABELS: dict[str, Msg] = {
 def kind_name(kind: str) -> str:
     """The kind in people's words (the engine's name when it has no label yet)."""
     label = KIND_NAMES.get(kind)
+    if label is None and kind.startswith("offline:"):  # [offline2] offline conflicts' kinds
+        from sync.setup.choices import KIND_LABELS
+
+        table = kind.removeprefix("offline:")
+        label = KIND_LABELS.get(kind) or N_("%(table)s (offline)", table=table)
     return translate(label) if label else kind
 
 

@@ -485,7 +485,7 @@ def choices_view(
     stored = choices_step.current_choices(profile)
     config = profile.mailbox()
     pop3 = config is not None and config.type == "pop3"
-    # graph-wire (issue 9): what this mailbox type syncs (Graph: no appointments, no sending)
+    # graph-wire (issue 9): what this mailbox type syncs
     kinds_here = set(mailbox_step.supported_kinds(config.type if config else "exchange"))
     graph = config is not None and config.type == "graph"
     error: Msg | None = None
@@ -511,11 +511,9 @@ def choices_view(
         form = {**form, **dict(request.form.items())}
         if "email_form" in request.form:
             checks = {name: name in request.form for name in checks}
-        if graph:  # graph-wire: the option is not offered, so it cannot be on
-            checks["send_crm_email"] = False
-            form.pop("send_crm_email", None)
         try:
-            picked = choices_step.parse_choices(form, selected)
+            # [offline2] the user's own offline filters are not messaging's
+            picked = choices_step.parse_choices(form, selected, _offline_slugs())
             if picked.email_on:  # [h1a] the email methods become this client's only now
                 directory, user = _crm(profile)
                 mailbox_step.take_email_methods(
@@ -535,15 +533,15 @@ def choices_view(
             error, field, status = failure(refused), "tracking", 422
     own = [] if pop3 else user_filters.user_filters(profile)
     offered = [] if pop3 else _offered_filters()
-    if graph:  # graph-wire: only the kinds a Graph mailbox syncs
+    if graph:  # graph-wire: only the kinds a Graph mailbox syncs (offline filters are the CRM's)
         own = [f for f in own if f.kind in kinds_here]
-        offered = [f for f in offered if f.kind in kinds_here]
+        offered = [f for f in offered if f.kind in kinds_here or f.kind.startswith("offline:")]
     counts, count_error = (
         _counts(profile, [f.slug for f in offered], own) if offered or own else ({}, None)
     )
     if filter_error is not None:
         status = 422
-    return page(
+    html, code = page(
         "choices",
         profile,
         status=200 if is_htmx() else status,
@@ -565,7 +563,33 @@ def choices_view(
         intervals=choices_step.INTERVALS,
         directions=choices_step.DIRECTIONS,
         field_groups=choices_step.FIELD_GROUPS,
+        **_offline_context(  # [offline2]
+            selected if request.method == "POST" else None, stored.filters
+        ),
     )
+    if error is not None and is_htmx():
+        # the refusal in view, beside the Next button just pressed: the swap alone leaves
+        # the scroll where the builders below the form (which load themselves) put it
+        return html, code, {"HX-Reswap": "outerHTML show:[data-testid=error]:bottom"}
+    return html, code
+
+
+# [offline2] the own offline filters' part of the step (webapp/offline_filters.py) ------------
+
+
+def _offline_slugs() -> set[str]:
+    from webapp.offline_filters import offline_slugs
+
+    return offline_slugs()
+
+
+def _offline_context(selected: list[str] | None, stored: tuple[str, ...]) -> dict[str, Any]:
+    from webapp.offline_filters import choices_context
+
+    return choices_context(selected, stored)
+
+
+# [/offline2] --------------------------------------------------------------------------------
 
 
 # --- the own-filter builder: htmx swaps just the builder, the step's form keeps its choices ---

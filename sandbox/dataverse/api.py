@@ -116,7 +116,7 @@ class OrgApi:
                 raise ODataError(405, errors.SYNTAX, "Table definitions are read with GET here.")
             # -- table definitions (h4): the collection, ChangeTrackingEnabled per table ------
             if metadata is None:
-                body = entity_definitions(ctx.api_url, ctx.store, ctx.org, params)
+                body = entity_definitions(ctx.api_url, ctx.store, ctx.org, params, ctx.user_id)
                 return json_answer(200, body)
             return json_answer(
                 200,
@@ -128,6 +128,8 @@ class OrgApi:
                     params.get("$select"),
                     ctx.store,
                     ctx.org,
+                    params.get("$expand"),  # [offline2] OptionSet; labels in the caller's language
+                    ctx.user_id,
                 ),
             )
             # -- end (h4) ----------------------------------------------------------------------

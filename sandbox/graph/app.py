@@ -13,13 +13,15 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, g, jsonify, request
 
 from sandbox.faults import FaultProfile
+from sandbox.graph import calendar
 from sandbox.graph.schema import GraphError, check_properties, error_body
 from sandbox.graph.store import GraphMailbox, decode_token, encode_token, new_id, now_iso
 from sandbox.identity import USERS, TokenRegistry, User
@@ -28,9 +30,7 @@ from sandbox.requestlog import RequestLog
 MAX_BATCH = 20
 """json-batching.md: "JSON batch requests are currently limited to 20 individual requests"."""
 DEFAULT_PAGE = 100
-OCCURRENCE_MARK = "."
-"""Between a series id and an occurrence's date in the occurrence's id: not in the
-URL-safe base64 alphabet our ids use (an "_" is, and made a plain event look like one)."""
+OCCURRENCE_MARK = calendar.OCCURRENCE_MARK
 EXT_FILTER = re.compile(
     r"singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id\s+eq\s+'([^']*)'\s+and\s+"
     r"\1/value\s+eq\s+'((?:[^']|'')*)'\s*\)",
@@ -175,8 +175,8 @@ def create_graph_app(state: GraphState) -> Flask:  # noqa: C901 - one closure pe
         if not match:
             return None
         try:
-            return ZoneInfo(match.group(1))
-        except (ZoneInfoNotFoundError, ValueError):
+            return calendar.zone(match.group(1))  # IANA or Windows names
+        except GraphError:
             return None
 
     def shape(item: dict[str, Any], odata_type: str) -> dict[str, Any]:
@@ -234,9 +234,10 @@ def create_graph_app(state: GraphState) -> Flask:  # noqa: C901 - one closure pe
         skip = int(request.args.get("$skip", 0))
         chosen = items[skip : skip + top]
         body: dict[str, Any] = {"value": [shape(i, odata_type) for i in chosen]}
-        if skip + top < len(items):
+        if skip + top < len(items):  # the other query options go on (gcal: $expand, $filter)
+            rest = "".join(f"&{quote(k)}={quote(v)}" for k, v in request.args.items() if k not in ("$top", "$skip"))  # fmt: skip
             body["@odata.nextLink"] = (
-                f"{state.base_url}{request.path}?$top={top}&$skip={skip + top}"
+                f"{state.base_url}{request.path}?$top={top}&$skip={skip + top}{rest}"
             )
         return jsonify(body)
 
@@ -345,10 +346,21 @@ def create_graph_app(state: GraphState) -> Flask:  # noqa: C901 - one closure pe
             if item["status"] != "completed":
                 item.pop("completedDateTime", None)
         elif odata_type == "event":
+            given = item.get("start") or {}
+            if given != item.get("_stored_start"):  # a start just sent: its zone is kept
+                item["originalStartTimeZone"] = given.get("timeZone") or "UTC"
+                item["originalEndTimeZone"] = (item.get("end") or {}).get("timeZone") or "UTC"
             for key in ("start", "end"):
                 if key in item:
                     item[key] = to_utc(item[key])
+            item["_stored_start"] = item.get("start")
+            calendar.check_recurrence(item.get("recurrence"))
             item.setdefault("type", "seriesMaster" if item.get("recurrence") else "singleInstance")
+            item.setdefault("showAs", "busy")  # what Outlook gives a new event
+            item.setdefault("isReminderOn", True)
+            item.setdefault("reminderMinutesBeforeStart", 15)
+            item.setdefault("isCancelled", False)
+            item.setdefault("isOrganizer", True)
             item.setdefault("iCalUId", secrets.token_hex(16))
             item.setdefault("organizer", {"emailAddress": {"name": user().display_name, "address": user().upn}})  # fmt: skip
 
@@ -592,6 +604,10 @@ def create_graph_app(state: GraphState) -> Flask:  # noqa: C901 - one closure pe
             raise GraphError(400, "ErrorInvalidRequest", "Only fileAttachment is supported by the sandbox.")  # fmt: skip
         if not body.get("name") or "contentBytes" not in body:
             raise GraphError(400, "ErrorInvalidRequest", "name and contentBytes are required.")
+        try:
+            size = len(base64.b64decode(str(body["contentBytes"]), validate=True))
+        except ValueError:
+            raise GraphError(400, "ErrorInvalidRequest", "contentBytes is not valid base64.") from None  # fmt: skip
         box = mbx()
         with box.lock:
             found = box.find(item_id, "folder:")
@@ -601,7 +617,7 @@ def create_graph_app(state: GraphState) -> Flask:  # noqa: C901 - one closure pe
                 "@odata.type": "#microsoft.graph.fileAttachment", "id": new_id("att"),
                 "name": body["name"], "contentType": body.get("contentType", "application/octet-stream"),  # fmt: skip
                 "contentBytes": body["contentBytes"], "isInline": bool(body.get("isInline")),
-                "size": len(body["contentBytes"]) * 3 // 4, "lastModifiedDateTime": now_iso(),
+                "size": size, "lastModifiedDateTime": now_iso(),
             }  # fmt: skip
             box.attachments.setdefault(item_id, []).append(attachment)
             found[1]["hasAttachments"] = True
@@ -713,7 +729,34 @@ def create_graph_app(state: GraphState) -> Flask:  # noqa: C901 - one closure pe
         need("contacts", write=True)
         return delete_in("contacts", item_id)
 
-    # --- events and the calendar view ------------------------------------------------------------
+    # --- events and the calendar view (gcal: sandbox/graph/calendar.py) ----------------------
+
+    def meeting_message(kind: str, item: dict[str, Any], recipients: list[str] | None = None) -> None:  # fmt: skip
+        """A meeting request, update or cancellation the organizer's change sends (kept in
+        `meeting_messages` for the tests): Graph sends them itself (event-delete.md: deleting
+        a meeting on the organizer's calendar sends a cancellation to its attendees)."""
+        attendees = [a.get("emailAddress", {}).get("address") for a in item.get("attendees") or []]  # fmt: skip
+        sent_to = [a for a in (recipients if recipients is not None else attendees) if a]
+        organizer = (item.get("organizer") or {}).get("emailAddress", {}).get("address", "")
+        if sent_to and str(organizer).lower() == user().upn.lower():
+            mbx().meeting_messages.append({"kind": kind, "event": item["id"], "to": sent_to, "subject": item.get("subject")})  # fmt: skip
+
+    def master_of(item_id: str) -> tuple[dict[str, Any], str]:
+        parts = calendar.split_id(item_id)
+        found = mbx().find(parts[0], "events") if parts else None
+        if parts is None or found is None or found[1].get("type") != "seriesMaster":
+            raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")  # fmt: skip
+        return found[1], parts[1]
+
+    def occurrence(item_id: str) -> dict[str, Any]:
+        master, stamp = master_of(item_id)
+        found = calendar.find_instance(master, stamp)
+        if found is None:
+            raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")  # fmt: skip
+        return found
+
+    def instance_etag(item: dict[str, Any]) -> str:
+        return f'W/"{item.get("changeKey", "")}"'
 
     @app.get("/v1.0/me/events")
     def events() -> Response:
@@ -726,25 +769,103 @@ def create_graph_app(state: GraphState) -> Flask:  # noqa: C901 - one closure pe
         body = body_json()
         if isinstance(body, dict) and not (body.get("start") and body.get("end")):
             raise GraphError(400, "ErrorInvalidRequest", "Your request can't be completed. The start and end are required.")  # fmt: skip
-        return create_in("events", "event", body, {})
+        response = create_in("events", "event", body, {})
+        made = response.get_json()
+        with mbx().lock:
+            stored = mbx().collection("events").items.get(made["id"])
+            if stored is not None:
+                if stored.get("type") == "seriesMaster":
+                    mbx().series_ids.add(stored["id"])
+                meeting_message("request", stored)
+        return response
 
     @app.get("/v1.0/me/events/<item_id>")
     def get_event(item_id: str) -> Response:
         need("calendars", write=False)
-        if OCCURRENCE_MARK in item_id:  # an occurrence's id
-            found = occurrence(item_id)
+        if calendar.split_id(item_id):
+            with mbx().lock:
+                found = occurrence(item_id)
             return jsonify(shape(found, "event"))
         return get_in("events", "event", item_id)
+
+    @app.get("/v1.0/me/events/<item_id>/instances")
+    def event_instances(item_id: str) -> Response:
+        """event-list-instances.md: the occurrences and exceptions of a series in the window
+        (startDateTime and endDateTime are required)."""
+        need("calendars", write=False)
+        start, end = window()
+        with mbx().lock:
+            found = mbx().find(item_id, "events")
+            if found is None:
+                raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")  # fmt: skip
+            master = found[1]
+            chosen = []
+            if master.get("type") == "seriesMaster":
+                chosen = [i for i in calendar.instances(master, end) if calendar.overlaps(i, start, end)]  # fmt: skip
+        return jsonify({"value": [shape(i, "event") for i in chosen]})
 
     @app.patch("/v1.0/me/events/<item_id>")
     def update_event(item_id: str) -> Response:
         need("calendars", write=True)
-        return update_in("events", "event", item_id)
+        if calendar.split_id(item_id):  # an occurrence: it becomes an exception of its series
+            box = mbx()
+            with box.lock:
+                master, stamp = master_of(item_id)
+                wanted = request.headers.get("If-Match")
+                current = calendar.find_instance(master, stamp)
+                if current is None:
+                    raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")  # fmt: skip
+                if wanted and wanted != "*" and wanted != instance_etag(current):
+                    raise GraphError(412, "ErrorIrresolvableConflict", "The change key passed in the request does not match the current change key for the item.")  # fmt: skip
+                updated = calendar.make_exception(master, stamp, body_json())
+                box.put("events", updated)
+                found = calendar.find_instance(updated, stamp)
+                assert found is not None
+                meeting_message("update", found)
+            return jsonify(shape(found, "event"))
+        body = body_json()
+        if isinstance(body, dict) and "recurrence" in body:
+            calendar.check_recurrence(body["recurrence"])
+        response = update_in("events", "event", item_id)
+        with mbx().lock:
+            stored = mbx().collection("events").items.get(item_id)
+            if stored is not None:
+                if isinstance(body, dict) and "recurrence" in body:
+                    stored.pop("_exceptions", None)  # a new pattern drops the exceptions
+                    stored.pop("_cancelled", None)
+                    stored["type"] = "seriesMaster" if stored.get("recurrence") else "singleInstance"  # fmt: skip
+                    if stored["type"] == "seriesMaster":
+                        mbx().series_ids.add(item_id)
+                meeting_message("update", stored)
+        return response
 
     @app.delete("/v1.0/me/events/<item_id>")
     def delete_event(item_id: str) -> Response:
         need("calendars", write=True)
-        return delete_in("events", item_id)
+        box = mbx()
+        if calendar.split_id(item_id):  # an occurrence: cancelled in its series
+            with box.lock:
+                master, stamp = master_of(item_id)
+                current = occurrence(item_id)
+                wanted = request.headers.get("If-Match")
+                if wanted and wanted != "*" and wanted != instance_etag(current):
+                    raise GraphError(412, "ErrorIrresolvableConflict", "The change key passed in the request does not match the current change key for the item.")  # fmt: skip
+                cancelled = sorted({*(master.get("_cancelled") or []), stamp})
+                exceptions = {k: v for k, v in (master.get("_exceptions") or {}).items() if k != stamp}  # fmt: skip
+                box.put("events", {**master, "_cancelled": cancelled, "_exceptions": exceptions})
+                meeting_message("cancellation", current)
+            return Response(status=204)
+        with box.lock:
+            found = box.find(item_id, "events")
+            gone = dict(found[1]) if found is not None else None
+            answer = delete_in("events", item_id)
+            if gone is not None:
+                seq = box.collection("events").tombstones.get(item_id, box.seq)
+                if gone.get("type") == "seriesMaster":  # its instances leave the view
+                    for inst in calendar.instances(gone):
+                        box.collection("events").tombstones[inst["id"]] = seq
+                meeting_message("cancellation", gone)
+        return answer
 
     def window() -> tuple[datetime, datetime]:
         try:
@@ -754,37 +875,72 @@ def create_graph_app(state: GraphState) -> Flask:  # noqa: C901 - one closure pe
             raise GraphError(400, "ErrorInvalidParameter", "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime.") from None  # fmt: skip
         return start, end
 
-    def instances(start: datetime, end: datetime) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for item in mbx().collection("events").items.values():
-            if item.get("type") == "seriesMaster":
-                out += [o for o in expand(item) if overlaps(o, start, end)]
-            elif overlaps(item, start, end):
-                out.append(item)
-        out.sort(key=lambda i: i["start"]["dateTime"])
-        return out
-
-    def occurrence(item_id: str) -> dict[str, Any]:
-        master_id = item_id.split(OCCURRENCE_MARK, 1)[0]
-        found = mbx().find(master_id, "events")
-        if found is not None:
-            for o in expand(found[1]):
-                if o["id"] == item_id:
-                    return o
-        raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")  # fmt: skip
-
     @app.get("/v1.0/me/calendarView")
     def calendar_view() -> Response:
         need("calendars", write=False)
         start, end = window()
-        return jsonify({"value": [shape(i, "event") for i in instances(start, end)]})
+        with mbx().lock:
+            chosen = calendar.view(list(mbx().collection("events").items.values()), start, end)
+        return jsonify({"value": [shape(i, "event") for i in chosen]})
 
     @app.get("/v1.0/me/calendarView/delta")
     def calendar_delta() -> Response:
+        """event-delta.md: the instances of the view (single events, occurrences, exceptions;
+        never a series master) that changed since the token; deleted ones, cancelled
+        occurrences and changed events outside the window under `@removed`. The window is
+        part of the token; `$select`, `$expand`, `$filter`, `$orderby` are refused."""
         need("calendars", write=False)
-        if not (request.args.get("$deltatoken") or request.args.get("$skiptoken")):
-            window()
-        return delta("events", "event")
+        box = mbx()
+        for name in ("$select", "$expand", "$filter", "$orderby", "$search"):
+            if name in request.args:
+                raise GraphError(400, "ErrorInvalidUrlQuery", f"The query parameter '{name}' is not supported with delta on a calendar view.")  # fmt: skip
+        token = request.args.get("$deltatoken") or request.args.get("$skiptoken")
+        if token:
+            params = decode_token(token)
+            if params is None or params.get("epoch") != box.epoch or params.get("scope") != "calendarView":  # fmt: skip
+                raise GraphError(410, "SyncStateNotFound", "The sync state generation is not found. Please restart sync.")  # fmt: skip
+            start, end = parse_moment(params["start"]), parse_moment(params["end"])
+        else:
+            start, end = window()
+            params = {"since": "0", "upto": "", "offset": "0"}
+        with box.lock:
+            since = int(params["since"])
+            upto = int(params.get("upto") or box.seq)
+            offset = int(params.get("offset") or 0)
+            coll = box.collection("events")
+            entries: list[tuple[int, str, dict[str, Any] | str]] = []
+            for item in coll.items.values():
+                if not since < item["_seq"] <= upto:
+                    continue
+                if item.get("type") == "seriesMaster":
+                    shown = [i for i in calendar.instances(item, end) if calendar.overlaps(i, start, end)]  # fmt: skip
+                    entries += [(item["_seq"], i["id"], i) for i in shown]
+                    if since > 0:
+                        entries += [(item["_seq"], f"{item['id']}{calendar.OCCURRENCE_MARK}{s}", f"{item['id']}{calendar.OCCURRENCE_MARK}{s}") for s in item.get("_cancelled") or []]  # fmt: skip
+                elif calendar.overlaps(item, start, end):
+                    entries.append((item["_seq"], item["id"], item))
+                elif since > 0:
+                    entries.append((item["_seq"], item["id"], item["id"]))
+            if since > 0:
+                entries += [(s, i, i) for i, s in coll.tombstones.items() if since < s <= upto and i not in box.series_ids]  # fmt: skip
+            entries.sort(key=lambda e: (e[0], e[1]))
+            chosen = entries[offset : offset + page_size()]
+            value: list[dict[str, Any]] = []
+            for _, _, entry in chosen:
+                if isinstance(entry, str):
+                    value.append({"id": entry, "@removed": {"reason": "deleted"}})
+                else:
+                    value.append(shape(entry, "event"))
+        body: dict[str, Any] = {"value": value}
+        base = f"{state.base_url}{request.path}"
+        window_args = {"start": start.isoformat(), "end": end.isoformat(), "epoch": box.epoch}
+        if offset + len(chosen) < len(entries):
+            nxt = encode_token(scope="calendarView", since=since, upto=upto, offset=offset + len(chosen), **window_args)  # fmt: skip
+            body["@odata.nextLink"] = f"{base}?$skiptoken={nxt}"
+        else:
+            done = encode_token(scope="calendarView", since=upto, **window_args)
+            body["@odata.deltaLink"] = f"{base}?$deltatoken={done}"
+        return jsonify(body)
 
     # --- To Do ----------------------------------------------------------------------------------
 
@@ -930,69 +1086,4 @@ def parse_moment(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def to_utc(value: Any) -> dict[str, str]:
-    """A dateTimeTimeZone in its zone → the same moment in UTC (how the sandbox stores it)."""
-    if not isinstance(value, dict) or "dateTime" not in value:
-        raise GraphError(400, "RequestBodyRead", "A dateTimeTimeZone needs dateTime and timeZone.")  # fmt: skip
-    try:
-        zone = ZoneInfo(value.get("timeZone") or "UTC")
-        moment = datetime.fromisoformat(str(value["dateTime"]).rstrip("Z")[:26])
-    except (ZoneInfoNotFoundError, ValueError):
-        raise GraphError(400, "ErrorTimeZoneNotSupportedException", "A valid TimeZone value must be specified.") from None  # fmt: skip
-    utc = moment.replace(tzinfo=moment.tzinfo or zone).astimezone(UTC).replace(tzinfo=None)
-    return {"dateTime": utc.isoformat(timespec="seconds") + ".0000000", "timeZone": "UTC"}
-
-
-def overlaps(item: dict[str, Any], start: datetime, end: datetime) -> bool:
-    s = parse_moment(item["start"]["dateTime"][:19])
-    e = parse_moment(item["end"]["dateTime"][:19])
-    return s < end and e > start
-
-
-WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-
-
-def expand(master: dict[str, Any], limit: int = 400) -> list[dict[str, Any]]:
-    """The occurrences of a series (daily and weekly patterns; others: the first only)."""
-    rec = master.get("recurrence") or {}
-    pattern, rng = rec.get("pattern") or {}, rec.get("range") or {}
-    first = parse_moment(master["start"]["dateTime"][:19])
-    length = parse_moment(master["end"]["dateTime"][:19]) - first
-    interval = max(1, int(pattern.get("interval") or 1))
-    count = int(rng.get("numberOfOccurrences") or 0) if rng.get("type") == "numbered" else 0
-    last = None
-    if rng.get("type") == "endDate" and rng.get("endDate"):
-        last = datetime.fromisoformat(rng["endDate"]).date()
-    days = {WEEKDAYS.index(d.lower()) for d in pattern.get("daysOfWeek") or []}
-    out: list[dict[str, Any]] = []
-    day = first
-    while len(out) < limit and (not count or len(out) < count):
-        if last is not None and day.date() > last:
-            break
-        kind = pattern.get("type")
-        weeks = (day.date() - first.date()).days // 7
-        hit = (
-            (kind == "daily" and (day.date() - first.date()).days % interval == 0)
-            or (
-                kind == "weekly"
-                and day.weekday() in (days or {first.weekday()})
-                and weeks % interval == 0
-            )  # fmt: skip
-            or (kind not in ("daily", "weekly") and day == first)
-        )
-        if hit:
-            stamp = day.strftime("%Y%m%d")
-            out.append({
-                **{k: v for k, v in master.items() if k not in ("recurrence", "singleValueExtendedProperties")},  # fmt: skip
-                "id": f"{master['id']}{OCCURRENCE_MARK}{stamp}", "type": "occurrence", "seriesMasterId": master["id"],  # fmt: skip
-                "recurrence": None,
-                "start": {"dateTime": day.strftime("%Y-%m-%dT%H:%M:%S") + ".0000000", "timeZone": "UTC"},  # fmt: skip
-                "end": {"dateTime": (day + length).strftime("%Y-%m-%dT%H:%M:%S") + ".0000000", "timeZone": "UTC"},  # fmt: skip
-                "originalStart": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            })  # fmt: skip
-        elif kind not in ("daily", "weekly"):
-            break
-        day += timedelta(days=1)
-        if (day - first).days > 3660:
-            break
-    return out
+to_utc = calendar.to_utc

@@ -60,6 +60,10 @@ class GraphMailbox:
     """scope → collection; scopes: "contacts", "events", "folder:<id>", "todo:<list id>"."""
     todo_lists: dict[str, dict[str, Any]] = field(default_factory=dict)
     attachments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    series_ids: set[str] = field(default_factory=set)
+    """Ids of every series master made (a master is never an entry of the calendar view)."""
+    meeting_messages: list[dict[str, Any]] = field(default_factory=list)
+    """Meeting requests, updates and cancellations Graph sent for the organizer's changes."""
 
     def __post_init__(self) -> None:
         for name in WELL_KNOWN:

@@ -10,12 +10,9 @@ still issued over HTTPS only (the token endpoint, keys and metadata refuse plain
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sandbox.faults import FaultProfile
 from sandbox.identity import TENANT_ID, TokenRegistry
@@ -23,6 +20,7 @@ from sandbox.idp.app import IdpState, create_idp_app
 from sandbox.idp.consent import ConsentStore
 from sandbox.idp.grants import SANDBOX_CLIENT_ID, GrantStore
 from sandbox.requestlog import RequestLog
+from sandbox.serving import Listener
 from sandbox.tls import make_tls_material
 
 BROWSER_PATHS = re.compile(
@@ -42,13 +40,6 @@ def browser_pages_only(app: Callable[..., Any]) -> Callable[..., Iterable[bytes]
         return [b"Served over HTTPS only (tokens, keys and metadata)."]
 
     return serve
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log on stderr: the RequestLog records every request instead."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
 
 
 class IdentityServer:
@@ -73,15 +64,14 @@ class IdentityServer:
         grants = GrantStore(path=str(Path(tls_dir) / "refresh_tokens.json"))
         self.state = IdpState(tokens, log, faults, grants=grants)
         self.app = create_idp_app(self.state)
-        self._host, self._port = host, port
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-        self._pages: BaseWSGIServer | None = None
-        self._pages_thread: threading.Thread | None = None
+        self._listener = Listener(
+            self.app, "sandbox-identity", host, port, ssl_context=self.tls.server_context()
+        )
+        self._pages = Listener(browser_pages_only(self.app), "sandbox-identity-pages", host)
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
+        if not self._listener.running:
             raise RuntimeError("IdentityServer is not started")
         return self.state.base_url
 
@@ -130,37 +120,12 @@ class IdentityServer:
         return self.state.revoke_access_tokens(upn)
 
     def start(self) -> None:
-        if self._server is not None:
+        if self._listener.running:
             return
-        server = make_server(
-            self._host,
-            self._port,
-            self.app,
-            threaded=True,
-            request_handler=_QuietHandler,
-            ssl_context=self.tls.server_context(),
-        )
-        port = server.socket.getsockname()[1]
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        self.state.base_url = f"https://{host}:{port}"
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="sandbox-identity", daemon=True
-        )
-        self._thread.start()
-        pages = make_server(
-            self._host,
-            0,
-            browser_pages_only(self.app),
-            threaded=True,
-            request_handler=_QuietHandler,
-        )
-        self.state.browser_url = f"http://{host}:{pages.socket.getsockname()[1]}"
-        self._pages = pages
-        self._pages_thread = threading.Thread(
-            target=pages.serve_forever, name="sandbox-identity-pages", daemon=True
-        )
-        self._pages_thread.start()
+        self._listener.start()
+        self.state.base_url = self._listener.origin
+        self._pages.start()
+        self.state.browser_url = self._pages.origin
 
     @property
     def browser_url(self) -> str:
@@ -168,16 +133,5 @@ class IdentityServer:
         return self.state.browser_url
 
     def stop(self) -> None:
-        pages, self._pages = self._pages, None
-        if pages is not None:
-            pages.shutdown()
-            if self._pages_thread is not None:
-                self._pages_thread.join(timeout=10)
-            pages.server_close()
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        server.server_close()
+        self._pages.stop()
+        self._listener.stop()

@@ -34,7 +34,8 @@ from sync.crm.batch import (
     results_for,
 )
 from sync.crm.entities import primary_key_for
-from sync.crm.errors import error_for, retry_after_seconds
+from sync.crm.errors import error_for
+from sync.crm.retry import RetryPolicy, Sender
 from sync.sides import AuthError, Invalid, SideError, TokenExpired, Unavailable
 from sync.urls import is_secure_url
 
@@ -91,6 +92,19 @@ def _delta_error(error: SideError) -> SideError:
     return error
 
 
+def _delta_exhausted(error: SideError, status: int, tries: int) -> SideError:
+    """A saved delta link the service keeps failing with 5xx (the docs do not say how an
+    expired one is answered): read everything again once, instead of failing every run on a
+    link it may never serve again. A real outage fails that full read too, and the link is kept."""
+    if status >= 500 and isinstance(error, Unavailable):
+        return TokenExpired(
+            f"The service answered {status} to the saved delta link {tries} times "
+            f"({error.message}): reading everything again.",
+            error.code,
+        )
+    return error
+
+
 class InsecureUrl(Invalid):
     """A URL the bearer token would travel to unencrypted (plain HTTP to another computer)."""
 
@@ -119,24 +133,6 @@ class DeltaPage:
     deleted: list[str]
     delta_link: str | None
     last: bool = True
-
-
-@dataclass
-class RetryPolicy:
-    """How hard to try before giving up (bounded, so a dead server ends a run, not hangs it)."""
-
-    max_retries: int = 4
-    """Retries for 5xx, timeouts and resets."""
-    backoff: float = 0.5
-    """First backoff in seconds; doubles on each retry, capped by `max_backoff`."""
-    max_backoff: float = 30.0
-    max_throttle_retries: int = 5
-    """How many `429`/`503 Retry-After` answers are waited out before Throttled is raised."""
-    max_retry_after: float = 300.0
-    """The longest single wait a `Retry-After` may ask for (longer asks are capped)."""
-
-    def delay(self, attempt: int) -> float:
-        return min(self.max_backoff, self.backoff * (2**attempt))
 
 
 def tls_context(verify: str | None = None) -> ssl.SSLContext:
@@ -249,71 +245,33 @@ class DataverseClient:
             content = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
             extra.setdefault("Content-Type", "application/json")
         check_secure_url(url)  # also links from the service: the token goes with them
-        attempt = throttled = 0
-        refreshed = refresh_now = False
-        while True:
-            extra["Authorization"] = f"Bearer {self._token(refresh=refresh_now)}"
-            refresh_now = False
-            self.request_count += 1
-            try:
-                response = self._http.request(method, url, headers=extra, content=content)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if is_tls_failure(exc):
-                    # A certificate or protocol refusal will not heal by retrying.
-                    raise Unavailable(f"TLS handshake with {url} failed: {exc}") from exc
-                if attempt >= self.retry.max_retries:
-                    raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
-                self.sleep(self.retry.delay(attempt))
-                attempt += 1
-                continue
-            status = response.status_code
-            if status < 400 or (accept is not None and accept(response)):
-                return response
-            if status == 401 and not refreshed and self.can_refresh:
-                # The cached token was refused (revoked before it expired): once, a new one.
-                refreshed = refresh_now = True
-                continue
-            wait = retry_after_seconds(response.headers.get("retry-after"))
-            if status == 429 or (status == 503 and wait is not None):
-                if throttled >= self.retry.max_throttle_retries:
-                    raise error_for(429, response.content, response.headers)
-                self.sleep(
-                    min(
-                        wait if wait is not None else self.retry.delay(throttled),
-                        self.retry.max_retry_after,
-                    )
-                )
-                throttled += 1
-                continue
+
+        def error_of(response: httpx.Response, status: int) -> SideError:
             error = error_for(status, response.content, response.headers, delta=delta)
-            if delta:
-                error = _delta_error(error)
-            if status == 401 and refreshed:
-                raise AuthError(
-                    f"The service refused a newly issued token too: {error.message or status}. "
-                    "Sign in again; if that does not help, ask an administrator whether this "
-                    "user may use the organization.",
-                    error.code,
-                )
-            if (
-                status >= 500
-                and isinstance(error, Unavailable)
-                and attempt < self.retry.max_retries
-            ):
-                self.sleep(self.retry.delay(attempt))
-                attempt += 1
-                continue
-            if delta and status >= 500 and isinstance(error, Unavailable):
-                # The service keeps failing on this delta link (the docs do not say how an
-                # expired one is answered): read everything again once, instead of failing
-                # every run on a link it may never serve again. A real outage fails that
-                # full read too, and the link is kept.
-                raise TokenExpired(
-                    f"The service answered {status} to the saved delta link "
-                    f"{attempt + 1} times ({error.message}): reading everything again.",
-                    error.code,
-                )
-            raise error
+            return _delta_error(error) if delta else error
+
+        return self._sender(error_of).send(
+            method,
+            url,
+            extra,
+            content,
+            accept=accept,
+            exhausted=_delta_exhausted if delta else None,
+        )
+
+    def _sender(self, error_of: Callable[[httpx.Response, int], SideError]) -> Sender:
+        return Sender(
+            self._http,
+            self._token,
+            self.can_refresh,
+            self.retry,
+            self.sleep,
+            error_of,
+            self._count,
+        )
+
+    def _count(self) -> None:
+        self.request_count += 1
 
     def get_json(self, path: str, headers: Mapping[str, str] | None = None) -> Any:
         return self.request("GET", path, headers=headers).json()
@@ -528,16 +486,6 @@ def _refresh(provider: Callable[[], str]) -> str:
     """A new token from a provider that can refresh (see `DataverseClient.can_refresh`)."""
     refresh = getattr(provider, "refresh", None)
     return str(refresh()) if callable(refresh) else provider()
-
-
-def is_tls_failure(exc: BaseException) -> bool:
-    """Whether a transport error is a TLS refusal (bad certificate, too old a protocol)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "WRONG_VERSION_NUMBER" in str(exc)
 
 
 def _chunks(items: Sequence[Item]) -> Iterator[list[Item]]:

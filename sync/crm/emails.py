@@ -23,13 +23,22 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from sync.crm.batch import BatchOp
+from sync.crm.batch import MAX_BATCH_OPERATIONS, BatchOp
 from sync.crm.client import DataverseClient, query_string
 from sync.crm.entities import KIND_SPECS, primary_key_for
 from sync.crm.parties import LOOKUP_ORDER
 from sync.mail.facade import RecordRef
-from sync.mail.ports import AttachmentData, CrmEmail, NewEmail, Party
-from sync.sides import AuthError, Duplicate, Invalid, NotFound, Unavailable
+from sync.mail.ports import AttachmentData, CrmEmail, NewAttachment, NewEmail, Party
+from sync.sides import (
+    AuthError,
+    Duplicate,
+    Invalid,
+    NotFound,
+    SideError,
+    Throttled,
+    TokenExpired,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,11 @@ BLOCKED = "0x80043e09"
 """AttachmentBlocked: a blocked file type (or too large)."""
 READ_ONLY_PARTY_MASKS = frozenset({8, 9})
 """Regarding and Owner parties: the service keeps them; a client never writes them."""
+ATTACHMENTS_PER_BATCH = MAX_BATCH_OPERATIONS
+"""Files per `$batch` (each one operation: the batch limit)."""
+BATCH_BYTES = 8 * 1024 * 1024
+"""Base64 characters per attachments `$batch` (a bigger file travels alone): bounded requests
+and memory whatever the files' sizes."""
 
 _NAMESPACE = uuid.UUID("6f1d8c1e-6d0b-4b8e-9a57-3a0d5e2f7c41")
 _ANNOTATIONS = 'odata.include-annotations="*"'
@@ -165,6 +179,44 @@ def _party_body(party: Party) -> dict[str, Any]:
     if party.address:
         body["addressused"] = party.address
     return body
+
+
+def _status_of(email: NewEmail) -> int:
+    return SENT if email.outgoing else RECEIVED
+
+
+def _made(
+    email: NewEmail, parties: Sequence[Party], status: int | None, regarding: RecordRef | None
+) -> CrmEmail:
+    """The CrmEmail a create wrote (or, without status, one whose id exists already)."""
+    return CrmEmail(
+        id=email.id.lower(),
+        subject=email.subject,
+        message_id=email.message_id,
+        outgoing=email.outgoing,
+        regarding=regarding,
+        tracking_token=email.tracking_token if status is not None else None,
+        conversation_index=email.conversation_index if status is not None else None,
+        parties=tuple(parties),
+        status=status,
+    )
+
+
+def _attachment_op(attachment: NewAttachment) -> BatchOp:
+    """The POST of one activitymimeattachment with our id (a retry meets "duplicate key")."""
+    data = attachment.data
+    if data.content is None:
+        raise ValueError(f"attachment {data.name!r} has no content to upload")
+    body = {
+        "activitymimeattachmentid": attachment.id.lower(),
+        "objectid_email@odata.bind": f"/emails({attachment.email_id.lower()})",
+        "objecttypecode": "email",
+        "filename": data.name,
+        "subject": data.name,
+        "mimetype": data.content_type or "application/octet-stream",
+        "body": base64.b64encode(data.content).decode("ascii"),
+    }
+    return BatchOp("POST", "activitymimeattachments", body)
 
 
 def _same_party(a: Party, b: Party) -> bool:
@@ -396,13 +448,10 @@ class DataverseEmails:
 
     # --- writing -------------------------------------------------------------------------------
 
-    def create_email(self, email: NewEmail) -> CrmEmail:
-        """Create the email (parties inline, Regarding bound) and set it Completed — Sent or
-        Received — in the same change set: one request. When `email.id` exists already (a
-        retry, or another user's computer made it), answer the existing email."""
-        email_id = email.id.lower()
+    def _email_body(self, email: NewEmail) -> tuple[dict[str, Any], list[Party]]:
+        """The create's body (parties inline, Regarding bound) and the parties it carries."""
         body: dict[str, Any] = {
-            "activityid": email_id,
+            "activityid": email.id.lower(),
             "subject": email.subject,
             "description": email.body_html,
             "directioncode": email.outgoing,
@@ -432,41 +481,71 @@ class DataverseEmails:
             if not any(_same_party(party, p) for p in parties):
                 parties.append(party)
         body["email_activity_parties"] = [_party_body(p) for p in parties]
-        status = SENT if email.outgoing else RECEIVED
-        change_set = [
-            BatchOp("POST", "emails", body),
-            BatchOp("PATCH", "$1", {"statecode": COMPLETED, "statuscode": status}),
+        return body, parties
+
+    def create_email(self, email: NewEmail) -> CrmEmail:
+        """Create one email (see `create_emails`); its error is raised."""
+        [answer] = self.create_emails([email])
+        if isinstance(answer, SideError):
+            raise answer
+        return answer
+
+    def create_emails(self, emails: Sequence[NewEmail]) -> list[CrmEmail | SideError]:
+        """Create the emails in one `$batch` (more only past 1,000 operations), each its own
+        change set — the create (parties inline, Regarding bound) and the update to Completed
+        Sent or Received — with `Prefer: odata.continue-on-error`, so a refused email fails
+        alone (its change set answers with its one error) and the others are made.
+
+        One answer per email, in order: the email, or the error that refused it. An email whose
+        id exists (a retry, or another user's computer made it) answers the existing one, read
+        back in one query. An error of the whole request (throttled, away, sign-in refused)
+        stands for every email it left unanswered."""
+        if not emails:
+            return []
+        bodies = [self._email_body(email) for email in emails]
+        change_sets = [
+            [
+                BatchOp("POST", "emails", body),
+                BatchOp("PATCH", "$1", {"statecode": COMPLETED, "statuscode": _status_of(email)}),
+            ]
+            for email, (body, _) in zip(emails, bodies, strict=True)
         ]
-        answers = self.client.batch([change_set], continue_on_error=True)
-        failed = next((a for a in answers if not a.ok), None)
-        if failed is None:
-            return CrmEmail(
-                id=email_id,
-                subject=email.subject,
-                message_id=email.message_id,
-                outgoing=email.outgoing,
-                regarding=email.regarding,
-                tracking_token=email.tracking_token,
-                conversation_index=email.conversation_index,
-                parties=tuple(parties),
-                status=status,
-            )
-        error = failed.error or Unavailable("no answer to the email's create")
-        if not isinstance(error, Duplicate):
-            raise error
         try:
-            existing = self._get_email(email_id)
+            results = self.client.batch(change_sets, continue_on_error=True)
+        except (AuthError, Throttled, TokenExpired, Unavailable) as whole:
+            return [whole for _ in emails]
+        answers: list[CrmEmail | SideError] = []
+        existing: list[int] = []
+        for index, (email, (_, parties)) in enumerate(zip(emails, bodies, strict=True)):
+            pair = results[2 * index : 2 * index + 2]
+            failed = next((r for r in pair if not r.ok), None)
+            if failed is None:
+                answers.append(_made(email, parties, _status_of(email), email.regarding))
+                continue
+            error = failed.error or Unavailable("no answer to the email's create")
+            if isinstance(error, Duplicate):
+                existing.append(index)
+            answers.append(error)
+        if existing:
+            found = self._emails_by_id([emails[i].id for i in existing])
+            for index in existing:
+                email, (_, parties) = emails[index], bodies[index]
+                # not found: not ours to read (Basic read), the duplicate key proves it exists
+                answers[index] = found.get(email.id.lower()) or _made(email, parties, None, None)
+        return answers
+
+    def _emails_by_id(self, ids: Sequence[str]) -> dict[str, CrmEmail]:
+        """The emails with these ids that the user may read, by id (one request)."""
+        conditions = [f"activityid eq {i.lower()}" for i in dict.fromkeys(ids)]
+        found: dict[str, CrmEmail] = {}
+        try:
+            rows = self._emails_where(conditions)
         except AuthError:
-            existing = None  # not ours to read (Basic read): the id proves it exists
-        if existing is not None:
-            return existing
-        return CrmEmail(
-            id=email_id,
-            subject=email.subject,
-            message_id=email.message_id,
-            outgoing=email.outgoing,
-            parties=tuple(parties),
-        )
+            return found
+        for row in rows:
+            email = _email(row)
+            found.setdefault(email.id, email)
+        return found
 
     def add_parties(self, email_id: str, parties: Sequence[Party]) -> None:
         """Add the parties the email lacks (a second user tracking the same message): read
@@ -488,27 +567,47 @@ class DataverseEmails:
         raise Unavailable(f"the parties of email {email_id} keep changing under us")
 
     def add_attachment(self, email_id: str, attachment_id: str, data: AttachmentData) -> None:
-        """Attach (POST activitymimeattachments with our id: a retry meets "duplicate key" and
-        is done). A refusal by the organization raises AttachmentRefused."""
-        if data.content is None:
-            raise ValueError(f"attachment {data.name!r} has no content to upload")
-        body = {
-            "activitymimeattachmentid": attachment_id.lower(),
-            "objectid_email@odata.bind": f"/emails({email_id.lower()})",
-            "objecttypecode": "email",
-            "filename": data.name,
-            "subject": data.name,
-            "mimetype": data.content_type or "application/octet-stream",
-            "body": base64.b64encode(data.content).decode("ascii"),
-        }
+        """Attach one file (see `add_attachments`); its error is raised."""
+        [answer] = self.add_attachments([NewAttachment(email_id, attachment_id, data)])
+        if answer is not None:
+            raise answer
+
+    def add_attachments(self, attachments: Sequence[NewAttachment]) -> list[SideError | None]:
+        """POST the activitymimeattachments with our ids in `$batch` requests (at most
+        ATTACHMENTS_PER_BATCH files or BATCH_BYTES of base64 each, continue-on-error), so one
+        refused file fails alone. One answer per file, in order: None when it is there
+        (made now, or "duplicate key": a retry), AttachmentRefused when the organization
+        refused it (over maxuploadfilesize, a blocked type), else the error. An error of a
+        whole request stands for every file it left unanswered."""
+        answers: list[SideError | None] = []
+        chunk: list[BatchOp] = []
+        size = 0
+        for attachment in attachments:
+            op = _attachment_op(attachment)
+            length = len(op.body["body"]) if op.body else 0
+            if chunk and (len(chunk) >= ATTACHMENTS_PER_BATCH or size + length > BATCH_BYTES):
+                answers += self._attachment_batch(chunk)
+                chunk, size = [], 0
+            chunk.append(op)
+            size += length
+        if chunk:
+            answers += self._attachment_batch(chunk)
+        return answers
+
+    def _attachment_batch(self, ops: list[BatchOp]) -> list[SideError | None]:
         try:
-            self.client.request("POST", "activitymimeattachments", json_body=body)
-        except Duplicate:
-            return
-        except Invalid as error:
-            if (error.code or "").lower() in (TOO_BIG, BLOCKED):
-                raise AttachmentRefused(error.message, error.code) from error
-            raise
+            results = self.client.batch(ops, continue_on_error=True)
+        except (AuthError, Throttled, TokenExpired, Unavailable) as whole:
+            return [whole for _ in ops]
+        answers: list[SideError | None] = []
+        for result in results:
+            error = None if result.ok else result.error or Unavailable("no answer")
+            if isinstance(error, Duplicate):
+                error = None
+            elif isinstance(error, Invalid) and (error.code or "").lower() in (TOO_BIG, BLOCKED):
+                error = AttachmentRefused(error.message, error.code)
+            answers.append(error)
+        return answers
 
     def set_regarding(self, email_id: str, regarding: RecordRef | None) -> None:
         """Bind Regarding (PATCH with `If-Match: *`, so a missing email is NotFound, never an

@@ -13,7 +13,8 @@ appointment's `statecode` is not valid for create and a series' `firstdayofweek`
 update.
 
 Both are read from the organization, as `webapi/query-metadata-web-api.md` shows:
-`EntityDefinitions(LogicalName='task')/Attributes?$select=…` (every column's validity) and the
+`EntityDefinitions(LogicalName='task')/Attributes?$select=…` (every column's validity and its
+DisplayName, the label in the reading user's language) and the
 cast `…/Attributes/Microsoft.Dynamics.CRM.DateTimeAttributeMetadata?$select=LogicalName,
 DateTimeBehavior,Format`; the time zone is `usersettingscollection(<user>)?$select=timezonecode`
 (usersettings.md; `specify-time-zone-settings-user.md`: "For a list of time zone code values …
@@ -33,7 +34,7 @@ import logging
 import threading
 import time as clock
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -72,6 +73,10 @@ class Column:
     """DateTimeBehavior of a DateTime column; None for other types."""
     format: str | None = None
     """DateTimeFormat: DateAndTime or DateOnly."""
+    label: str | None = field(default=None, compare=False)
+    """[offline2] DisplayName.UserLocalizedLabel: the column's name in the language of the user
+    who read the definitions (None when the service gave none); words, not a rule, so two
+    definitions with the same rules are equal whatever the reader's language."""
 
     @property
     def shows_a_day(self) -> bool:
@@ -83,6 +88,15 @@ class Column:
 class Table:
     logical_name: str
     columns: Mapping[str, Column]
+
+
+def _user_label(value: Any) -> str | None:
+    """A Label's UserLocalizedLabel text (query-metadata-web-api.md: DisplayName is a Label)."""
+    if isinstance(value, Mapping):
+        local = value.get("UserLocalizedLabel")
+        if isinstance(local, Mapping) and local.get("Label"):
+            return str(local["Label"])
+    return None
 
 
 def zone_for_code(code: int, standard_name: str | None = None) -> ZoneInfo | None:
@@ -196,7 +210,7 @@ class _Org:
                 name: {
                     "at": at,
                     "columns": [
-                        [c.name, c.valid_for_create, c.valid_for_update, c.behaviour, c.format]
+                        list(astuple(c))  # name, create, update, behaviour, format, label
                         for c in table.columns.values()
                     ],
                 }
@@ -214,7 +228,9 @@ class _Org:
         try:
             for name, entry in dict(stored.get("tables") or {}).items():
                 columns = {
-                    str(c[0]): Column(str(c[0]), bool(c[1]), bool(c[2]), c[3], c[4])
+                    str(c[0]): Column(
+                        str(c[0]), bool(c[1]), bool(c[2]), c[3], c[4], c[5] if len(c) > 5 else None
+                    )
                     for c in entry["columns"]
                 }
                 self.tables.setdefault(str(name), (Table(str(name), columns), float(entry["at"])))
@@ -309,7 +325,10 @@ class Metadata:
     def _read_table(self, logical_name: str) -> Table:
         base = f"EntityDefinitions(LogicalName='{logical_name}')/Attributes"
         flags = self.client.get_json(
-            base + query_string(select=["LogicalName", "IsValidForCreate", "IsValidForUpdate"])
+            base
+            + query_string(
+                select=["LogicalName", "IsValidForCreate", "IsValidForUpdate", "DisplayName"]
+            )
         )
         dates = self.client.get_json(
             base
@@ -333,6 +352,7 @@ class Metadata:
                 valid_for_update=attribute.get("IsValidForUpdate") is not False,
                 behaviour=behaviour,
                 format=shown,
+                label=_user_label(attribute.get("DisplayName")),
             )
         return Table(logical_name, columns)
 

@@ -53,13 +53,20 @@ def read_all(
     side: Side, kind: str, token: str | None, known: KnownVersions | None = None
 ) -> tuple[ChangeSet, str | None]:
     """Every change since `token` (a full read when None or refused), and the token to save.
-    `known`: the records held at the reported version may be left out (see Side.read_changes)."""
+    `known`: the records held at the reported version may be left out (see Side.read_changes).
+
+    A full read is paged too, and its paging links can expire on the way (Graph answers a
+    stale next link 410 like a stale delta link): it starts again once from the top, nothing
+    of the broken read kept."""
+    if token is not None:
+        try:
+            return _read(side, kind, token, known)
+        except TokenExpired:
+            log.info("%s refused the %s token: reading everything again", side.name, kind)
     try:
-        return _read(side, kind, token, known)
+        return _read(side, kind, None, known)
     except TokenExpired:
-        if token is None:
-            raise
-        log.info("%s refused the %s token: reading everything again", side.name, kind)
+        log.info("%s expired the full read of %s while paging: once more", side.name, kind)
         return _read(side, kind, None, known)
 
 

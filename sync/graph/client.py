@@ -1,8 +1,8 @@
 """A thin, synchronous Microsoft Graph client on httpx, with the Dataverse client's rules.
 
-The same retry and throttle rules as `sync.crm.client` (its `RetryPolicy`): bounded retries
-with backoff for 5xx, timeouts and resets; `429` and `503` with `Retry-After` waited out; a
-`401` retried once with a refreshed token; errors raised as the typed errors of `sync.sides`.
+The same request loop as the Dataverse client (`sync.crm.retry.Sender`): bounded retries with
+backoff for 5xx, timeouts and resets; `429` and `503` with `Retry-After` waited out; a `401`
+retried once with a refreshed token; errors raised as the typed errors of `sync.sides`.
 On top: JSON `$batch` in chunks of 20 (json-batching.md) with throttled parts sent again, and
 delta paging (`@odata.nextLink` until `@odata.deltaLink`; `410 Gone` is TokenExpired).
 """
@@ -17,8 +17,9 @@ from typing import Any
 
 import httpx
 
-from sync.crm.client import RetryPolicy, check_secure_url, is_tls_failure, tls_context
+from sync.crm.client import RetryPolicy, check_secure_url, tls_context
 from sync.crm.errors import retry_after_seconds
+from sync.crm.retry import Sender
 from sync.sides import (
     AuthError,
     Conflict,
@@ -140,46 +141,18 @@ class GraphClient:
         if json_body is not None:
             content = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
             extra["Content-Type"] = "application/json"
-        attempt = throttled = 0
-        refreshed = refresh_now = False
-        while True:
-            extra["Authorization"] = f"Bearer {self._token(refresh=refresh_now)}"
-            refresh_now = False
-            self.request_count += 1
-            try:
-                response = self._http.request(method, url, headers=extra, content=content)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if is_tls_failure(exc):
-                    # a certificate or protocol refusal will not heal by retrying
-                    raise Unavailable(f"TLS handshake with {url} failed: {exc}") from exc
-                if attempt >= self.retry.max_retries:
-                    raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
-                self.sleep(self.retry.delay(attempt))
-                attempt += 1
-                continue
-            status = response.status_code
-            if status < 400:
-                return response
-            if (
-                status == 401
-                and not refreshed
-                and callable(getattr(self.token_provider, "refresh", None))
-            ):
-                refreshed = refresh_now = True
-                continue
-            wait = retry_after_seconds(response.headers.get("retry-after"))
-            if status == 429 or (status == 503 and wait is not None):
-                if throttled >= self.retry.max_throttle_retries:
-                    raise error_for(429, _json(response), response.headers)
-                delay = wait if wait is not None else self.retry.delay(throttled)
-                self.sleep(min(delay, self.retry.max_retry_after))
-                throttled += 1
-                continue
-            if status >= 500 and attempt < self.retry.max_retries:
-                self.sleep(self.retry.delay(attempt))
-                attempt += 1
-                continue
-            raise error_for(status, _json(response), response.headers)
+        return Sender(
+            self._http,
+            self._token,
+            callable(getattr(self.token_provider, "refresh", None)),
+            self.retry,
+            self.sleep,
+            lambda response, status: error_for(status, _json(response), response.headers),
+            self._count,
+        ).send(method, url, extra, content)
+
+    def _count(self) -> None:
+        self.request_count += 1
 
     def get(self, path: str, headers: Mapping[str, str] | None = None) -> Any:
         return self.request("GET", path, headers=headers).json()

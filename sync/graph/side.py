@@ -1,4 +1,5 @@
-"""GraphSide: a mailbox reached through Microsoft Graph, as the engine's `Side` (contacts, tasks;
+"""GraphSide: a mailbox reached through Microsoft Graph, as the engine's `Side` (contacts, tasks,
+appointments and series: `sync.graph.calendar`;
 reads of messages, kind "messages:<folder>", for email tracking: `sync.graph.mail`).
 
 Reads: the kind's delta (`/me/contacts/delta`, `/me/todo/lists/{id}/tasks/delta`) gives the ids
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sync.graph import convert
+from sync.graph.calendar import GraphCalendar
 from sync.graph.client import GraphClient
 from sync.mailbox import ews_marks
 from sync.mailbox.claims import CLAIM_FOLDER_NAME
@@ -46,7 +48,7 @@ from sync.sides import (
     write_grouped,
 )
 
-KINDS = ("contacts", "tasks")
+KINDS = ("contacts", "tasks", "appointments")
 MARKS_PROPERTY = f"String {{{IDEMPOTENCY_PROPERTY_SET}}} Name untracked"
 
 
@@ -55,7 +57,8 @@ def _quote(value: str) -> str:
 
 
 class GraphSide:
-    """A mailbox reached through Microsoft Graph. Kinds: contacts, tasks (To Do)."""
+    """A mailbox reached through Microsoft Graph. Kinds: contacts, tasks (To Do), appointments
+    (the calendar, single events and series: `sync.graph.calendar`)."""
 
     name = "mailbox"
     marks_scope = ""
@@ -65,6 +68,7 @@ class GraphSide:
         self.client = client
         self._task_list = task_list
         self._marks_folder: str | None = None
+        self.calendar = GraphCalendar(client)
 
     # --- paths ----------------------------------------------------------------------------
 
@@ -122,6 +126,9 @@ class GraphSide:
         self, kind: str, token: str | None, known: KnownVersions | None = None
     ) -> Iterator[Page]:
         """Pages of changes since the delta link `token` (None: everything)."""
+        if kind == "appointments":
+            yield from self.calendar.read_changes(token)
+            return
         link: str | None = token or f"{self._collection(kind)}/delta"
         headers = {"Prefer": "odata.maxpagesize=100"}
         while link:
@@ -156,6 +163,8 @@ class GraphSide:
         """The current state of the given items (batched GETs); missing ones are absent."""
         if not ids:
             return {}
+        if kind == "appointments":
+            return self.calendar.read(ids)
         answers = self.client.batch(
             [
                 {"method": "GET", "url": f"{self._item_url(kind, i)}?{self.expand_query(kind)}"}
@@ -177,6 +186,8 @@ class GraphSide:
         found: dict[str, Upsert] = {}
         if not keys:
             return found
+        if kind == "appointments":
+            return self.calendar.find_by_key(keys)
         if kind == "tasks":
             wanted = set(keys)
             path = f"{self._collection(kind)}?$expand=extensions"
@@ -210,6 +221,8 @@ class GraphSide:
 
     def write(self, kind: str, ops: Sequence[WriteOp]) -> list[Result]:
         """Creates, updates and deletes in JSON batches; one result per op, in order."""
+        if kind == "appointments":
+            return self.calendar.write(ops)
         return write_grouped(kind, ops, self._create, self._update, self._delete)
 
     def _body(self, kind: str, fields: Mapping[str, Any], full: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
@@ -358,4 +371,5 @@ class GraphSide:
         )
 
     def begin_run(self) -> None:
-        """Nothing is kept between runs."""
+        """Nothing is kept between runs (the calendar drops the read its two kinds share)."""
+        self.calendar.begin_run()

@@ -22,16 +22,20 @@ from typing import Any
 
 from sync.mail.correlate import HEADER_BYTES, _index_bytes, normalize_id
 from sync.mail.facade import RecordRef
-from sync.mail.ports import AttachmentData, CrmEmail, NewEmail, Party
+from sync.mail.ports import AttachmentData, CrmEmail, NewAttachment, NewEmail, Party
 from sync.mailbox.fields import TRACKED_CATEGORY
 from sync.memory import MemoryMailbox
 from sync.sides import (
+    AuthError,
     Invalid,
     KnownVersions,
     NotFound,
     Page,
     Result,
+    SideError,
+    Throttled,
     TokenExpired,
+    Unavailable,
     Upsert,
     Written,
 )
@@ -39,6 +43,8 @@ from sync.sides import (
 Hook = Callable[[str, str], None]
 """hook(point, operation): point "before" or "after"; raise to fail or crash there."""
 
+WHOLE = (Throttled, Unavailable, AuthError, TokenExpired)
+"""Errors of a whole request, never of one email in it."""
 DEFAULT_LIMIT = 5 * 1024 * 1024
 """Dataverse's default attachment size limit (organization.maxuploadfilesize: 5 MB)."""
 
@@ -159,6 +165,22 @@ class MemoryEmails:
         self.org._call("create_email", "after")
         return self._crm(stored)
 
+    def create_emails(self, emails: Sequence[NewEmail]) -> list[CrmEmail | SideError]:
+        """One call (as one `$batch`), each email as `create_email` makes it: an error of the
+        whole call (throttled, away, sign-in) answers for it and every email after it, as a
+        request the service refused or stopped answering; another error is that email's."""
+        self.org._call("create_emails", "before")
+        answers: list[CrmEmail | SideError] = []
+        for index, email in enumerate(emails):
+            try:
+                answers.append(self.create_email(email))
+            except WHOLE as whole:
+                answers += [whole] * (len(emails) - index)
+                break
+            except SideError as error:
+                answers.append(error)
+        return answers
+
     def add_parties(self, email_id: str, parties: Sequence[Party]) -> None:
         self.org._call("add_parties", "before")
         stored = self.org.emails.get(email_id)
@@ -176,6 +198,21 @@ class MemoryEmails:
             raise Invalid("The attachment is larger than the organization allows.", "0x80043e09")
         stored.attachments.setdefault(attachment_id, data)
         self.org._call("add_attachment", "after")
+
+    def add_attachments(self, attachments: Sequence[NewAttachment]) -> list[SideError | None]:
+        """One call, each file as `add_attachment` adds it (errors as in `create_emails`)."""
+        self.org._call("add_attachments", "before")
+        answers: list[SideError | None] = []
+        for index, attachment in enumerate(attachments):
+            try:
+                self.add_attachment(attachment.email_id, attachment.id, attachment.data)
+                answers.append(None)
+            except WHOLE as whole:
+                answers += [whole] * (len(attachments) - index)
+                break
+            except SideError as error:
+                answers.append(error)
+        return answers
 
     def set_regarding(self, email_id: str, regarding: RecordRef | None) -> None:
         self.org._call("set_regarding", "before")

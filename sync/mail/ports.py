@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sync.mail.facade import RecordRef
-from sync.sides import Page, Result, Upsert
+from sync.sides import Page, Result, SideError, Upsert
 
 TRACKING_OPTIONS = ("none", "all", "replies", "records", "email_enabled")
 """Dynamics' personal options: none / all email messages / replies to email tracked in the CRM /
@@ -90,6 +90,16 @@ class AttachmentData:
     content: bytes | None
 
 
+@dataclass(frozen=True)
+class NewAttachment:
+    """A file to attach to CRM email `email_id`; `id` is the activitymimeattachment id we
+    choose (a retry adds the same one)."""
+
+    email_id: str
+    id: str
+    data: AttachmentData
+
+
 class EmailDirectory(Protocol):
     """The CRM as email tracking sees it."""
 
@@ -114,12 +124,25 @@ class EmailDirectory(Protocol):
         """Create it (parties inline); when `email.id` exists already, return that one."""
         ...
 
+    def create_emails(self, emails: Sequence[NewEmail]) -> list[CrmEmail | SideError]:
+        """Create many in as few requests as the service allows, each alone in its success or
+        failure: one answer per email, in order (the email, or the error that refused it; an
+        email whose id exists answers the existing one). An error of the whole call
+        (throttled, away, sign-in refused) stands for every email it left unwritten."""
+        ...
+
     def add_parties(self, email_id: str, parties: Sequence[Party]) -> None:
         """Add parties to an existing email (a second user tracking the same message)."""
         ...
 
     def add_attachment(self, email_id: str, attachment_id: str, data: AttachmentData) -> None:
         """Attach (as activitymimeattachment); idempotent by `attachment_id`."""
+        ...
+
+    def add_attachments(self, attachments: Sequence[NewAttachment]) -> list[SideError | None]:
+        """Attach many, each alone in its success or failure: one answer per file, in order
+        (None: it is there, now or before; an Invalid: the organization refused it; an error
+        of the whole call stands for every file it left unanswered)."""
         ...
 
     def set_regarding(self, email_id: str, regarding: RecordRef | None) -> None:

@@ -20,6 +20,16 @@ from sync.sides import SideError, Unavailable
 SENT_ITEMS = "messages:sentitems"
 
 
+def sent_copy(side: Any, email_id: str, message_id: str) -> SentCopy | None:
+    """The copy in Sent Items of a mailbox side (EWS or Graph) carrying the CRM email's id as
+    its key: the proof that the message went out."""
+    copy = side.find_by_key(SENT_ITEMS, [email_id]).get(email_id)
+    if copy is None:
+        return None
+    fields = copy.fields
+    return SentCopy(fields.get("message_id") or message_id, fields.get("sent") or utc_now())
+
+
 class EwsMailSender:
     """SendAndSaveCopy through `EwsSide.send`, with the Message-Id we chose; the sent copy in
     Sent Items (found by our key property) is the proof that a message went out."""
@@ -31,11 +41,7 @@ class EwsMailSender:
         self.address: str | None = side.connection.email
 
     def find_sent(self, email_id: str, message_id: str) -> SentCopy | None:
-        copy = self.side.find_by_key(SENT_ITEMS, [email_id]).get(email_id)
-        if copy is None:
-            return None
-        fields = copy.fields
-        return SentCopy(fields.get("message_id") or message_id, fields.get("sent") or utc_now())
+        return sent_copy(self.side, email_id, message_id)
 
     def send(
         self,

@@ -47,7 +47,14 @@ from sync.mail.correlate import (
 )
 from sync.mail.facade import RecordRef
 from sync.mail.links import PENDING_CRM, SYNCED, TAGGING, UNTRACKED, MailLink, MailLinks
-from sync.mail.ports import AttachmentData, CrmEmail, EmailDirectory, TrackingMailbox
+from sync.mail.ports import (
+    AttachmentData,
+    CrmEmail,
+    EmailDirectory,
+    NewAttachment,
+    NewEmail,
+    TrackingMailbox,
+)
 from sync.mail.settings import EmailSettings, TrackedFolder, parse_moment
 from sync.mail.tracking import (
     EMAIL_ENABLED_TABLES,
@@ -81,6 +88,8 @@ log = logging.getLogger(__name__)
 
 ATTACHMENT_NAMESPACE = uuid.UUID("5b0a3c1e-2f47-4c4e-9d55-0e3a8f6b7c21")
 """Attachment ids are uuid5(namespace, email id / index / name): a retry adds the same one."""
+ATTACH_BYTES = 8 * 1024 * 1024
+"""Attachment bytes held before they are sent (a batch of messages' files travel together)."""
 ATTACHMENT_ALERT = "attachment-skipped"
 FOLDER_ALERT = "tracked-folder-missing"
 STOPS = (Throttled, Unavailable)
@@ -107,6 +116,8 @@ class TrackSettings:
     folders: tuple[str, ...] = ("inbox", "sentitems")
     tracked_folders: Mapping[str, TrackedFolder] = field(default_factory=dict)
     window_start: datetime | None = None
+    crm_batch: int = 100
+    """Messages whose CRM emails are made in one call (one `$batch`: two operations each)."""
     token_prefix: str | None = "CRM:"
     """None: tokens are off (none added, none looked for)."""
     clock: Callable[[], datetime] = _now
@@ -483,19 +494,27 @@ class Tracker:
             else {}
         )
         made: dict[str, MailLink] = {}
+        group: list[_Candidate] = []
         for candidate in chosen:
+            if any(c.message_id == candidate.message_id for c in group):
+                # a second copy of a message in the group: linked once that one is made
+                made.update(self._create(folder, group, resolved))
+                group = []
+            if self._made.get(candidate.message_id) is None and candidate.existing is None:
+                group.append(candidate)
+                if len(group) >= self.settings.crm_batch:
+                    made.update(self._create(folder, group, resolved))
+                    group = []
+                continue
             try:
                 made[candidate.item.id] = self._track_one(folder, candidate, resolved)
-                if candidate.verify:
-                    self._made_by_id.append(made[candidate.item.id])
             except STOPS + RAISED:
                 raise
             except SideError as error:
                 self._park(folder, candidate.item.id, error)
                 continue
-            if candidate.item.id in self._parked_ids():
-                self.links.settle([candidate.item.id])
-                self._parked_ids().discard(candidate.item.id)
+            self._tracked_one(candidate, made[candidate.item.id])
+        made.update(self._create(folder, group, resolved))
         settled = [
             c.item.id for c in candidates if not (c.decision and c.decision.track)
         ]  # decided not to track: nothing left to retry
@@ -529,44 +548,91 @@ class Tracker:
     def _track_one(
         self, folder: str, candidate: _Candidate, resolved: Mapping[str, RecordRef]
     ) -> MailLink:
-        item = candidate.item
         decision = candidate.decision
         assert decision is not None
         existing = self._made.get(candidate.message_id) or candidate.existing
         chosen = candidate.pending.email_id if candidate.pending is not None else None
-        if existing is not None:
-            return self._link_existing(folder, candidate, existing, decision, chosen)
-        email_id = chosen or str(uuid.uuid4())
-        pending = self.links.put(
-            MailLink(
-                key=self.links.key_for(email_id, item.id),
-                mailbox_id=item.id,
-                email_id=email_id,
-                message_id=candidate.message_id,
-                folder=folder,
-                state=PENDING_CRM,
-                way=decision.way or "",
-                regarding=decision.regarding,
-                created=True,
-                version=item.version,
-                verify=candidate.verify
-                or (candidate.pending is not None and candidate.pending.verify),
+        assert existing is not None, "new messages are made in groups (`_create`)"
+        return self._link_existing(folder, candidate, existing, decision, chosen)
+
+    def _tracked_one(self, candidate: _Candidate, link: MailLink) -> None:
+        """A message tracked (made or linked): checked later if read by id; no longer parked."""
+        if candidate.verify:
+            self._made_by_id.append(link)
+        if candidate.item.id in self._parked_ids():
+            self.links.settle([candidate.item.id])
+            self._parked_ids().discard(candidate.item.id)
+
+    def _create(
+        self, folder: str, group: Sequence[_Candidate], resolved: Mapping[str, RecordRef]
+    ) -> dict[str, MailLink]:
+        """Create the group's CRM emails in one call (`create_emails`), then their attachments
+        (`add_attachments`). Each message's link, holding the GUID chosen now, is on disk before
+        the create, so a crash or a stop retries that very id (the create answers the existing
+        row), never two emails; it becomes TAGGING once its email and attachments are in. One
+        refused message is parked alone; an error of the whole call stops the run after the
+        messages made before it are counted."""
+        if not group:
+            return {}
+        pending: list[MailLink] = []
+        emails: list[NewEmail] = []
+        for candidate in group:
+            item, decision = candidate.item, candidate.decision
+            assert decision is not None
+            email_id = (
+                candidate.pending.email_id if candidate.pending is not None else None
+            ) or str(uuid.uuid4())
+            pending.append(
+                self.links.put(
+                    MailLink(
+                        key=self.links.key_for(email_id, item.id),
+                        mailbox_id=item.id,
+                        email_id=email_id,
+                        message_id=candidate.message_id,
+                        folder=folder,
+                        state=PENDING_CRM,
+                        way=decision.way or "",
+                        regarding=decision.regarding,
+                        created=True,
+                        version=item.version,
+                        verify=candidate.verify
+                        or (candidate.pending is not None and candidate.pending.verify),
+                    )
+                )
+            )  # on disk before the create: a crash now retries this very id
+            emails.append(
+                new_email(
+                    email_id,
+                    item.id,
+                    item.fields,
+                    outgoing=candidate.outgoing,
+                    resolved=resolved,
+                    regarding=decision.regarding,
+                )
             )
-        )  # on disk before the create: a crash now retries this very id
-        email = self.directory.create_email(
-            new_email(
-                email_id,
-                item.id,
-                item.fields,
-                outgoing=candidate.outgoing,
-                resolved=resolved,
-                regarding=decision.regarding,
-            )
-        )
-        self._made[candidate.message_id] = email
-        self._attach(email.id, item)
-        self.result.tracked += 1
-        return self.links.update(pending, state=TAGGING, email_id=email.id)
+        answers = self.directory.create_emails(emails)
+        stop: SideError | None = None
+        written: list[tuple[_Candidate, MailLink, CrmEmail]] = []
+        for candidate, link, answer in zip(group, pending, answers, strict=True):
+            if isinstance(answer, CrmEmail):
+                self._made[candidate.message_id] = answer
+                written.append((candidate, link, answer))
+            elif isinstance(answer, STOPS + RAISED):
+                stop = stop or answer
+            else:
+                self._park(folder, candidate.item.id, answer)
+        failed = self._attach_all([(email.id, c.item) for c, _, email in written])
+        made: dict[str, MailLink] = {}
+        for candidate, link, email in written:
+            if email.id in failed:
+                self._park(folder, candidate.item.id, failed[email.id])
+                continue
+            self.result.tracked += 1
+            made[candidate.item.id] = self.links.update(link, state=TAGGING, email_id=email.id)
+            self._tracked_one(candidate, made[candidate.item.id])
+        if stop is not None:
+            raise stop
+        return made
 
     def _link_existing(
         self,
@@ -623,20 +689,63 @@ class Tracker:
         return self._limit
 
     def _attach(self, email_id: str, item: Upsert) -> None:
-        """The message's attachments on the CRM email (idempotent); those over the limit are
-        skipped with an alert naming the message and the file."""
-        if not item.fields.get("has_attachments"):
-            return
+        """The message's attachments on the CRM email (see `_attach_all`); an error raised."""
+        failed = self._attach_all([(email_id, item)])
+        if email_id in failed:
+            raise failed[email_id]
+
+    def _attach_all(self, targets: Sequence[tuple[str, Upsert]]) -> dict[str, SideError]:
+        """The messages' attachments on their CRM emails (idempotent: our ids), sent together
+        (`add_attachments`, ATTACH_BYTES at most held at once); those over the limit or refused
+        are skipped with an alert naming the message and the file. Returns email id → the error
+        that keeps a message from being tracked now (it is parked); a whole call's error raises."""
+        failed: dict[str, SideError] = {}
+        wanted = [(e, item) for e, item in targets if item.fields.get("has_attachments")]
+        if not wanted:
+            return failed
         limit = self._attachment_limit()
-        for index, data in enumerate(self.mailbox.attachments(item.id, limit)):
-            attachment_id = str(uuid.uuid5(ATTACHMENT_NAMESPACE, f"{email_id}/{index}/{data.name}"))
-            if data.content is None or data.size > limit:
-                self._skipped(email_id, item, data, limit, "")
-                continue
+        held: list[tuple[NewAttachment, Upsert]] = []
+        size = 0
+        for email_id, item in wanted:
             try:
-                self.directory.add_attachment(email_id, attachment_id, data)
-            except Invalid as refused:  # the CRM's own limit (or type block) said no
-                self._skipped(email_id, item, data, limit, refused.message)
+                listed = self.mailbox.attachments(item.id, limit)
+            except STOPS + RAISED:
+                raise
+            except SideError as error:
+                failed[email_id] = error
+                continue
+            for index, data in enumerate(listed):
+                if data.content is None or data.size > limit:
+                    self._skipped(email_id, item, data, limit, "")
+                    continue
+                key = f"{email_id}/{index}/{data.name}"
+                attachment_id = str(uuid.uuid5(ATTACHMENT_NAMESPACE, key))
+                held.append((NewAttachment(email_id, attachment_id, data), item))
+                size += data.size
+            if size >= ATTACH_BYTES:
+                self._send_attachments(held, limit, failed)
+                held, size = [], 0
+        self._send_attachments(held, limit, failed)
+        return failed
+
+    def _send_attachments(
+        self, held: Sequence[tuple[NewAttachment, Upsert]], limit: int, failed: dict[str, SideError]
+    ) -> None:
+        if not held:
+            return
+        answers = self.directory.add_attachments([attachment for attachment, _ in held])
+        stop: SideError | None = None
+        for (attachment, item), answer in zip(held, answers, strict=True):
+            if answer is None:
+                continue
+            if isinstance(answer, STOPS + RAISED):
+                stop = stop or answer
+            elif isinstance(answer, Invalid):  # the CRM's own limit (or type block) said no
+                self._skipped(attachment.email_id, item, attachment.data, limit, answer.message)
+            else:
+                failed.setdefault(attachment.email_id, answer)
+        if stop is not None:
+            raise stop
 
     def _skipped(
         self, email_id: str, item: Upsert, data: AttachmentData, limit: int, detail: str

@@ -5,6 +5,11 @@ ids only, then GetItem in batches for the fields; each page is yielded with the 
 it, so memory stays flat and a stopped run resumes where it was. Writing: CreateItem / UpdateItem /
 DeleteItem in batches with one result per op; every item we create carries the CRM id in a named
 extended property, so a retried create or a new install finds it (`find_by_key`).
+
+Contacts and tasks (and single appointments' creates) are written and read without exchangelib
+item objects (sync/mailbox/ews_xml.py: most of the CPU of a large sync went into them). The
+tokens handed out carry the folder's id ("@<folder id>\n<sync state>"), so a run in a new
+process reads each folder in one request, with no GetFolder.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from exchangelib import FileAttachment, ItemId, Message
+from exchangelib.fields import FieldPath
 from exchangelib.folders import DEEP, BaseFolder, Folder, FolderCollection
 from exchangelib.items import (
     ALWAYS_OVERWRITE,
@@ -28,11 +34,13 @@ from exchangelib.items import (
     SEND_TO_NONE,
     SOFT_DELETE,
 )
-from exchangelib.services import SyncFolderItems
+from exchangelib.properties import FolderId
+from exchangelib.services import GetItem, SyncFolderItems, UpdateItem
 from exchangelib.services.common import EWSAccountService
+from exchangelib.version import EXCHANGE_2013_SP1
 
 from sync.mailbox import ews_convert as convert
-from sync.mailbox import ews_marks, ews_recurrence
+from sync.mailbox import ews_marks, ews_recurrence, ews_xml
 from sync.mailbox.ews_connection import (
     BasicAuth,
     EwsConnection,
@@ -85,6 +93,9 @@ _DISTINGUISHED = {
     "calendar": "calendar",
 }
 """Distinguished folder names → exchangelib `Account` attributes."""
+
+FOLDER_MARK = "@"
+"""Starts a token that carries its folder's id (sync states are base64: never "@")."""
 
 _UPSERT_TYPES = (SyncFolderItems.CREATE, SyncFolderItems.UPDATE)
 
@@ -165,6 +176,9 @@ class EwsSide:
         self.write_batch = write_batch
         self._folder_specs: dict[str, Any] = dict(folders or {})
         self._folders: dict[str, Any] = {}
+        self._folder_ids: dict[str, str] = {}
+        """Folder ids learnt from saved tokens (see `_split_token`), by folder spec."""
+        self._marks: dict[str, list[str]] | None = None
         self._keys = _KeyMemory()
         self._reuse = ReadReuse(reuse_reads_for)
 
@@ -182,12 +196,39 @@ class EwsSide:
         base = convert.base_kind(kind)
         return KIND_FOLDERS["email" if base == "messages" else base]
 
+    def _spec_key(self, kind: str) -> str:
+        """The kinds that share a folder (the two calendar kinds) share its lookup."""
+        spec = self._folder_spec(kind)
+        if not isinstance(spec, str):
+            return f"kind:{kind}"
+        return spec.lower() if spec.lower() in _DISTINGUISHED else spec  # ids: case matters
+
     def folder(self, kind: str) -> Any:
         """The exchangelib folder of `kind` (looked up once: GetFolder)."""
-        if kind not in self._folders:
+        key = self._spec_key(kind)
+        if key not in self._folders:
             spec = self._folder_spec(kind)
-            self._folders[kind] = self.connection.call(lambda: self._resolve(spec), idempotent=True)
-        return self._folders[kind]
+            self._folders[key] = self.connection.call(lambda: self._resolve(spec), idempotent=True)
+        return self._folders[key]
+
+    def _target(self, kind: str) -> Any:
+        """Where SyncFolderItems and our own CreateItem point: the folder when looked up, else
+        its id as a saved token gave it (no GetFolder in a new process), else the lookup."""
+        key = self._spec_key(kind)
+        if key not in self._folders and key in self._folder_ids:
+            return FolderId(id=self._folder_ids[key])
+        return self.folder(kind)
+
+    def _split_token(self, kind: str, token: str | None) -> str | None:
+        """The sync state of a token; a folder id saved with it is remembered for `_target`.
+
+        The tokens the engine keeps carry the folder's id before the sync state ("@id\nstate"),
+        so a new process syncs a folder in one request; a token without it is a bare state."""
+        if token and token.startswith(FOLDER_MARK) and "\n" in token:
+            folder_id, state = token[len(FOLDER_MARK) :].split("\n", 1)
+            self._folder_ids.setdefault(self._spec_key(kind), folder_id)
+            return state or None
+        return token
 
     def _resolve(self, spec: Any) -> Any:
         if not isinstance(spec, str):
@@ -238,13 +279,15 @@ class EwsSide:
         self, kind: str, token: str | None, known: KnownVersions | None
     ) -> Iterator[Page]:
         base = convert.base_kind(kind)
-        folder = self.folder(kind)
+        state = self._split_token(kind, token)
+        folder = self._target(kind)
         item_cls = convert.ITEM_CLASSES[base]
-        state = token
         while True:
             svc = _SyncFolderItems(account=self.account)
 
-            def sync_page(state: str | None = state, svc: Any = svc) -> list[Any]:
+            def sync_page(
+                state: str | None = state, svc: Any = svc, folder: Any = folder
+            ) -> list[Any]:
                 raw = list(
                     svc.call(
                         folder=folder,
@@ -262,7 +305,16 @@ class EwsSide:
                 return raw
 
             # The same state may be sent again: a retry after a dropped answer is harmless.
-            raw = self.connection.call(sync_page, idempotent=True)
+            try:
+                raw = self.connection.call(sync_page, idempotent=True)
+            except NotFound:
+                if not isinstance(folder, FolderId):
+                    raise
+                # A saved folder id no longer works: look the folder up again (a state of
+                # another folder is then refused: TokenExpired, and the engine reads it all).
+                self._folder_ids.pop(self._spec_key(kind), None)
+                folder = self.folder(kind)
+                continue
             order: OrderedDict[str, str | None] = OrderedDict()  # id → "upsert" | None (deleted)
             versions: dict[str, str] = {}
             for change_type, cls, item_id, change_key in raw:
@@ -290,7 +342,8 @@ class EwsSide:
                     changes.append(fetched[item_id])
                 # else: gone since the sync call; the next sync reports the delete
             last = bool(svc.includes_last_item_in_range) or svc.sync_state == state
-            yield Page(changes=changes, token=svc.sync_state, last=last)
+            token_out = f"{FOLDER_MARK}{folder.id}\n{svc.sync_state}" if svc.sync_state else None
+            yield Page(changes=changes, token=token_out, last=last)
             if last:
                 return
             state = svc.sync_state
@@ -306,6 +359,8 @@ class EwsSide:
     def _fetch(
         self, kind: str, ids: Sequence[str], fields: Sequence[str] | None = None
     ) -> dict[str, Upsert]:
+        if fields is None and convert.base_kind(kind) in ews_xml.READ_KINDS:
+            return self._fetch_plain(kind, ids)
         items = self._fetch_items(kind, ids, fields)
         return {item_id: self._upsert(kind, item) for item_id, item in items.items()}
 
@@ -315,18 +370,31 @@ class EwsSide:
         if not ids:
             return {}
         base = convert.base_kind(kind)
-        folder = self.folder(kind)
         only = list(fields or convert.FETCH_FIELDS[base])
+        folder = self._folders.get(self._spec_key(kind))
+        if folder is None and base != "messages":
+            # GetItem needs no folder (exchangelib's fetch() would look one up only to check
+            # the field names): none when the kind was read from a saved token's folder id.
+            model = convert.ITEM_CLASSES[base]
+            paths = {FieldPath(field=model.get_field_by_fieldname(name)) for name in only}
 
-        def get() -> list[Any]:
-            return list(
-                self.account.fetch(
-                    ids=[ItemId(id=i) for i in ids],
-                    folder=folder,
-                    only_fields=only,
-                    chunk_size=self.fetch_batch,
+            def get() -> list[Any]:
+                service = GetItem(account=self.account, chunk_size=self.fetch_batch)
+                items = [ItemId(id=i) for i in ids]
+                return list(service.call(items=items, additional_fields=paths, shape=ID_ONLY))
+
+        else:
+            folder = folder if folder is not None else self.folder(kind)
+
+            def get() -> list[Any]:
+                return list(
+                    self.account.fetch(
+                        ids=[ItemId(id=i) for i in ids],
+                        folder=folder,
+                        only_fields=only,
+                        chunk_size=self.fetch_batch,
+                    )
                 )
-            )
 
         out: dict[str, Any] = {}
         for item_id, item in zip(ids, self.connection.call(get, idempotent=True), strict=True):
@@ -336,6 +404,29 @@ class EwsSide:
                     continue
                 raise error
             out[item_id] = item
+        return out
+
+    def _fetch_plain(self, kind: str, ids: Sequence[str]) -> dict[str, Upsert]:
+        """GetItem read straight into the vocabulary (ews_xml): no exchangelib items."""
+        base = convert.base_kind(kind)
+        out: dict[str, Upsert] = {}
+        for start in range(0, len(ids), self.fetch_batch):
+            chunk = list(ids[start : start + self.fetch_batch])
+            payload = ews_xml.get_payload(base, chunk)
+
+            def get(payload: Any = payload) -> list[Any]:
+                return list(ews_xml.PrebuiltGetItem(account=self.account).call(payload))
+
+            answers = self.connection.call(get, idempotent=True)
+            for item_id, answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, Exception):
+                    error = side_error(answer)
+                    if isinstance(error, NotFound):
+                        continue
+                    raise error
+                found_id, version, key, fields = ews_xml.read_item(base, answer)
+                self._keys.remember(found_id, key)
+                out[item_id] = Upsert(id=found_id, version=version, fields=fields, key=key)
         return out
 
     def _upsert(self, kind: str, item: Any) -> Upsert:
@@ -348,11 +439,16 @@ class EwsSide:
 
     def begin_run(self) -> None:
         self._reuse.forget()
+        self._marks = None
 
     def load_untracked(self, kind: str) -> set[str]:
-        return ews_marks.read_marks(self.connection, self.marks_scope, kind)
+        """The kind's marks; the hidden folder is read once a run for all kinds."""
+        if self._marks is None:
+            self._marks = ews_marks.read_all_marks(self.connection, self.marks_scope)
+        return set(self._marks.get(kind, ()))
 
     def save_untracked(self, kind: str, crm_ids: Collection[str]) -> None:
+        self._marks = None
         ews_marks.write_marks(self.connection, self.marks_scope, kind, crm_ids)
 
     def find_by_key(self, kind: str, keys: Sequence[str]) -> dict[str, Upsert]:
@@ -387,6 +483,8 @@ class EwsSide:
 
     def _create(self, kind: str, ops: Sequence[CreateOp]) -> list[Result]:
         base = convert.base_kind(kind)
+        if base in ews_xml.ITEM_XML:
+            return self._create_plain(kind, ops)
         results: list[Result | None] = [None] * len(ops)
         items, where = [], []
         for index, op in enumerate(ops):
@@ -426,6 +524,51 @@ class EwsSide:
                     results[index] = write_occurrences(self, kind, result, op.fields, {})
         return [r if r is not None else NotFound("not created") for r in results]
 
+    def _create_plain(self, kind: str, ops: Sequence[CreateOp]) -> list[Result]:
+        """CreateItem with bodies written from the vocabulary (ews_xml), then the read-back."""
+        base = convert.base_kind(kind)
+        build = ews_xml.ITEM_XML[base]
+        results: list[Result | None] = [None] * len(ops)
+        texts, where = [], []
+        for index, op in enumerate(ops):
+            fields = {k: v for k, v in op.fields.items() if k not in OCCURRENCE_FIELDS}
+            try:  # bad data fails its item, not the batch
+                text = build(fields, op.key)
+                if text is None:  # what exchangelib writes for us (a series' recurrence)
+                    item = self._new_item(kind, **{convert.KEY_FIELD: op.key})
+                    convert.apply_vocab(kind, item, fields)
+                    text = ews_xml.exchangelib_xml(item, self.account.version)
+            except (ValueError, TypeError, KeyError) as exc:
+                results[index] = side_error(exc)
+                continue
+            texts.append(text)
+            where.append(index)
+        if texts:
+            folder = self._target(kind)
+            self._reuse.forget()
+            for start in range(0, len(texts), self.write_batch):
+                payload = ews_xml.create_payload(
+                    texts[start : start + self.write_batch], folder, self.account.version
+                )
+
+                def create(payload: Any = payload) -> list[Any]:
+                    return list(ews_xml.PrebuiltCreateItem(account=self.account).call(payload))
+
+                chunk = where[start : start + self.write_batch]
+                for index, res in zip(chunk, self.connection.call(create), strict=True):
+                    if isinstance(res, Exception):
+                        results[index] = side_error(res)
+                        continue
+                    self._keys.remember(res[0], ops[index].key)
+                    results[index] = Written(res[0], res[1])
+            self._add_stored_fields(kind, results)
+        if base == "appointments":
+            for index, op in enumerate(ops):
+                result = results[index]
+                if isinstance(result, Written) and has_occurrences(op.fields):
+                    results[index] = write_occurrences(self, kind, result, op.fields, {})
+        return [r if r is not None else NotFound("not created") for r in results]
+
     def _add_stored_fields(self, kind: str, results: list[Result | None]) -> None:
         """Give each `Written` of a create the item's fields as Exchange stores them.
 
@@ -457,7 +600,7 @@ class EwsSide:
                 continue
             base_vocab = convert.to_vocab(kind, base_item) if base_item is not None else {}
             item = self._new_item(kind, id=op.id, changekey=op.version)
-            fields = _changed(op.fields, base_vocab)
+            fields = ews_recurrence.changed_fields(op.fields, base_vocab)
             try:
                 names = convert.apply_vocab(kind, item, fields, base_vocab, new=False)
                 for name in names:  # what UpdateItem will check, per item instead of per batch
@@ -475,10 +618,12 @@ class EwsSide:
         for guarded, batch in batches.items():
             if not batch:
                 continue
-            updated = self._bulk_update(
-                [(item, names) for _, item, names in batch],
-                NEVER_OVERWRITE if guarded else ALWAYS_OVERWRITE,
-            )
+            pairs = [(item, names) for _, item, names in batch]
+            resolution = NEVER_OVERWRITE if guarded else ALWAYS_OVERWRITE
+            if base in ews_xml.UPDATE_KINDS:
+                updated = self._update_plain(base, pairs, resolution)
+            else:
+                updated = self._bulk_update(pairs, resolution)
             for (index, _, _), res in zip(batch, updated, strict=True):
                 if isinstance(res, Exception):
                     error = side_error(res)
@@ -511,6 +656,41 @@ class EwsSide:
             )
 
         return self.connection.call(run)
+
+    def _update_plain(
+        self, base: str, pairs: list[tuple[Any, list[str]]], resolution: str
+    ) -> list[Any]:
+        """UpdateItem with item changes written here (ews_xml.item_change); an item whose
+        changes are not (a contact's addresses or numbers) carries exchangelib's own, in the
+        same request. One result per pair: (id, change key) or the item's error."""
+        self._reuse.forget()
+        version = self.account.version
+        changes = []
+        for item, names in pairs:
+            text = ews_xml.item_change(base, item, names)
+            if text is None:
+                made = UpdateItem(account=self.account).get_payload(
+                    items=[(item, names)],
+                    conflict_resolution=resolution,
+                    message_disposition=SAVE_ONLY,
+                    send_meeting_invitations_or_cancellations=SEND_TO_NONE,
+                    suppress_read_receipts=True,
+                )
+                text = ews_xml.first_change(made)
+            changes.append(text)
+        results: list[Any] = []
+        for start in range(0, len(changes), self.write_batch):
+            payload = ews_xml.update_payload(
+                changes[start : start + self.write_batch],
+                resolution,
+                read_receipts_attr=version.build >= EXCHANGE_2013_SP1,
+            )
+
+            def run(payload: Any = payload) -> list[Any]:
+                return list(ews_xml.PrebuiltUpdateItem(account=self.account).call(payload))
+
+            results += self.connection.call(run)
+        return results
 
     def _bulk_delete(self, ids: list[Any], delete_type: str, cancellations: str) -> list[Any]:
         """DeleteItem in batches."""
@@ -644,24 +824,6 @@ class EwsSide:
             for (index, _), res in zip(batch, updated, strict=True):
                 results[index] = side_error(res) if isinstance(res, Exception) else Written(*res)
         return [r if r is not None else NotFound("not updated") for r in results]
-
-
-def _changed(fields: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields that differ from the item's current values (occurrences are handled apart).
-
-    Sending an unchanged recurrence again would make Exchange drop the series' exceptions."""
-    out = {}
-    for name, value in fields.items():
-        if name in OCCURRENCE_FIELDS:
-            continue
-        if name in base:
-            current = base[name]
-            if name == "recurrence":
-                value, current = ews_recurrence.normalize(value), ews_recurrence.normalize(current)
-            if value == current or (not value and not current):
-                continue
-        out[name] = fields[name]
-    return out
 
 
 def _needs_base(base: str, ops: Sequence[UpdateOp]) -> bool:

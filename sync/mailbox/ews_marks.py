@@ -59,10 +59,15 @@ def decode(raw: Any, scope: str) -> dict[str, list[str]]:
 
 
 def read_marks(conn: EwsConnection, scope: str, kind: str) -> set[str]:
+    return set(read_all_marks(conn, scope).get(kind, ()))
+
+
+def read_all_marks(conn: EwsConnection, scope: str) -> dict[str, list[str]]:
+    """Every kind's marks of `scope` (one look at the hidden folder for all kinds)."""
     folder = hidden_folder(conn, create=False)
     if folder is None:
-        return set()
-    return set(decode(getattr(folder, MARKS_FIELD, None), scope).get(kind, ()))
+        return {}
+    return decode(getattr(folder, MARKS_FIELD, None), scope)
 
 
 def write_marks(conn: EwsConnection, scope: str, kind: str, crm_ids: Collection[str]) -> None:

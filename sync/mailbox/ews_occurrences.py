@@ -16,12 +16,11 @@ from exchangelib.properties import OccurrenceItemId
 from sync.mailbox import ews_convert as convert
 from sync.mailbox import ews_recurrence
 from sync.mailbox.ews_connection import side_error
+from sync.mailbox.fields import OCCURRENCE_FIELDS
 from sync.sides import NotFound, Result, SideError, Written
 
 if TYPE_CHECKING:
     from sync.mailbox.ews import EwsSide
-
-OCCURRENCE_FIELDS = ("deleted_occurrences", "modified_occurrences")
 
 
 def has_occurrences(fields: Mapping[str, Any]) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from exchangelib.ewsdatetime import EWSDate
@@ -26,6 +26,8 @@ from exchangelib.recurrence import (
     RelativeYearlyPattern,
     WeeklyPattern,
 )
+
+from sync.mailbox.fields import OCCURRENCE_FIELDS
 
 _PATTERN_KEYS: dict[str, tuple[str, ...]] = {
     "daily": ("interval",),
@@ -275,3 +277,22 @@ def instance_index(rec: dict[str, Any], day: dt.date) -> int | None:
         if occurrence > day:
             return None
     return None
+
+
+def changed_fields(fields: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields that differ from the item's current values (occurrences are written apart).
+
+    Sending an unchanged recurrence again would make Exchange (EWS or Graph) drop the series'
+    exceptions, so recurrences are compared in their canonical form."""
+    out = {}
+    for name, value in fields.items():
+        if name in OCCURRENCE_FIELDS:
+            continue
+        if name in base:
+            current = base[name]
+            if name == "recurrence":
+                value, current = normalize(value), normalize(current)
+            if value == current or (not value and not current):
+                continue
+        out[name] = fields[name]
+    return out

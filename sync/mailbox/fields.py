@@ -93,6 +93,9 @@ APPOINTMENT_FIELDS: Final = (
     "categories",
 )
 
+OCCURRENCE_FIELDS: Final = ("deleted_occurrences", "modified_occurrences")
+"""A series' exceptions: written after the series itself, by original start, on either protocol."""
+
 RECURRENCE_DOC: Final = """
 {"pattern": {"type": "daily" | "weekly" | "absolute_monthly" | "relative_monthly"
                      | "absolute_yearly" | "relative_yearly",

@@ -4,7 +4,9 @@ language), types, whether required, option-set labels and lookup targets.
 Read as powerapps-docs `webapi/query-metadata-web-api.md` shows: `EntityDefinitions` filtered by
 `EntitySetName` for the logical name and primary id, then `…/Attributes?$select=…` and the casts
 to `PicklistAttributeMetadata` (with `$expand=OptionSet`) and `LookupAttributeMetadata`
-(`Targets`). `DisplayName.UserLocalizedLabel` is the label in the signed-in user's language.
+(`Targets`), and `BooleanAttributeMetadata` (`$expand=OptionSet`: TrueOption/FalseOption, a
+two-option column's own words). `DisplayName.UserLocalizedLabel` is the label in the signed-in
+user's language (the sandbox serves both English and Japanese, by usersettings.uilanguageid).
 What a service does not serve (the sandbox has no labels) falls back to the logical name, so
 the editor still works; the column's validity for create/update always comes from the service.
 """
@@ -113,6 +115,18 @@ def read_table(client: DataverseClient, entity_set: str) -> TableDescription:
             options[str(attribute["LogicalName"])] = [
                 [o.get("Value"), _label(o.get("Label")) or str(o.get("Value"))] for o in choices
             ]
+    two_options: dict[str, tuple[str | None, str | None]] = {}
+    found = _try(
+        client,
+        f"{base}/Microsoft.Dynamics.CRM.BooleanAttributeMetadata?$select=LogicalName"
+        "&$expand=OptionSet($select=TrueOption,FalseOption)",
+    )
+    for attribute in found or []:  # a two-option column's own words ("Do Not Allow"/"Allow")
+        chosen = attribute.get("OptionSet") or {}
+        two_options[str(attribute["LogicalName"])] = (
+            _label((chosen.get("TrueOption") or {}).get("Label")),
+            _label((chosen.get("FalseOption") or {}).get("Label")),
+        )
     targets: dict[str, list[str]] = {}
     found = _try(
         client,
@@ -139,6 +153,8 @@ def read_table(client: DataverseClient, entity_set: str) -> TableDescription:
                 "update": attribute.get("IsValidForUpdate") is not False,
                 "options": options.get(name, []),
                 "targets": targets.get(name, []),
+                "true_label": two_options.get(name, (None, None))[0],
+                "false_label": two_options.get(name, (None, None))[1],
             }
         )
     columns.sort(key=lambda c: (not c["required"], str(c["label"]).casefold()))

@@ -287,7 +287,7 @@ class Replayer:
                     OfflineChange.id > item.id,
                 )
             )
-            title = row.title if row is not None else item.row_id
+            title = _shown_title(session, row) if row is not None else item.row_id
             for name, server_value, mine, winner, reason in outcome.conflicts:
                 session.add(
                     ConflictRecord(
@@ -344,3 +344,12 @@ def _row(session: Session, org: str, entity_set: str, row_id: str) -> OfflineRow
         )
     )
     return found
+
+
+def _shown_title(session: Any, row: OfflineRow) -> str:
+    """[offline2] The row's name as the user wrote it (the `title` column is case-folded for
+    search): the table's title column, else the folded title."""
+    table = session.get(OfflineTable, (row.org, row.entity_set))
+    column = table.title_column if table is not None else None
+    value = (row.fields or {}).get(column) if column else None
+    return str(value or row.title or row.row_id)

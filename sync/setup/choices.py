@@ -9,7 +9,7 @@ no `$filter`, DESIGN.md §3). Offline filters are rows whose kind is "offline:<e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -67,6 +67,7 @@ KIND_LABELS: dict[str, Msg] = {
     "offline:leads": N_("Leads (offline)"),
     "offline:opportunities": N_("Opportunities (offline)"),
     "offline:tasks": N_("Tasks (offline)"),
+    "offline:appointments": N_("Appointments (offline)"),
 }
 
 
@@ -145,6 +146,14 @@ BUILTIN_FILTERS: tuple[FilterDef, ...] = (
         "offline:tasks",
         N_("My open tasks"),
         (("_ownerid_value", "eq", ME), ("statecode", "eq", 0)),
+        False,
+    ),
+    FilterDef(  # [offline2] issue 12 lists appointments too
+        "offline-my-appointments",
+        "offline:appointments",
+        N_("My appointments"),
+        # single ones, as messaging's: a series' instances are not edited one by one offline
+        (("_ownerid_value", "eq", ME), ("instancetypecode", "eq", 0)),
         False,
     ),
 )
@@ -257,8 +266,11 @@ def count_union(
     }
 
 
-def parse_choices(form: Mapping[str, Any], filters: Sequence[str]) -> Choices:
-    """Validate the step's form (filters as a list of slugs); raises SetupError."""
+def parse_choices(
+    form: Mapping[str, Any], filters: Sequence[str], offline_own: Collection[str] = ()
+) -> Choices:
+    """Validate the step's form (filters as a list of slugs; `offline_own`: the slugs of the
+    user's own offline filters, which are not messaging's); raises SetupError."""
     unknown = [s for s in filters if s not in BY_SLUG and not s.startswith(USER_PREFIX)]
     if unknown:
         raise SetupError(N_("Unknown filter: %(name)s.", name=", ".join(unknown)), "filters")
@@ -280,7 +292,7 @@ def parse_choices(form: Mapping[str, Any], filters: Sequence[str]) -> Choices:
     picked = Choices(
         tuple(dict.fromkeys(filters)), tracking, directions, interval, **_email_choices(form)
     )
-    require_something(picked)
+    require_something(picked, offline_own)
     return picked
 
 
@@ -290,10 +302,11 @@ NOTHING_TO_SYNC = N_(
 )
 
 
-def require_something(choices: Choices) -> None:
-    """Refuse a setup that would sync nothing: no filter of a messaging kind (offline ones
-    are another job), no email tracking and no sending. Raises SetupError on "filters"."""
-    messaging = [s for s in choices.filters if not is_offline(s)]
+def require_something(choices: Choices, offline_own: Collection[str] = ()) -> None:
+    """Refuse a setup that would sync nothing: no filter of a messaging kind (offline ones,
+    built-in or the user's own `offline_own`, are another job), no email tracking and no
+    sending. Raises SetupError on "filters"."""
+    messaging = [s for s in choices.filters if not is_offline(s) and s not in offline_own]
     if not messaging and not choices.email_on:
         raise SetupError(NOTHING_TO_SYNC, "filters")
 

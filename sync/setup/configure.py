@@ -72,21 +72,13 @@ def configure(profile: Profile, ports: SetupPorts, options: ConfigureOptions) ->
     done += [f"  {n}" for n in organizations.check_change_readers(profile, lambda: directory)]
     user: CrmUser = directory.current_user()
     config, secrets = mailbox.parse_mailbox_form(options.mailbox_form, profile.mailbox_secrets())
-    if config.type == "graph" and options.send_crm_email:  # graph-wire: no send path yet
-        raise SetupError(
-            N_(
-                "CRM email cannot be sent through Microsoft Graph yet: leave out "
-                "--send-crm-email, or use --mailbox-type exchange."
-            ),
-            "send_crm_email",
-        )
     record = mailbox.check_mailbox_owner(directory, user, config.email)
     if options.set_methods:
         record = mailbox.set_to_this_client(directory, record, consent=True)
     mailbox.save_mailbox(profile, directory, ports.mailbox_tester(), user, config, secrets)
     done.append(f"Mailbox: {config.email} ({config.type}), connection tested")
     if config.type == "graph":  # graph-wire (issue 9)
-        done.append("  Through Microsoft Graph: contacts and tasks (not appointments, no sending)")
+        done.append("  Through Microsoft Graph: contacts, appointments, tasks and email")
     stored = choices_step.current_choices(profile)
     tracking = options.tracking or (stored.tracking if profile.step_done("choices") else "none")
     email = mailbox.email_workloads(tracking != "none", options.send_crm_email)

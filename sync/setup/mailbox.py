@@ -35,7 +35,7 @@ MAILBOX_TYPES = ("exchange", "graph", "pop3")
 Graph, or a POP3 account with its SMTP server."""
 KINDS_BY_TYPE: dict[str, tuple[str, ...]] = {
     "exchange": ("contacts", "appointments", "tasks"),
-    "graph": ("contacts", "tasks"),  # appointments over Graph are not built yet
+    "graph": ("contacts", "appointments", "tasks"),  # gcal: the calendar through Graph
     "pop3": (),
 }
 """The wizard's kinds each mailbox type syncs."""

@@ -120,3 +120,13 @@ def test_runs_without_changes_change_nothing(figures: dict[str, Any]) -> None:
     # nothing to move: no writes on either side
     writes = ("CreateItem", "UpdateItem", "DeleteItem", "$batch")
     assert not [op for op in quiet["requests_by_operation"] if op.endswith(writes)], quiet
+
+
+def test_a_quiet_run_in_a_new_process_reads_each_folder_once(figures: dict[str, Any]) -> None:
+    """Issue 13: each phase is a new process; the folders' ids come with the saved tokens, so a
+    quiet run makes one SyncFolderItems per folder (contacts, tasks, calendar) and nothing else
+    on EWS: no GetFolder."""
+    ews = {
+        k: v for k, v in figures["quiet"]["requests_by_operation"].items() if k.startswith("ews")
+    }
+    assert ews == {"ews SyncFolderItems": 3}, ews

@@ -1,7 +1,7 @@
 """The wizard choosing Exchange Online through Microsoft Graph for an online user (issue 9):
 the sandbox's demo users answer Graph `/me` and `/me/mailboxSettings`, so the mailbox step
 starts on "Exchange Online (Microsoft Graph)", tests it and goes on; the choices step offers
-contacts and tasks but not appointments, nor sending CRM email."""
+contacts, tasks and (gcal) appointments, but not sending CRM email."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def test_the_wizard_chooses_graph_for_an_online_user(
         expect(page.get_by_test_id("graph-note")).to_be_visible()
         expect(page.get_by_test_id("filter-my-active-contacts")).to_be_visible()
         expect(page.get_by_test_id("filter-my-open-tasks")).to_be_visible()
-        expect(page.get_by_test_id("filter-my-appointments")).to_have_count(0)
-        expect(page.get_by_test_id("send-crm-email")).to_have_count(0)
+        expect(page.get_by_test_id("filter-my-appointments")).to_be_visible()  # gcal: issue 9
+        expect(page.get_by_test_id("send-crm-email")).to_be_visible()
         screenshot(page, f"{SHOTS}-08-choices-graph")
     finally:
         page.context.close()

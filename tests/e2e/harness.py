@@ -1,6 +1,7 @@
-"""The end-to-end harness: a sandbox Dataverse + EWS pair, an agent syncing between them, seeding
-through the server's `insert` API, "user" changes on either side, and the checks that both sides
-hold the same records under the mapping.
+"""The end-to-end harness: a sandbox Dataverse + mailbox pair (EWS, or Graph with `protocol`
+"graph"), an agent syncing between them, seeding through the server's `insert` API, "user"
+changes on either side (through either mailbox protocol), and the checks that both sides hold
+the same records under the mapping.
 
 Shared by tests/e2e and bench/bench_sync.py, so it imports nothing from pytest.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from sandbox.dataverse import DataverseServer
 from sandbox.ews import EwsServer
 from sandbox.faults import FaultProfile
+from sandbox.graph import GraphServer
 from sandbox.identity import TokenRegistry, stable_id, user_by_upn
 from sandbox.requestlog import LoggedRequest, RequestLog
 from sync.crm.client import DataverseClient, RetryPolicy
@@ -27,6 +29,10 @@ from sync.crm.side import DataverseSide
 from sync.engine import EngineSettings, KindResult, begin_run, sync_kind
 from sync.engine.filters import in_filter
 from sync.engine.state import UNTRACKED, LinkRow
+from sync.graph import calendar as graph_calendar
+from sync.graph import convert as graph_convert
+from sync.graph.client import GraphClient
+from sync.graph.side import GraphSide
 from sync.kinds import KINDS, Kind
 from sync.kinds.appointments import appointments_kind, recurring_kind
 from sync.mailbox import ews_convert
@@ -40,6 +46,8 @@ ALICE = "alice@contoso.example"
 ORG = "contoso"
 ORG_ID = stable_id("org", ORG)
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
+PROTOCOLS = ("ews", "graph")
+"""The mailbox protocols the engine tests run over (a fixture param)."""
 KIND_NAMES = tuple(KINDS)
 """contacts, tasks, appointments, recurringappointments: the order a messaging sync runs."""
 
@@ -58,7 +66,8 @@ def tomorrow_at(hour: int) -> datetime:
 
 @dataclass
 class SandboxPair:
-    """A running sandbox Dataverse and EWS sharing one token registry, log and fault profile."""
+    """A running sandbox Dataverse and EWS (and, for protocol "graph", a sandbox Graph) sharing
+    one token registry, log and fault profile. `mailbox_side()` speaks `protocol`."""
 
     tokens: TokenRegistry
     log: RequestLog
@@ -66,6 +75,8 @@ class SandboxPair:
     dataverse: DataverseServer
     ews: EwsServer
     work_dir: Path
+    graph: GraphServer | None = None
+    protocol: str = "ews"
     _stores: int = 0
 
     @property
@@ -90,8 +101,21 @@ class SandboxPair:
         options.setdefault("annotations", FORMATTED)
         return DataverseSide(self.crm_client(**options), owner_id=self.me)
 
-    def mailbox_side(self, max_wait: float = 60, **options: Any) -> EwsSide:
+    @property
+    def mailbox_service(self) -> str:
+        """The request log's name of the mailbox service ("ews" or "graph")."""
+        return self.protocol
+
+    def mailbox_side(self, max_wait: float = 60, **options: Any) -> Any:
+        """Alice's mailbox as an EwsSide, or a GraphSide when the pair speaks Graph."""
         token = self.token
+        if self.protocol == "graph":
+            assert self.graph is not None
+            client = GraphClient(
+                self.graph.url, lambda: token, verify=self.graph.ca_file,
+                retry=RetryPolicy(backoff=0.01, max_backoff=0.2),
+            )  # fmt: skip
+            return GraphSide(client, **options)
         connection = EwsConnection(
             self.ews.url, ALICE, OAuthToken(lambda: token), ca_file=self.ews.ca_file,
             max_wait=max_wait,
@@ -108,20 +132,26 @@ class SandboxPair:
 
 
 @contextlib.contextmanager
-def start_pair(work_dir: Path, demo_scale: float = 0) -> Iterator[SandboxPair]:
+def start_pair(work_dir: Path, demo_scale: float = 0, protocol: str = "ews") -> Iterator[SandboxPair]:  # fmt: skip
     """Start a sandbox Dataverse (users only; `demo_scale` 1.0: the demo data `make run`
-    shows) and an empty EWS on free ports."""
+    shows) and an empty EWS on free ports; with `protocol` "graph" an empty Graph too, which
+    the pair's mailbox side then speaks."""
     tokens, log, faults = TokenRegistry(), RequestLog(), FaultProfile()
     dataverse = DataverseServer(tokens, log, faults, port=0, demo_scale=demo_scale)
     ews = EwsServer(tokens, log, faults, str(work_dir / "ews"), port=0, demo=False)
+    graph = GraphServer(tokens, log, faults, str(work_dir)) if protocol == "graph" else None
     dataverse.start()
     try:
         ews.start()
+        if graph is not None:
+            graph.start()
         try:
-            yield SandboxPair(tokens, log, faults, dataverse, ews, work_dir)
+            yield SandboxPair(tokens, log, faults, dataverse, ews, work_dir, graph, protocol)
         finally:
             faults.clear()
             ews.stop()
+            if graph is not None:
+                graph.stop()
     finally:
         dataverse.stop()
 
@@ -334,8 +364,10 @@ def seed_series(pair: SandboxPair, n: int) -> list[str]:
 # --- what a person does in Outlook -------------------------------------------------------------
 
 
-def user_create_items(side: EwsSide, kind: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
+def user_create_items(side: Any, kind: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
     """Items made by hand in the mailbox (no CRM key), e.g. with the tracked category."""
+    if isinstance(side, GraphSide):
+        return _graph_create(side, kind, items)
     cls = ews_convert.ITEM_CLASSES[ews_convert.base_kind(kind)]
     made = []
     for fields in items:
@@ -357,18 +389,53 @@ def user_create_items(side: EwsSide, kind: str, items: Sequence[Mapping[str, Any
     return ids
 
 
-def user_update_items(side: EwsSide, kind: str, changes: Mapping[str, Mapping[str, Any]]) -> None:
+def user_update_items(side: Any, kind: str, changes: Mapping[str, Mapping[str, Any]]) -> None:
     """Edit items by id with mailbox-vocabulary fields (no version guard, as Outlook saves)."""
     ops = [UpdateOp(item_id, None, dict(fields)) for item_id, fields in changes.items()]
     for result in side.write(kind, ops):
         assert not isinstance(result, Exception), result
 
 
-def user_delete_items(side: EwsSide, kind: str, ids: Sequence[str]) -> None:
+def user_delete_items(side: Any, kind: str, ids: Sequence[str]) -> None:
+    """Delete items as the user does in Outlook (a meeting's attendees are told)."""
     from sync.sides import DeleteOp
 
+    if isinstance(side, GraphSide):
+        urls = [_graph_url(side, kind, i) for i in ids]
+        for answer in side.client.batch([{"method": "DELETE", "url": u} for u in urls]):
+            assert not isinstance(answer, Exception), answer
+        return
     for result in side.write(kind, [DeleteOp(i, None) for i in ids]):
         assert not isinstance(result, Exception), result
+
+
+def _graph_url(side: GraphSide, kind: str, item_id: str | None = None) -> str:
+    if kind == "appointments":
+        base = "/me/events"
+    elif kind == "contacts":
+        base = "/me/contacts"
+    else:
+        base = f"/me/todo/lists/{side.task_list}/tasks"
+    return f"{base}/{item_id}" if item_id else base
+
+
+def _graph_create(side: GraphSide, kind: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What Outlook on the web makes: Graph items without our key property."""
+    requests = []
+    for fields in items:
+        if kind == "appointments":
+            merged = {"timezone": "UTC", "is_all_day": False, **fields}
+            body = graph_calendar.event_to_graph({**merged}, merged)
+        elif kind == "contacts":
+            body = graph_convert.contact_to_graph(fields, fields)
+        else:
+            body = graph_convert.task_to_graph(fields)
+        requests.append({"method": "POST", "url": _graph_url(side, kind), "body": body})
+    ids = []
+    for answer in side.client.batch(requests):
+        assert not isinstance(answer, Exception), answer
+        ids.append(str(answer["id"]))
+    return ids
 
 
 def tracked(**fields: Any) -> dict[str, Any]:

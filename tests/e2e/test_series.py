@@ -1,4 +1,5 @@
-"""Recurring series end to end (sandbox Dataverse + sandbox EWS): every recurrence pattern
+"""Recurring series end to end (sandbox Dataverse + sandbox EWS, and the same over sandbox
+Graph: the `pair` fixture's param): every recurrence pattern
 round-trips, a weekly series crossing a DST change keeps its wall-clock time, and moved and
 deleted occurrences travel both ways inside the one link of their series."""
 
@@ -21,6 +22,7 @@ from tests.e2e.harness import (
     ALICE,
     FORMATTED,
     ORG,
+    PROTOCOLS,
     Agent,
     SandboxPair,
     differences,
@@ -40,9 +42,12 @@ SERIES_SPEC = EntitySpec(
 )
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxPair]:
-    with start_pair(tmp_path_factory.mktemp("series")) as running:
+@pytest.fixture(scope="module", params=PROTOCOLS)
+def pair(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SandboxPair]:
+    """A Dataverse + mailbox pair per protocol: every test runs over EWS and over Graph."""
+    with start_pair(tmp_path_factory.mktemp("series"), protocol=request.param) as running:
         yield running
 
 

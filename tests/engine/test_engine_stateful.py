@@ -68,10 +68,14 @@ class SyncMachine(RuleBasedStateMachine):
     def make_store(self) -> Any:
         return MemoryLinkStore()
 
+    def make_mailbox(self) -> MemoryMailbox:
+        """The mailbox side (EWS-like; tests/engine/test_engine_stateful_graph.py: Graph's delta)."""
+        return MemoryMailbox(page_size=3)
+
     @initialize()
     def setup(self) -> None:
         self.crm = MemoryCrm(me=ME, page_size=3)
-        self.mailbox = MemoryMailbox(page_size=3)
+        self.mailbox = self.make_mailbox()
         self.store = CrashingStore(self.make_store())
         self.now = START
         self.filters: list[Any] | None = None

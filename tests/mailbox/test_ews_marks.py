@@ -32,6 +32,7 @@ def test_marks_are_kept_per_kind_and_organization(ews: Any) -> None:
     assert fabrikam.load_untracked("contacts") == set()  # another organization's marks
 
     contoso.save_untracked("contacts", [])
+    again.begin_run()  # the marks are read once a run, for every kind
     assert again.load_untracked("contacts") == set()
     assert again.load_untracked("tasks") == set(IDS[:1])
 
@@ -68,3 +69,20 @@ def test_a_damaged_value_reads_as_no_marks() -> None:
     assert ews_marks.decode(ews_marks.encode("org", {"contacts": ["x"]}), "org") == {
         "contacts": ["x"]
     }
+
+
+def test_the_marks_of_every_kind_take_one_look_a_run(ews: Any) -> None:
+    """An install's first run imports the marks of four kinds: one look at the hidden folder,
+    the requests of a single kind's; the next run looks again."""
+    side(ews, "org-once").save_untracked("tasks", ["t9"])
+    reader = side(ews, "org-once")
+    reader.begin_run()
+    ews.log.clear()
+    assert reader.load_untracked("tasks") == {"t9"}
+    one_kind = len(ews.log.snapshot())
+    reader.begin_run()
+    ews.log.clear()
+    found = {k: reader.load_untracked(k) for k in ("contacts", "tasks", "appointments", "x")}
+    assert found["tasks"] == {"t9"} and found["contacts"] == set()
+    assert one_kind >= 1  # the first look searches for the folder
+    assert [e.target for e in ews.log.snapshot()] == ["GetFolder"]  # then by its id, once

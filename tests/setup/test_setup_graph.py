@@ -10,7 +10,6 @@ import pytest
 from sync.setup import mailbox as mailbox_step
 from sync.setup.configure import ConfigureOptions, configure
 from sync.setup.memory import MemoryGraphProbe, demo_world, memory_ports
-from sync.setup.messages import SetupError
 from sync.setup.profile import Profile
 from sync.store.db import open_database
 
@@ -38,8 +37,8 @@ def test_the_pick_is_graph_only_when_the_tenant_answers_for_the_address() -> Non
     assert mailbox_step.pick_mailbox_type(None, ALICE) == "exchange"
 
 
-def test_a_graph_mailbox_syncs_contacts_and_tasks_and_tracks_but_does_not_send() -> None:
-    assert mailbox_step.supported_kinds("graph") == ("contacts", "tasks")
+def test_a_graph_mailbox_syncs_contacts_appointments_tasks_and_tracks_but_does_not_send() -> None:
+    assert mailbox_step.supported_kinds("graph") == ("contacts", "appointments", "tasks")  # gcal
     assert "appointments" in mailbox_step.supported_kinds("exchange")
     assert mailbox_step.supported_kinds("pop3") == ()
     both = frozenset({"incoming", "outgoing"})
@@ -48,7 +47,7 @@ def test_a_graph_mailbox_syncs_contacts_and_tasks_and_tracks_but_does_not_send()
     assert not mailbox_step.can_send("graph") and mailbox_step.can_send("exchange")
 
 
-def test_configure_graph_refuses_sending_and_stores_a_graph_mailbox(tmp_path: Path) -> None:
+def test_configure_graph_stores_a_graph_mailbox_that_sends_crm_email(tmp_path: Path) -> None:
     world = demo_world()
     world.graph_mailboxes.add(ALICE)
     database = open_database(tmp_path)
@@ -60,10 +59,6 @@ def test_configure_graph_refuses_sending_and_stores_a_graph_mailbox(tmp_path: Pa
         options = ConfigureOptions(
             org="contoso", mailbox_form=form, take_over=True, send_crm_email=True
         )
-        with pytest.raises(SetupError) as refused:
-            configure(profile, ports, options)
-        assert refused.value.field == "send_crm_email"
-        options.send_crm_email = False
         options.filters = ["my-active-contacts", "my-open-tasks"]
         done = configure(profile, ports, options)
         assert any("(graph), connection tested" in line for line in done)
