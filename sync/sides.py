@@ -257,3 +257,13 @@ class CrmSide(Side, Protocol):
 
 class MailboxSide(Side, Protocol):
     """The mailbox side (EWS, Graph, POP3, memory). Marker protocol, as CrmSide."""
+
+
+def update_refusal(op: UpdateOp, now: Upsert | None, noun: str) -> SideError | None:
+    """Why an update cannot go ahead as read just now: the item is gone, or it changed since
+    the engine read it (a stale version); None when it can."""
+    if now is None:
+        return NotFound(f"The {noun} {op.id} is gone.", "ErrorItemNotFound")
+    if op.version is not None and now.version != op.version:
+        return Conflict(f"The {noun} changed since it was read.", "ErrorIrresolvableConflict")
+    return None

@@ -49,7 +49,6 @@ from sync.mailbox import ews_recurrence
 from sync.mailbox.ews_readcache import REUSE_SECONDS, ReadReuse
 from sync.mailbox.fields import OCCURRENCE_FIELDS
 from sync.sides import (
-    Conflict,
     CreateOp,
     Deleted,
     DeleteOp,
@@ -63,6 +62,7 @@ from sync.sides import (
     Upsert,
     WriteOp,
     Written,
+    update_refusal,
     write_grouped,
 )
 
@@ -519,11 +519,9 @@ class GraphCalendar:
         requests, where = [], []
         for index, op in enumerate(ops):
             now = current.get(op.id)
-            if now is None:
-                results[index] = NotFound(f"The event {op.id} is gone.", "ErrorItemNotFound")
-                continue
-            if op.version is not None and now.version != op.version:
-                results[index] = Conflict("The event changed since it was read.", "ErrorIrresolvableConflict")  # fmt: skip
+            refused = update_refusal(op, now, "event")
+            if refused is not None or now is None:
+                results[index] = refused
                 continue
             fields = changed(op.fields, now.fields)
             if fields:

@@ -31,7 +31,6 @@ from sync.mailbox import ews_marks
 from sync.mailbox.claims import CLAIM_FOLDER_NAME
 from sync.mailbox.fields import IDEMPOTENCY_PROPERTY_SET
 from sync.sides import (
-    Conflict,
     CreateOp,
     Deleted,
     DeleteOp,
@@ -45,6 +44,7 @@ from sync.sides import (
     Upsert,
     WriteOp,
     Written,
+    update_refusal,
     write_grouped,
 )
 
@@ -289,11 +289,9 @@ class GraphSide:
         requests, where = [], []
         for index, op in enumerate(ops):
             now = current.get(op.id)
-            if now is None:
-                results[index] = NotFound(f"The item {op.id} is gone.", "ErrorItemNotFound")
-                continue
-            if op.version is not None and now.version != op.version:
-                results[index] = Conflict("The item changed since it was read.", "ErrorIrresolvableConflict")  # fmt: skip
+            refused = update_refusal(op, now, "item")
+            if refused is not None or now is None:
+                results[index] = refused
                 continue
             full = {**now.fields, **op.fields}
             body = self._body(kind, op.fields, full)

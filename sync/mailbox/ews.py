@@ -516,13 +516,7 @@ class EwsSide:
                     continue
                 self._keys.remember(res.id, ops[index].key)
                 results[index] = Written(res.id, res.changekey)
-            self._add_stored_fields(kind, results)
-        if base == "appointments":
-            for index, op in enumerate(ops):
-                result = results[index]
-                if isinstance(result, Written) and has_occurrences(op.fields):
-                    results[index] = write_occurrences(self, kind, result, op.fields, {})
-        return [r if r is not None else NotFound("not created") for r in results]
+        return self._finish_creates(kind, ops, results)
 
     def _create_plain(self, kind: str, ops: Sequence[CreateOp]) -> list[Result]:
         """CreateItem with bodies written from the vocabulary (ews_xml), then the read-back."""
@@ -561,8 +555,16 @@ class EwsSide:
                         continue
                     self._keys.remember(res[0], ops[index].key)
                     results[index] = Written(res[0], res[1])
+        return self._finish_creates(kind, ops, results)
+
+    def _finish_creates(
+        self, kind: str, ops: Sequence[CreateOp], results: list[Result | None]
+    ) -> list[Result]:
+        """After either way of creating: the stored fields read back, then a series'
+        occurrences written, and one result per op."""
+        if any(isinstance(r, Written) for r in results):
             self._add_stored_fields(kind, results)
-        if base == "appointments":
+        if convert.base_kind(kind) == "appointments":
             for index, op in enumerate(ops):
                 result = results[index]
                 if isinstance(result, Written) and has_occurrences(op.fields):
