@@ -14,6 +14,8 @@ Sections of the JSON object:
               (initial and quiet), in a child process as well
   latency     bench/bench_latency.py: a change's delay from the mailbox (Graph) to the CRM and
               back (median, p95 of 50 each), and an idle spell's requests per hour
+  offline     bench/bench_offline.py (issue 12): go offline with 50,000 rows, the list page
+              over them, go online with 1,000 queued changes
   profile     the top 20 functions (own time) of the initial and echo phases under cProfile, on
               a contacts-only run of `profile_contacts` records (a separate run: cProfile slows
               the agent down, so the timed phases above run without it)
@@ -50,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_latency  # noqa: E402
+import bench_offline  # noqa: E402
 import bench_sync  # noqa: E402
 
 from tests.e2e.harness import (  # noqa: E402
@@ -472,6 +475,8 @@ def append_results(out: dict[str, Any]) -> None:
     if out.get("latency"):
         parts += ["\nChange latency and idle cost (bench/bench_latency.py):\n", "```json"]
         parts += [json.dumps(out["latency"], indent=1), "```"]
+    if out.get("offline"):
+        parts += ["\nOffline (bench/bench_offline.py):\n", bench_offline.table(out["offline"])]
     for name in ("initial", "echo"):
         rows = out.get("profile", {}).get(name)
         if rows:
@@ -491,7 +496,7 @@ def append_results(out: dict[str, Any]) -> None:
 
 # --- main ---------------------------------------------------------------------------------------
 
-SECTIONS = ("sync", "email", "large", "vdirsyncer", "profile", "latency")
+SECTIONS = ("sync", "email", "large", "vdirsyncer", "profile", "latency", "offline")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -518,6 +523,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "vdirsyncer": lambda: vdirsyncer_bench(size["vcards"], vdir_baseline()),
         "profile": lambda: profile_bench(size["profile_contacts"]),
         "latency": lambda: bench_latency.main(["--small"] if args.small else []),
+        "offline": lambda: bench_offline.run(
+            bench_offline.SMALL if args.small else bench_offline.FULL
+        ),
     }
     for name, bench in sections.items():
         if name not in skip:

@@ -234,6 +234,16 @@ class RunScoped(Protocol):
 
 
 @runtime_checkable
+class SelectsColumns(Protocol):
+    """A side that can read only the columns a kind needs (Dataverse's `$select`): fewer bytes
+    from the service and less held in memory than every column of the table."""
+
+    def select_columns(self, kind: str, columns: Sequence[str]) -> None:
+        """From now on read `kind` with these columns (the key among them)."""
+        ...
+
+
+@runtime_checkable
 class UntrackMarks(Protocol):
     """A mailbox that keeps, beside its items, which CRM records the user untracked there.
 

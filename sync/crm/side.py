@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 from sync.crm import watermark
@@ -76,6 +78,15 @@ pattern dates are days where the series is expanded (its utcconversiontimezoneco
 the signed-in user lives (sync/kinds/appointments.py)."""
 
 
+def _link_selects(link: str, select: Sequence[str] | None) -> bool:
+    """Whether a delta link's rows carry every column of `select` (a link without `$select`
+    carries them all)."""
+    chosen = parse_qs(urlsplit(link).query).get("$select")
+    if not chosen:
+        return True
+    return select is not None and set(select) <= set(chosen[0].split(","))
+
+
 class DataverseSide:
     """The CRM side for one organization and one user."""
 
@@ -112,6 +123,14 @@ class DataverseSide:
         """kind → the reader its last read used (for status and tests)."""
         self.refusals: dict[str, ChangeTrackingRefused] = {}
         """kind → why change tracking was refused (the fallback's reason)."""
+
+    def select_columns(self, kind: str, columns: Sequence[str]) -> None:
+        """Read `kind` with `$select` of these columns from now on (a kind whose reads by id
+        expand related rows keeps reading as its spec says)."""
+        spec = self.spec(kind)
+        if spec.expand is None:
+            wanted = tuple(dict.fromkeys([spec.key, *columns]))
+            self.kind_specs[kind] = replace(spec, select=wanted)
 
     def spec(self, kind: str) -> EntitySpec:
         try:
@@ -180,6 +199,10 @@ class DataverseSide:
     def _read_delta(self, kind: str, spec: EntitySpec, link: str) -> Iterator[Page]:
         if self.reader == MODIFIEDON or not link.startswith(("https://", "http://")):
             raise TokenExpired("the saved token is not of the modifiedon reader", "reader-changed")
+        if not _link_selects(link, spec.select):
+            # a delta link answers with the columns of the read that made it: one made before
+            # a column was mapped would bring rows without it (read as cleared)
+            raise TokenExpired("the saved delta link reads other columns", "reader-changed")
         try:
             yield from self._tracked(kind, spec, link)
         except ChangeTrackingRefused as refused:

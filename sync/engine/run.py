@@ -32,6 +32,7 @@ from sync.sides import (
     Deleted,
     KnownVersions,
     RunScoped,
+    SelectsColumns,
     Side,
     SideError,
     TokenExpired,
@@ -131,6 +132,9 @@ def sync_kind(
     if progress:
         progress(0, 0, "read")
     _import_marks(kind, mailbox, store, settings)
+    if kind.crm_reads_only_mapped and isinstance(crm, SelectsColumns):
+        filters = settings.filters_for(kind.name, kind.default_filters)
+        crm.select_columns(kind.crm_kind, kind.crm_columns(filters))
     crm_changes, crm_new = read_all(crm, kind.crm_kind, crm_token)
 
     # Our own writes come back in the mailbox's changes: a settled link already holds them at

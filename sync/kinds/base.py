@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -20,6 +20,9 @@ from typing import Any
 from sync.mailbox.fields import MODIFIED, TRACKED_CATEGORY
 from sync.sides import WriteOp
 
+CRM_READ_ALWAYS = ("modifiedon",)
+"""Columns the engine reads of every CRM row besides the mapped ones: `modifiedon` says which
+side changed last when a conflict is explained (`changed_later_in_mailbox`)."""
 Fields = Mapping[str, Any]
 Condition = Mapping[str, Any]
 """One filter condition: {"field": column, "op": "eq"|"ne"|..., "value": ...}."""
@@ -201,6 +204,9 @@ class Kind:
     title_fields: tuple[str, ...] = ()
     """Fields whose values joined by spaces name a record (a contact's full name); the
     `title_field` when they are all empty."""
+    crm_reads_only_mapped: bool = False
+    """The kind's rules read no CRM column but its field maps', its filters' and its key: the
+    CRM side may read only those (`crm_select`, `$select`) instead of every column."""
     crm_reads_by_id: bool = False
     """Changed CRM rows must be read again by id (expanded columns such as activity parties
     are not returned by change tracking)."""
@@ -229,6 +235,17 @@ class Kind:
         for fmap in self.fields:
             columns.extend(c for c in fmap.columns if c not in columns)
         columns.extend(c for c in self.filter_columns if c not in columns)
+        columns.extend(c for c in CRM_READ_ALWAYS if c not in columns)
+        return columns
+
+    def crm_columns(self, filters: Sequence[Sequence[Condition]]) -> list[str]:
+        """`crm_select` and every column `filters` (the sync filters in force) look at."""
+        columns = self.crm_select
+        for conditions in filters:
+            for condition in conditions:
+                name = str(condition.get("field") or "")
+                if name and name not in columns:
+                    columns.append(name)
         return columns
 
     def field(self, name: str) -> FieldMap:

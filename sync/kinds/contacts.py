@@ -55,6 +55,7 @@ def _address(prefix: str, mailbox_prefix: str) -> list[FieldMap]:
 
 
 CONTACTS = Kind(
+    crm_reads_only_mapped=True,
     name="contacts",
     entity_set="contacts",
     primary_key="contactid",

@@ -126,6 +126,7 @@ def _task_date(column: str, mailbox: str, direction: Direction = Direction.BOTH)
 
 
 TASKS = Kind(
+    crm_reads_only_mapped=True,
     name="tasks",
     entity_set="tasks",
     primary_key="activityid",

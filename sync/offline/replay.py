@@ -61,7 +61,8 @@ class ReplayResult:
     done: int = 0
     conflicts: int = 0
     failed: int = 0
-    merged_fields: int = 0
+    merged: int = 0
+    """Changes that met a newer server row (412) and were merged with it field by field."""
     messages: list[str] = field(default_factory=list)
 
 
@@ -76,6 +77,8 @@ class _Outcome:
     message: str | None = None
     keep_local: bool = False
     """The local row stays as it is (an edit of a row the server deleted)."""
+    merged: bool = False
+    """The row had changed on the server too: the write was merged against it."""
 
 
 def _bind_set(logical_name: str) -> str:
@@ -190,7 +193,12 @@ class Replayer:
         if found is None:
             body = write_body(table, item.changes or {}, create=True)
             with suppress(Duplicate):  # made before a crash: the GUID is the idempotency key
-                self.client.create(item.entity_set, body, id=item.row_id, key=table.key)
+                _, etag, row = self.client.create(
+                    item.entity_set, body, id=item.row_id, key=table.key, return_representation=True
+                )
+                if row:  # the service's row in the create's answer: no read back
+                    found = row_fields(row), row.get("@odata.etag") or etag
+        if found is None:
             found = self._read(item.entity_set, item.row_id)
         if found is None:
             return _Outcome("failed", message="the created row cannot be read back")
@@ -216,6 +224,7 @@ class Replayer:
         body = write_body(table, changes, create=False)
         etag = row.etag
         base = dict(row.base or {})
+        met_newer = False
         conflicts: list[tuple[str, Any, Any, str, str]] = []
         for _ in range(MAX_MERGES):
             try:
@@ -227,7 +236,9 @@ class Replayer:
                 else:
                     server, new_etag = self._patch(item.entity_set, item.row_id, body, etag)
                 status = "conflict" if conflicts else "done"
-                return _Outcome(status, server=server, etag=new_etag, conflicts=conflicts)
+                return _Outcome(
+                    status, server=server, etag=new_etag, conflicts=conflicts, merged=met_newer
+                )
             except NotFound:
                 return _Outcome(
                     "conflict",
@@ -246,6 +257,7 @@ class Replayer:
                 conflicts = [(c.field, c.server, c.mine, winner, reason) for c in merged.conflicts]
                 body = write_body(table, merged.patch, create=False)
                 base = server
+                met_newer = True
         return _Outcome("failed", message="the row kept changing on the server", keep_local=True)
 
     def _delete(self, item: OfflineChange, row: OfflineRow) -> _Outcome:
@@ -303,6 +315,7 @@ class Replayer:
                     )
                 )
             self._settle(session, row, table, item, outcome, bool(later))
+        result.merged += outcome.merged
         if outcome.status == "done":
             result.done += 1
         elif outcome.status == "conflict":

@@ -195,8 +195,9 @@ class OfflineRow(Base):
     __tablename__ = "offline_rows"
     __table_args__ = (
         UniqueConstraint("org", "entity_set", "row_id", name="uq_offline_rows"),
-        Index("ix_offline_rows_title", "org", "entity_set", "title"),
-        Index("ix_offline_rows_updated", "org", "entity_set", "updated_at"),
+        # id and state too: the list page (order, offset, count) reads the index alone
+        Index("ix_offline_rows_title", "org", "entity_set", "title", "id", "state"),
+        Index("ix_offline_rows_updated", "org", "entity_set", "updated_at", "id", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

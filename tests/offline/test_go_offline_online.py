@@ -99,6 +99,7 @@ def test_offline_crud_with_sandbox_stopped_then_online_merges(
     replayed, refreshed = service.go_online()
     assert refreshed is not None and get_mode(database) == "online"
     assert replayed.done == 3 and replayed.conflicts == 1 and replayed.failed == 0
+    assert replayed.merged == 2  # both edited rows met a newer server row (412), merged
     server_edited = _server_row(running, edited)
     assert server_edited is not None
     assert server_edited["jobtitle"] == "Offline title"  # mine, not overwritten ...
