@@ -14,7 +14,9 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
 class QuietHandler(WSGIRequestHandler):
-    """No access log on stderr."""
+    """No access log on stderr; TCP_NODELAY (see the Dataverse sandbox's handler)."""
+
+    disable_nagle_algorithm = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass

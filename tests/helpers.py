@@ -43,3 +43,17 @@ def stop_process(process: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def load_bench(file_name: str, module_name: str) -> Any:
+    """A script of bench/ loaded as module `module_name` (bench/ is no package; registered in
+    sys.modules, as dataclasses look their module up)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "bench" / file_name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

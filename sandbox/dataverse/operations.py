@@ -195,6 +195,22 @@ def _check_writable(entity: EntityDef, column: str, creating: bool) -> None:
         raise not_valid_for(column, entity.logical_name, "create" if creating else "update")
 
 
+MAX_LENGTHS = {("email", "messageid"): 320}
+"""String columns whose MaxLength the sandbox enforces (email.md: MessageId, MaxLength 320).
+Other columns' limits are not enforced yet (sandbox/README.md)."""
+
+
+def _check_length(entity: EntityDef, column: str, value: Any) -> None:
+    most = MAX_LENGTHS.get((entity.logical_name, column))
+    if most is not None and isinstance(value, str) and len(value) > most:
+        raise ODataError(
+            400,
+            "0x80044331",
+            f"A validation error occurred. The length of the '{column}' attribute of the "
+            f"'{entity.logical_name}' entity exceeded the maximum allowed length of '{most}'.",
+        )
+
+
 def _parse_body(
     ctx: Context, entity: EntityDef, body: Any, row_id: str | None, creating: bool = True
 ) -> _Parsed:
@@ -229,6 +245,7 @@ def _parse_body(
             if entity.rules is None and key in _READONLY:
                 continue
             _check_writable(entity, key, creating)
+            _check_length(entity, key, value)
             parsed.values[key] = coerce(entity, key, value)
         else:
             raise errors.unknown_body_property(key, entity.logical_name)

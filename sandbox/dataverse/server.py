@@ -331,6 +331,9 @@ class DataverseServer:
 class _Handler(BaseHTTPRequestHandler):
     owner: DataverseServer
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: an answer goes out in more than one write, and with Nagle's algorithm
+    # the last one waited for the client's delayed ACK: 44 ms a request instead of 0.8
+    disable_nagle_algorithm = True
     server_version = "SandboxDataverse/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature

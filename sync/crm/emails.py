@@ -42,6 +42,16 @@ from sync.sides import (
 
 log = logging.getLogger(__name__)
 
+MESSAGE_ID_LENGTH = 320
+"""email.md: MessageId, MaxLength 320. A longer Message-Id (RFC 5322 sets no limit) would be
+refused on every try: its first 320 characters are written, and looked up, instead."""
+
+
+def stored_message_id(message_id: str) -> str:
+    """A Message-Id as the email table holds it (`MESSAGE_ID_LENGTH`)."""
+    return message_id[:MESSAGE_ID_LENGTH]
+
+
 MAX_URL = 2000
 """Longest GET URL we send (the sandbox and proxies on the way take more; 2,000 is safe)."""
 MAX_CONDITIONS = 50
@@ -335,13 +345,17 @@ class DataverseEmails:
         wanted = list(dict.fromkeys(m.strip() for m in message_ids if m and m.strip()))
         if not wanted:
             return {}
-        conditions = [f"messageid eq {_quoted(m)}" for m in wanted]
+        conditions = [f"messageid eq {_quoted(stored_message_id(m))}" for m in wanted]
         found: dict[str, CrmEmail] = {}
         for row in self._emails_where(conditions):
             key = str(row.get("messageid") or "").strip().lower()
             if key and key not in found:
                 found[key] = _email(row)
-        return {m: found[m.lower()] for m in wanted if m.lower() in found}
+        return {
+            m: found[stored_message_id(m).lower()]
+            for m in wanted
+            if stored_message_id(m).lower() in found
+        }
 
     def email_by_token(self, token: str) -> CrmEmail | None:
         """The (oldest) CRM email with this tracking token."""
@@ -455,7 +469,7 @@ class DataverseEmails:
             "subject": email.subject,
             "description": email.body_html,
             "directioncode": email.outgoing,
-            "messageid": email.message_id,
+            "messageid": stored_message_id(email.message_id) if email.message_id else None,
             "ownerid@odata.bind": f"/systemusers({self.user_id})",
         }
         moment = (email.sent_on or email.received_on) if email.outgoing else email.received_on

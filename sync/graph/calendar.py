@@ -505,13 +505,15 @@ class GraphCalendar:
             body = event_to_graph({**fields, "start": merged["start"]}, merged)
             body["singleValueExtendedProperties"] = [{"id": convert.KEY_PROPERTY, "value": op.key}]
             requests.append({"method": "POST", "url": "/me/events", "body": body})
-        results: list[Result] = []
-        for op, answer in zip(ops, self.client.batch(requests), strict=True):
+        results: list[Result | None] = [None] * len(ops)
+        written: dict[int, str] = {}
+        for index, (op, answer) in enumerate(zip(ops, self.client.batch(requests), strict=True)):
             if isinstance(answer, SideError):
-                results.append(answer)
+                results[index] = answer
             else:
-                results.append(self._occurrences(str(answer["id"]), op.fields, {}))
-        return results
+                written[index] = str(answer["id"])
+                results[index] = self._occurrences(written[index], op.fields, {})
+        return self._read_back(written, results)
 
     def _update(self, _kind: str, ops: Sequence[UpdateOp]) -> list[Result]:
         current = self.read([op.id for op in ops])
@@ -532,28 +534,38 @@ class GraphCalendar:
         for index, answer in zip(where, self.client.batch(requests), strict=True):
             if isinstance(answer, SideError):
                 results[index] = answer
+        written: dict[int, str] = {}
         for index, op in enumerate(ops):
             if results[index] is None:
                 before = dict(current[op.id].fields)
                 if "recurrence" in changed(op.fields, before):
                     before = {}  # a new pattern drops the exceptions: apply them all again
+                written[index] = op.id
                 results[index] = self._occurrences(op.id, op.fields, before)
-        return [r if r is not None else NotFound("not updated") for r in results]
+        return self._read_back(written, results)
 
-    def _occurrences(self, event_id: str, fields: Mapping[str, Any], before: Mapping[str, Any]) -> Result:  # fmt: skip
-        """Apply the deleted / moved occurrences of `fields` not yet in `before`, then read
-        the event back: the Written carries what Graph stored (the link's base)."""
+    def _occurrences(self, event_id: str, fields: Mapping[str, Any], before: Mapping[str, Any]) -> SideError | None:  # fmt: skip
+        """Apply the deleted / moved occurrences of `fields` not yet in `before`."""
         wanted_deleted = [d for d in fields.get("deleted_occurrences") or [] if d not in (before.get("deleted_occurrences") or [])]  # fmt: skip
         done = {(m["original_start"], m.get("start"), m.get("end")) for m in before.get("modified_occurrences") or []}  # fmt: skip
         wanted_moved = [m for m in fields.get("modified_occurrences") or [] if (m["original_start"], m.get("start"), m.get("end")) not in done]  # fmt: skip
         if wanted_deleted or wanted_moved:
-            error = self._write_occurrences(event_id, fields, wanted_deleted, wanted_moved)
-            if error is not None:
-                return error
-        fresh = self.read([event_id])
-        if event_id not in fresh:
-            return NotFound("The event is gone.", "ErrorItemNotFound")
-        return Written(event_id, fresh[event_id].version, fresh[event_id].fields)
+            return self._write_occurrences(event_id, fields, wanted_deleted, wanted_moved)
+        return None
+
+    def _read_back(self, written: Mapping[int, str], results: list[Result | None]) -> list[Result]:
+        """Read the events written without error back, together (in `$batch`es of 20, not one
+        GET each): each Written carries what Graph stored (the link's base)."""
+        done = {i: event_id for i, event_id in written.items() if results[i] is None}
+        fresh = self.read(list(done.values()))
+        for index, event_id in done.items():
+            found = fresh.get(event_id)
+            results[index] = (
+                Written(event_id, found.version, found.fields)
+                if found is not None
+                else NotFound("The event is gone.", "ErrorItemNotFound")
+            )
+        return [r if r is not None else NotFound("not updated") for r in results]
 
     def _write_occurrences(
         self,

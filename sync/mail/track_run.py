@@ -309,11 +309,14 @@ class Tracker:
         self.links.remove(gone)
 
     def _retry_unsettled(self, unsettled: list[MailLink]) -> None:
-        """Links a stopped run left: creates to confirm (the same id again), categories to set."""
+        """Links a stopped run left: creates to confirm (the same id again), categories to set.
+        A create the service refused is parked: it waits for its backoff (`_retry_parked`)
+        instead of being sent again on every run."""
         self._tag([link for link in unsettled if link.state == TAGGING])
         pending: dict[str, list[MailLink]] = {}
+        parked = self._parked_ids()
         for link in unsettled:
-            if link.state == PENDING_CRM and link.mailbox_id:
+            if link.state == PENDING_CRM and link.mailbox_id and link.mailbox_id not in parked:
                 pending.setdefault(link.folder or "inbox", []).append(link)
         for folder, group in pending.items():
             found = self.mailbox.read(f"messages:{folder}", [str(lk.mailbox_id) for lk in group])

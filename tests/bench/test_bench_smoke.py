@@ -4,16 +4,14 @@ changes the bench made, and a quiet run changes nothing. Nothing about time."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_sync.py"
+from tests.helpers import load_bench
+
 FIGURES = (
     "wall_seconds",
     "process_seconds",
@@ -32,18 +30,9 @@ FIGURES = (
 KIND_NAMES = ("contacts", "tasks", "appointments", "recurringappointments")
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_sync", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return load_bench()
+    return load_bench("bench_sync.py", "bench_sync")
 
 
 @pytest.fixture(scope="module")

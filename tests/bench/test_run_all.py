@@ -4,25 +4,17 @@ built from a phase's figures (met or not, honestly). Nothing about time."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-RUN_ALL = Path(__file__).resolve().parents[2] / "bench" / "run_all.py"
+from tests.helpers import load_bench
 
 
 @pytest.fixture(scope="module")
 def run_all() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_run_all", RUN_ALL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("run_all.py", "bench_run_all")
 
 
 def test_vdirsyncer_copies_every_vcard_and_reports_its_cost(run_all: ModuleType) -> None:

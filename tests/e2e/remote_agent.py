@@ -23,6 +23,7 @@ from sync.crm.client import DataverseClient, RetryPolicy
 from sync.crm.side import DataverseSide
 from sync.engine import EngineSettings
 from sync.mailbox.ews import EwsConnection, EwsSide, OAuthToken
+from sync.store.cache import SettingsCache
 from sync.store.db import open_database
 from tests.e2e.harness import ALICE, FORMATTED, KIND_NAMES, ORG, Agent, SandboxPair
 
@@ -54,12 +55,10 @@ def agent_at(address: dict[str, Any]) -> Agent:
         address["ews_url"], ALICE, OAuthToken(lambda: token), ca_file=address["ews_ca_file"]
     )
     settings = {"me": address["me"], **address.get("settings", {})}
-    return Agent(
-        DataverseSide(client, owner_id=address["me"]),
-        EwsSide(connection),
-        open_database(Path(address["data_dir"])),
-        EngineSettings(**settings),
-    )
+    database = open_database(Path(address["data_dir"]))
+    # table definitions kept in the local database, as the app keeps them (sync/connect.py)
+    crm = DataverseSide(client, owner_id=address["me"], metadata_store=SettingsCache(database))
+    return Agent(crm, EwsSide(connection), database, EngineSettings(**settings))
 
 
 def peak_rss_mib() -> float:

@@ -32,6 +32,7 @@ from sync.mail.track_run import Tracker, TrackResult
 from sync.mailbox.fields import TRACKED_CATEGORY
 from sync.memory import Crash
 from sync.runs import open_alerts
+from sync.sides import Invalid
 from sync.store.db import Database
 from tests.e2e.harness import ALICE, ORG, ORG_ID, SandboxPair, start_pair
 from tests.mail.test_email_sandbox import Install, emails_with
@@ -209,8 +210,8 @@ def test_one_refused_message_fails_alone_and_the_batch_is_not_repeated(
     sandbox/README.md "Binding to a missing row → 404 0x80040217"), and the sandbox rolls back
     that change set alone (continue-on-error). The five others are created once; the refused
     one is not created, is an item error (parked, counted in `errors`) and its link stays
-    pending, not tracked (no category). The next run (its clock a day on, past the backoff)
-    retries only it, with the id chosen before the refused create and the sender now an
+    pending, not tracked (no category). A run before its backoff is over leaves it alone; the
+    next run (its clock a day on, past the backoff) retries only it, with the id chosen before the refused create and the sender now an
     address, and creates none of the five again."""
     gone = "dana.gone@customer.example"
     doomed = pair.dataverse.insert(
@@ -256,6 +257,12 @@ def test_one_refused_message_fails_alone_and_the_batch_is_not_repeated(
         assert TRACKED_CATEGORY not in (copy.fields.get("categories") or [])
 
         alice.directory.create_emails = create_emails  # type: ignore[method-assign]
+        # a run before the backoff is over leaves it alone: no create, still parked
+        before = len(served.batches)
+        soon = tracker(alice, alice.database, 10).run()
+        assert (soon.tracked, soon.errors) == (0, 0)
+        assert served.creates(since=before) == [], "not retried before its backoff"
+        assert marks.parked_ids() == {items[3]}
         before = len(served.batches)
         again = tracker(alice, alice.database, 10, later=timedelta(days=1)).run()
         assert (again.tracked, again.linked, again.errors) == (1, 0, 0)
@@ -322,5 +329,42 @@ def test_a_crash_after_the_batch_before_the_marks_makes_no_second_email(
             link = links[message_id(n)]
             assert (link.state, link.tagged, link.email_id) == (SYNCED, True, row["activityid"])
         assert all(links[m].email_id == chosen[m] for m in first)
+    finally:
+        alice.close()
+
+
+# --- 4. a Message-Id longer than the column ---------------------------------------------------
+
+
+def test_a_message_id_longer_than_the_column_is_written_and_found_by_its_first_320(
+    pair: SandboxPair, served: Served
+) -> None:
+    """email.md: MessageId, MaxLength 320; RFC 5322 sets no limit. The sandbox refuses a longer
+    value as the service does (400, 0x80044331 "… exceeded the maximum allowed length of
+    '320'"), so the email is written with the first 320 characters, and looked up by them: a
+    second run finds it and makes no second email."""
+    long_id = "<" + "x" * 400 + "@customer.example>"
+    with pair.crm_client() as client, pytest.raises(Invalid) as refused:
+        client.create("emails", {"subject": "too long", "messageid": long_id})
+    assert refused.value.code == "0x80044331" and "'320'" in refused.value.message
+    mail = EmailMessage()
+    mail["From"] = f"Customer <{SENDER}>"
+    mail["To"] = f"Alice <{ALICE}>"
+    mail["Subject"] = "A long Message-Id"
+    mail["Message-ID"] = long_id
+    mail["Date"] = format_datetime(datetime.now(UTC))
+    mail.set_content("Its id is longer than the CRM column.\n")
+    pair.ews.deliver_mime(ALICE, mail.as_bytes())
+    alice = Install(pair, ALICE, pair.new_database())
+    try:
+        result = tracker(alice, alice.database, 10).run()
+        assert (result.tracked, result.errors) == (1, 0)
+        [row] = emails_with(pair, long_id[:320])
+        assert row["subject"] == "A long Message-Id" and all_emails(pair) == 1
+        before = len(served.batches)
+        again = tracker(alice, alice.database, 10).run()
+        assert (again.tracked, again.errors) == (0, 0)
+        assert served.creates(since=before) == [] and all_emails(pair) == 1
+        assert alice.directory.emails_by_message_id([long_id])[long_id].id == row["activityid"]
     finally:
         alice.close()
