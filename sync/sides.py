@@ -77,15 +77,19 @@ class UpdateOp:
     id: str
     version: str | None
     fields: Fields
+    key: str | None = None
+    """The CRM id the item carries (a linked record's): where the item went if it moved."""
 
 
 @dataclass(frozen=True)
 class DeleteOp:
-    """Delete a record. `quiet` asks a mailbox not to send meeting cancellations."""
+    """Delete a record. `quiet` asks a mailbox not to send meeting cancellations. `key`: as
+    UpdateOp's (None for a second copy: never followed to the linked one)."""
 
     id: str
     version: str | None
     quiet: bool = True
+    key: str | None = None
 
 
 WriteOp = CreateOp | UpdateOp | DeleteOp

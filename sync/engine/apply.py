@@ -243,11 +243,13 @@ def _apply_batch(
             if action.crm_patch:
                 patch = kind.crm_patch(action.crm_patch)
                 to_crm(i, UpdateOp(action.link.crm_id, action.crm_version, patch))
-            if action.mailbox_patch and action.link.mailbox_id:
+            item_id, key = action.link.mailbox_id, action.link.crm_id
+            if action.mailbox_patch and item_id:
                 patch = kind.mailbox_patch(action.mailbox_patch)
-                to_mailbox(i, UpdateOp(action.link.mailbox_id, action.mailbox_version, patch))
+                to_mailbox(i, UpdateOp(item_id, action.mailbox_version, patch, key))
         elif isinstance(action, DeleteMailbox) and action.link.mailbox_id:
-            to_mailbox(i, DeleteOp(action.link.mailbox_id, None, quiet=action.quiet))
+            item_id, key = action.link.mailbox_id, action.link.crm_id
+            to_mailbox(i, DeleteOp(item_id, None, quiet=action.quiet, key=key))
 
     crm_results = dict(zip(crm_slots, _write(crm, kind.crm_kind, crm_ops), strict=True))
     if kind.crm_children is not None:

@@ -4,6 +4,9 @@ Tokens are saved last, once every change they cover is applied or parked, so a r
 anywhere is simply repeated from the old tokens; the links make the repeat harmless. A full
 read that lists nothing while links exist stops the run with an alert (an emptied folder or a
 wrong account must not delete everything on the other side).
+
+A kind's first copy into an empty mailbox folder (no links yet) is planned and applied one CRM
+page at a time (`_stream_copies`), so its memory does not grow with the CRM's size.
 """
 
 from __future__ import annotations
@@ -135,8 +138,6 @@ def sync_kind(
     if kind.crm_reads_only_mapped and isinstance(crm, SelectsColumns):
         filters = settings.filters_for(kind.name, kind.default_filters)
         crm.select_columns(kind.crm_kind, kind.crm_columns(filters))
-    crm_changes, crm_new = read_all(crm, kind.crm_kind, crm_token)
-
     # Our own writes come back in the mailbox's changes: a settled link already holds them at
     # that ChangeKey, so the side need not read them in full (the run after a large one).
     reported: set[str] = set()
@@ -145,7 +146,19 @@ def sync_kind(
         reported.update(versions)
         return store.mailbox_items_held(kind.name, versions)
 
-    mailbox_changes, mailbox_new = read_all(mailbox, kind.mailbox_kind, mailbox_token, held)
+    mailbox_read: tuple[ChangeSet, str | None] | None = None
+    if _first_copy(kind, store, crm_token):
+        mailbox_read = read_all(mailbox, kind.mailbox_kind, mailbox_token, held)
+        if not mailbox_read[0].upserts and not mailbox_read[0].deleted:
+            streamed = _stream_copies(kind, crm, mailbox, store, settings, progress, result)
+            if streamed is not None:
+                tokens = {"crm": streamed, "mailbox": mailbox_read[1], FILTER_SIDE: filter_fp}
+                return _finish(kind, mailbox, store, result, tokens, touched=False)
+            return result  # stopped part-way: the next run reads both sides with the links
+    crm_changes, crm_new = read_all(crm, kind.crm_kind, crm_token)
+    mailbox_changes, mailbox_new = mailbox_read or read_all(
+        mailbox, kind.mailbox_kind, mailbox_token, held
+    )
     made_before = json.loads(store.get_token(kind.name, MADE_SIDE) or "[]")
     if made_before and not mailbox_changes.full:
         _check_made(mailbox, kind.mailbox_kind, made_before, reported, mailbox_changes)
@@ -217,6 +230,18 @@ def sync_kind(
         progress(0, len(actions), "apply")
     apply_actions(kind, actions, crm, mailbox, store, settings, result, progress)
     tokens = {"crm": crm_new, "mailbox": mailbox_new, FILTER_SIDE: filter_fp}
+    return _finish(kind, mailbox, store, result, tokens, touched=bool(touched))
+
+
+def _finish(
+    kind: Kind,
+    mailbox: Side,
+    store: LinkStore,
+    result: KindResult,
+    tokens: dict[str, str | None],
+    touched: bool,
+) -> KindResult:
+    """Save the run's tokens (last: every change they cover is applied or parked)."""
     # Those checked above are settled; of this run's, the items it linked from its read are
     # before the position saved now, those it made after it: they stay for the next run.
     made = result.made_in_mailbox
@@ -227,6 +252,62 @@ def sync_kind(
     store.resolve_alert("side-emptied", kind.name)
     _export_marks(kind, mailbox, store)
     return result
+
+
+def _first_copy(kind: Kind, store: LinkStore, crm_token: str | None) -> bool:
+    """Whether this run may only be copying the CRM's records into the mailbox: the kind's
+    first full read, with no link (untracked ones included: an untracked record must not come
+    back, and its link goes when the record does), nothing parked and no earlier run's creates
+    to check (and a kind whose records stand alone: no parents, children or re-reads)."""
+    return (
+        crm_token is None
+        and kind.crm_reads_only_mapped
+        and store.count_links(kind.name) == 0
+        and not store.untracked_ids(kind.name)  # the user's untracked records stay out
+        and not store.parked_items(kind.name)
+        and not store.get_token(kind.name, MADE_SIDE)
+    )
+
+
+def _stream_copies(
+    kind: Kind,
+    crm: Side,
+    mailbox: Side,
+    store: LinkStore,
+    settings: EngineSettings,
+    progress: Progress | None,
+    result: KindResult,
+) -> str | None:
+    """The first copy of a kind into an empty mailbox folder, one CRM page at a time: with no
+    link and no mailbox item, each record's decision is its own (a create when the filters
+    take it), so planning and applying page by page decides exactly what planning the whole
+    read would, holding one page instead of the kind (100,000 contacts: issue 13). Returns
+    the CRM's token, or None when the read stopped part-way (a paging link expired): what was
+    made is linked, and the next run reads both sides in full as any run with links does."""
+    nothing = ChangeSet(full=True)
+    done = 0
+    token: str | None = None
+    try:
+        for page in crm.read_changes(kind.crm_kind, None):
+            changes = ChangeSet()
+            for change in page.changes:
+                changes.add(change)
+            if page.token is not None:
+                token = page.token
+            actions = plan(kind, [], changes, nothing, settings, settings.now())
+            offset = done
+
+            def shifted(n: int, total: int, phase: str, offset: int = offset) -> None:
+                if progress is not None:
+                    progress(offset + n, offset + total, phase)
+
+            shifted(0, len(actions), "apply")
+            apply_actions(kind, actions, crm, mailbox, store, settings, result, shifted)
+            done += len(actions)
+    except TokenExpired:
+        log.info("the first read of %s expired while paging: the next run goes on", kind.name)
+        return None
+    return token
 
 
 def _marks_fingerprint(crm_ids: set[str]) -> str:

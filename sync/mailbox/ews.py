@@ -127,24 +127,6 @@ class _SyncFolderItems(SyncFolderItems):
         return change_type, cls, found.get(ItemId.ID_ATTR), found.get(ItemId.CHANGEKEY_ATTR)
 
 
-class _KeyMemory:
-    """Which CRM key each item id we saw carries (bounded), to follow items that moved."""
-
-    def __init__(self, size: int = 200_000) -> None:
-        self._keys: OrderedDict[str, str] = OrderedDict()
-        self._size = size
-
-    def remember(self, item_id: str, key: str | None) -> None:
-        if key:
-            self._keys[item_id] = key
-            self._keys.move_to_end(item_id)
-            while len(self._keys) > self._size:
-                self._keys.popitem(last=False)
-
-    def get(self, item_id: str) -> str | None:
-        return self._keys.get(item_id)
-
-
 class EwsSide:
     """A mailbox reached through EWS. Kinds: contacts, tasks, appointments, messages.
 
@@ -179,7 +161,6 @@ class EwsSide:
         self._folder_ids: dict[str, str] = {}
         """Folder ids learnt from saved tokens (see `_split_token`), by folder spec."""
         self._marks: dict[str, list[str]] | None = None
-        self._keys = _KeyMemory()
         self._reuse = ReadReuse(reuse_reads_for)
 
     # --- folders ---------------------------------------------------------------------------
@@ -425,7 +406,6 @@ class EwsSide:
                         continue
                     raise error
                 found_id, version, key, fields = ews_xml.read_item(base, answer)
-                self._keys.remember(found_id, key)
                 out[item_id] = Upsert(id=found_id, version=version, fields=fields, key=key)
         return out
 
@@ -434,7 +414,6 @@ class EwsSide:
         if convert.base_kind(kind) == "messages":
             fields["folder"] = self._folder_label(kind)
         key = convert.item_key(item)
-        self._keys.remember(item.id, key)
         return Upsert(id=item.id, version=item.changekey, fields=fields, key=key)
 
     def begin_run(self) -> None:
@@ -514,7 +493,6 @@ class EwsSide:
                 if isinstance(res, Exception):
                     results[index] = side_error(res)
                     continue
-                self._keys.remember(res.id, ops[index].key)
                 results[index] = Written(res.id, res.changekey)
         return self._finish_creates(kind, ops, results)
 
@@ -553,7 +531,6 @@ class EwsSide:
                     if isinstance(res, Exception):
                         results[index] = side_error(res)
                         continue
-                    self._keys.remember(res[0], ops[index].key)
                     results[index] = Written(res[0], res[1])
         return self._finish_creates(kind, ops, results)
 
@@ -710,10 +687,10 @@ class EwsSide:
 
         return self.connection.call(run)
 
-    def follow(self, kind: str, item_id: str) -> Upsert | None:
-        """Where an item we know (by its key) went when its id no longer works: EWS gives an
-        item a new id when it moves, so look for its key in the kind's folder and subfolders."""
-        key = self._keys.get(item_id)
+    def follow(self, kind: str, item_id: str, key: str | None) -> Upsert | None:
+        """Where an item carrying `key` (its linked CRM id) went when its id no longer works:
+        EWS gives an item a new id when it moves, so look for the key in the kind's folder and
+        subfolders."""
         if not key:
             return None
         top = self.folder(kind)
@@ -732,10 +709,10 @@ class EwsSide:
 
     def _follow_update(self, kind: str, op: UpdateOp) -> Result:
         """An item we made that is gone from its id may have moved: update it where it is."""
-        moved = self.follow(kind, op.id)
+        moved = self.follow(kind, op.id, op.key)
         if moved is None:
             return NotFound(f"Item {op.id[:16]}… no longer exists", "ErrorItemNotFound")
-        return self._update(kind, [UpdateOp(moved.id, moved.version, op.fields)])[0]
+        return self._update(kind, [UpdateOp(moved.id, moved.version, op.fields, op.key)])[0]
 
     def _delete(self, kind: str, ops: Sequence[DeleteOp]) -> list[Result]:
         base = convert.base_kind(kind)
@@ -753,9 +730,9 @@ class EwsSide:
                 if isinstance(res, Exception):
                     error = side_error(res)
                     if isinstance(error, NotFound):
-                        moved = self.follow(kind, op.id)
+                        moved = self.follow(kind, op.id, op.key)
                         if moved is not None:
-                            follow = DeleteOp(moved.id, moved.version, op.quiet)
+                            follow = DeleteOp(moved.id, moved.version, op.quiet, op.key)
                             results[index] = self._delete(kind, [follow])[0]
                             continue
                     results[index] = error

@@ -213,9 +213,14 @@ def test_moved_item_is_followed(ews: Any) -> None:
     item = list(account.fetch(ids=[(created.id, None)]))[0]
     item.move(sub)
     assert side.read("contacts", [created.id]) == {}
-    result = ok(side.write("contacts", [UpdateOp(created.id, None, {"job_title": "Moved"})])[0])
+    update = UpdateOp(created.id, None, {"job_title": "Moved"}, key="crm-moved")
+    result = ok(side.write("contacts", [update])[0])
     assert result.id != created.id
     assert side.read("contacts", [result.id])[result.id].fields["job_title"] == "Moved"
+    # without the key (a second copy's removal), a gone id is not followed to another item
+    [gone] = side.write("contacts", [DeleteOp(created.id, None)])
+    assert isinstance(gone, NotFound)
+    assert result.id in side.read("contacts", [result.id])
 
 
 def test_results_in_order_with_item_errors(ews: Any) -> None:
