@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import redirect, render_template, request, url_for
+from flask import current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from sync.offline import filters as offline_filters
@@ -26,6 +26,8 @@ from sync.sides import SideError
 from webapp import i18n, offline, state
 
 T = TypeVar("T")
+TABLES_KEY = "mailbox_sync.offline_tables"
+"""Where the app keeps what the builder read of tables (`offline_filters.TableCache`)."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,15 @@ def _read_table(
         return None, (), None
 
     def read(connection: OfflineConnection) -> tuple[TableChoice, tuple[FieldDef, ...]]:
-        table = offline_filters.find_table(connection.client, name)
-        return table, offline_filters.builder_fields(connection.client, table.entity_set)
+        def fresh() -> tuple[TableChoice, tuple[FieldDef, ...]]:
+            table = offline_filters.find_table(connection.client, name)
+            return table, offline_filters.builder_fields(connection.client, table.entity_set)
+
+        language = offline_filters.user_language(connection.client, connection.me)
+        if language is None:
+            return fresh()
+        cache = current_app.extensions.setdefault(TABLES_KEY, offline_filters.TableCache())
+        return cache.get((connection.org, name.strip().lower(), language), fresh)
 
     found, error = _connected(read)
     if found is None:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import select
 
@@ -34,9 +35,11 @@ from sync.setup import user_filters
 from sync.setup.messages import N_, Msg, SetupError
 from sync.setup.odata import OFFLINE_PREFIX, to_odata
 from sync.setup.user_filters import FieldDef, UserFilter
-from sync.sides import Invalid, NotFound
+from sync.sides import Invalid, NotFound, SideError
 from sync.store.db import Database
 from sync.store.models import SyncFilter
+
+T = TypeVar("T")
 
 LISTED: dict[str, Msg] = {
     "contacts": N_("Contacts"),
@@ -152,6 +155,37 @@ def builder_fields(client: DataverseClient, entity_set: str) -> tuple[FieldDef, 
         label: Any = str(column.get("label") or name)
         fields.append(FieldDef(name, label, shown, options, _INT_BOUNDS))  # type: ignore[arg-type]
     return tuple(fields)
+
+
+def user_language(client: DataverseClient, me: str) -> int | None:
+    """The CRM user's language (usersettings.uilanguageid): the table definitions' labels come
+    in it (`UserLocalizedLabel`), so what is cached of them is kept per language."""
+    try:
+        row = client.get_json(f"usersettingscollection({me})" + query_string(select=["uilanguageid"]))  # fmt: skip
+    except SideError:
+        return None  # read without the cache: a real failure shows in that read
+    value = row.get("uilanguageid")
+    return value if isinstance(value, int) else None
+
+
+@dataclass
+class TableCache:
+    """What the builder read of a table (its choice and fields), per organization, table and
+    language, for `ttl` seconds: the builder draws itself again on each change of the form, and
+    a table's definitions are eight requests (one with the language)."""
+
+    ttl: float = 600.0
+    clock: Callable[[], float] = time.monotonic
+    _found: dict[tuple[Any, ...], tuple[float, Any]] = field(default_factory=dict)
+
+    def get(self, key: tuple[Any, ...], read: Callable[[], T]) -> T:
+        now = self.clock()
+        hit = self._found.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return cast(T, hit[1])
+        value = read()
+        self._found[key] = (now, value)
+        return value
 
 
 def parse(

@@ -172,3 +172,36 @@ def test_the_wizard_builds_an_offline_filter_with_count_and_estimate(
     assert post(f"/offline/filters/{row.id}/delete", {}).status_code == 303
     with database.session() as session:
         assert session.query(SyncFilter).filter_by(name="Active accounts").count() == 0
+
+
+def test_the_builder_reads_a_tables_definitions_once_per_language(
+    offline_wizard: Flask,
+    at_choices: object,  # noqa: F811
+    running: Sandbox,
+    me: str,
+) -> None:
+    """The builder draws itself again on every change of its form; the table's definitions
+    (eight requests) are read once per table and CRM language, then kept for ten minutes.
+    Switching the CRM user's language (usersettings.uilanguageid) reads them again, in it."""
+    post = at_choices.post  # type: ignore[attr-defined]
+    form = {"offline_table": "other", "table_name": "account", "offline_field_0": "statecode"}
+
+    def definitions() -> int:
+        return sum(1 for e in running.server.log.snapshot() if e.target == "EntityDefinitions")
+
+    before = definitions()
+    first = page_text(post("/offline/filters/builder", form, headers=HX))
+    read_once = definitions() - before
+    assert read_once >= 2 and 'data-testid="offline-table-found"' in first
+    again = page_text(post("/offline/filters/builder", form, headers=HX))
+    assert definitions() - before == read_once  # the second drawing reads none
+    assert again == first
+    url = running.api + f"usersettingscollection({me})"
+    with running.http() as http:
+        assert http.patch(url, json={"uilanguageid": 1041}).status_code == 204
+        try:
+            japanese = page_text(post("/offline/filters/builder", form, headers=HX))
+            assert definitions() - before == 2 * read_once
+            assert japanese != first  # the CRM's own Japanese labels
+        finally:
+            assert http.patch(url, json={"uilanguageid": 1033}).status_code == 204
