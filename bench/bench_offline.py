@@ -248,18 +248,26 @@ def table(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def append_results(out: dict[str, Any]) -> None:
+def append_section(title: str, out: dict[str, Any], parts: Sequence[str]) -> None:
+    """A dated section at the end of bench/RESULTS.md (every bench script's own)."""
     size = "small (--small)" if out["small"] else "full"
-    text = [
-        f"\n## Offline (bench/bench_offline.py), {out['date']} ({size}, {out['cores']} cores)\n",
-        table(out),
-        "",
-        f"Go online, server checks: {json.dumps(out['go_online']['server_checks'])}.",
-        f"Requests seen by the server, go offline: {json.dumps(out['go_offline']['requests_seen'])}.",
-        f"Requests seen by the server, go online: {json.dumps(out['go_online']['requests_seen'])}.",
-    ]
+    heading = f"\n## {title}, {out['date']} ({size}, {out['cores']} cores)\n"
     with RESULTS.open("a") as results:
-        results.write("\n".join(text) + "\n")
+        results.write("\n".join([heading, *parts]) + "\n")
+
+
+def append_results(out: dict[str, Any]) -> None:
+    append_section(
+        "Offline (bench/bench_offline.py)",
+        out,
+        [
+            table(out),
+            "",
+            f"Go online, server checks: {json.dumps(out['go_online']['server_checks'])}.",
+            f"Requests seen by the server, go offline: {json.dumps(out['go_offline']['requests_seen'])}.",
+            f"Requests seen by the server, go online: {json.dumps(out['go_online']['requests_seen'])}.",
+        ],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -81,7 +81,6 @@ TARGETS = {
     "large_peak_rss_mib": 200.0,
     "initial_request_ratio_per_side": 1.1,
 }
-RESULTS = ROOT / "bench" / "RESULTS.md"
 
 
 def log(message: str) -> None:
@@ -460,9 +459,7 @@ def table(out: dict[str, Any]) -> str:
 
 
 def append_results(out: dict[str, Any]) -> None:
-    size = "small (--small)" if out["small"] else "full"
     parts = [
-        f"\n## make bench, {out['date']} ({size}, {out['cores']} cores)\n",
         table(out),
         "",
         "CPU ms/item: the child's CPU less the import-only baseline "
@@ -490,8 +487,7 @@ def append_results(out: dict[str, Any]) -> None:
                 f" {r['cumulative_seconds']} |"
                 for r in rows
             ]
-    with RESULTS.open("a") as results:
-        results.write("\n".join(parts) + "\n")
+    bench_offline.append_section("make bench", out, parts)
 
 
 # --- main ---------------------------------------------------------------------------------------
