@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+NO_DELAY = True
+"""Every sandbox handler sets TCP_NODELAY: an answer goes out in more than one write, and with
+Nagle's algorithm the last one waited for the client's delayed ACK, 44 ms a request instead of
+0.8 (bench/RESULTS.md)."""
+
+
+class NoDelayHandler(BaseHTTPRequestHandler):
+    """The base of the sandbox's plain HTTP handlers (Dataverse, EWS): `NO_DELAY`."""
+
+    disable_nagle_algorithm = NO_DELAY
+
 
 class QuietHandler(WSGIRequestHandler):
-    """No access log on stderr; TCP_NODELAY (see the Dataverse sandbox's handler)."""
+    """No access log on stderr; `NO_DELAY`."""
 
-    disable_nagle_algorithm = True
+    disable_nagle_algorithm = NO_DELAY
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass

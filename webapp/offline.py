@@ -29,6 +29,7 @@ from flask import (
 from flask_babel import gettext
 from werkzeug.wrappers import Response
 
+from sync.offline.filters import LISTED
 from sync.offline.service import OfflineService, OfflineUnavailable
 from sync.offline.store import OfflineError, OfflineStore, get_mode
 from sync.service import MESSAGING
@@ -40,14 +41,6 @@ bp = Blueprint("offline", __name__, url_prefix="/offline")
 SERVICE_KEY = "mailbox_sync.offline"
 TASK_KEY = "mailbox_sync.offline_task"
 PAGE_SIZE = 25
-TABLE_LABELS: dict[str, Msg] = {
-    "contacts": N_("Contacts"),
-    "accounts": N_("Accounts"),
-    "leads": N_("Leads"),
-    "opportunities": N_("Opportunities"),
-    "tasks": N_("Tasks"),
-    "appointments": N_("Appointments"),
-}
 PHASES: dict[str, Msg] = {
     "metadata": N_("Reading table definitions"),
     "rows": N_("Downloading records"),
@@ -69,7 +62,7 @@ def service() -> OfflineService:
 
 
 def table_label(entity_set: str) -> str:
-    label = TABLE_LABELS.get(entity_set)
+    label = LISTED.get(entity_set)
     return i18n.translate(label) if label is not None else entity_set
 
 

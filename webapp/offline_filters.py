@@ -99,16 +99,10 @@ def _read_table(
     if not name:
         return None, (), None
 
-    def read(connection: OfflineConnection) -> tuple[TableChoice, tuple[FieldDef, ...]]:
-        def fresh() -> tuple[TableChoice, tuple[FieldDef, ...]]:
-            table = offline_filters.find_table(connection.client, name)
-            return table, offline_filters.builder_fields(connection.client, table.entity_set)
+    cache = current_app.extensions.setdefault(TABLES_KEY, offline_filters.TableCache())
 
-        language = offline_filters.user_language(connection.client, connection.me)
-        if language is None:
-            return fresh()
-        cache = current_app.extensions.setdefault(TABLES_KEY, offline_filters.TableCache())
-        return cache.get((connection.org, name.strip().lower(), language), fresh)
+    def read(connection: OfflineConnection) -> tuple[TableChoice, tuple[FieldDef, ...]]:
+        return cache.table(connection.client, connection.org, connection.me, name)
 
     found, error = _connected(read)
     if found is None:

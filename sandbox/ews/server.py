@@ -43,6 +43,7 @@ from sandbox.ews.xml import (
 from sandbox.faults import FaultProfile
 from sandbox.identity import USERS, TokenRegistry, User
 from sandbox.requestlog import RequestLog
+from sandbox.serving import NoDelayHandler
 from sandbox.tls import make_tls_material
 
 EWS_PATH = "/EWS/Exchange.asmx"
@@ -419,9 +420,8 @@ def _first_code(response: Element) -> str:
 
 
 def _make_handler(server: EwsServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(NoDelayHandler):
         protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # as the Dataverse sandbox's handler: 40 ms an answer else
         server_version = "Microsoft-IIS/10.0"
         sys_version = ""
 
@@ -511,11 +511,11 @@ def _make_handler(server: EwsServer) -> type[BaseHTTPRequestHandler]:
                 # The HTTP redirect method ("Autodiscover for Exchange", phase 3): an
                 # unauthenticated GET over plain HTTP is sent on to the HTTPS service.
                 base = server.url.rsplit(EWS_PATH, 1)[0]
+                server.log.record("ews", None, "GET", "autodiscover", 302, "redirect")
                 self.send_response(302)
                 self.send_header("Location", base + autodiscover.PATH)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                server.log.record("ews", None, "GET", "autodiscover", 302, "redirect")
                 return
             if path.lower() == EWS_PATH.lower():
                 # Exchange answers a GET on the endpoint with the service description pointer.

@@ -345,17 +345,14 @@ class DataverseEmails:
         wanted = list(dict.fromkeys(m.strip() for m in message_ids if m and m.strip()))
         if not wanted:
             return {}
-        conditions = [f"messageid eq {_quoted(stored_message_id(m))}" for m in wanted]
+        stored = {m: stored_message_id(m) for m in wanted}
+        conditions = [f"messageid eq {_quoted(s)}" for s in stored.values()]
         found: dict[str, CrmEmail] = {}
         for row in self._emails_where(conditions):
             key = str(row.get("messageid") or "").strip().lower()
             if key and key not in found:
                 found[key] = _email(row)
-        return {
-            m: found[stored_message_id(m).lower()]
-            for m in wanted
-            if stored_message_id(m).lower() in found
-        }
+        return {m: found[s.lower()] for m, s in stored.items() if s.lower() in found}
 
     def email_by_token(self, token: str) -> CrmEmail | None:
         """The (oldest) CRM email with this tracking token."""

@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from sqlalchemy import select
 
@@ -38,8 +38,6 @@ from sync.setup.user_filters import FieldDef, UserFilter
 from sync.sides import Invalid, NotFound, SideError
 from sync.store.db import Database
 from sync.store.models import SyncFilter
-
-T = TypeVar("T")
 
 LISTED: dict[str, Msg] = {
     "contacts": N_("Contacts"),
@@ -178,14 +176,21 @@ class TableCache:
     clock: Callable[[], float] = time.monotonic
     _found: dict[tuple[Any, ...], tuple[float, Any]] = field(default_factory=dict)
 
-    def get(self, key: tuple[Any, ...], read: Callable[[], T]) -> T:
-        now = self.clock()
+    def table(
+        self, client: DataverseClient, org: str, me: str, name: str
+    ) -> tuple[TableChoice, tuple[FieldDef, ...]]:
+        """The table typed as `name` and its builder fields (SetupError: no such table)."""
+        language = user_language(client, me)
+        key = (org, name.strip().lower(), language)
         hit = self._found.get(key)
-        if hit is not None and now - hit[0] < self.ttl:
-            return cast(T, hit[1])
-        value = read()
-        self._found[key] = (now, value)
-        return value
+        now = self.clock()
+        if language is not None and hit is not None and now - hit[0] < self.ttl:
+            return cast(tuple[TableChoice, tuple[FieldDef, ...]], hit[1])
+        table = find_table(client, name)
+        found = table, builder_fields(client, table.entity_set)
+        if language is not None:  # unknown language: read again next time
+            self._found[key] = (now, found)
+        return found
 
 
 def parse(
@@ -240,17 +245,7 @@ def add(
     database: Database, table: TableChoice, name: str, conditions: Sequence[Mapping[str, Any]]
 ) -> UserFilter:
     """Store a validated offline filter, enabled (the wizard's box for it starts ticked)."""
-    with database.session() as session:
-        row = SyncFilter(
-            kind=table.kind,
-            name=name.strip(),
-            conditions=[dict(c) for c in conditions],
-            enabled=True,
-            builtin=False,
-        )
-        session.add(row)
-        session.flush()
-        return UserFilter(row.id, row.kind, row.name, tuple(row.conditions), True)
+    return user_filters.store_filter(database, table.kind, name, conditions)
 
 
 def own_filters(database: Database) -> list[UserFilter]:

@@ -21,6 +21,7 @@ from sync.setup.messages import N_, Msg, SetupError
 from sync.setup.odata import entity_set, to_odata
 from sync.setup.ports import CrmDirectory
 from sync.setup.profile import Profile
+from sync.store.db import Database
 from sync.store.models import SyncFilter
 
 USER_PREFIX = "user-"
@@ -252,7 +253,16 @@ def add_filter(
     profile: Profile, kind: str, name: str, conditions: Sequence[Mapping[str, Any]]
 ) -> UserFilter:
     """Store a validated filter, enabled; the kind then syncs (see `synced_kinds`)."""
-    with profile.database.session() as session:
+    made = store_filter(profile.database, kind, name, conditions)
+    refresh_kinds(profile)
+    return made
+
+
+def store_filter(
+    database: Database, kind: str, name: str, conditions: Sequence[Mapping[str, Any]]
+) -> UserFilter:
+    """A validated filter of the user's own stored, enabled (messaging and offline alike)."""
+    with database.session() as session:
         row = SyncFilter(
             kind=kind,
             name=name.strip(),
@@ -262,9 +272,7 @@ def add_filter(
         )
         session.add(row)
         session.flush()
-        made = _user_filter(row)
-    refresh_kinds(profile)
-    return made
+        return _user_filter(row)
 
 
 def user_filters(profile: Profile) -> list[UserFilter]:
