@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from sync.settings import get_setting, set_setting
 from sync.setup.messages import N_, Msg
+from sync.setup.odata import OFFLINE_PREFIX
 from sync.store.base import utcnow
 from sync.store.db import Database
 from sync.store.models import ConflictRecord
@@ -152,6 +153,14 @@ def list_conflicts(database: Database, limit: int = 100) -> list[ConflictView]:
             )
             for row in rows
         ]
+
+
+def conflict_job(database: Database, conflict_id: int) -> str:
+    """The job whose data a conflict is about, whose lock its reversal holds: "offline" (kind
+    "offline:<entity set>", as offline filters) or "messaging"."""
+    with database.session() as session:
+        kind = session.scalar(select(ConflictRecord.kind).where(ConflictRecord.id == conflict_id))
+    return "offline" if kind is not None and kind.startswith(OFFLINE_PREFIX) else "messaging"
 
 
 def reverse_conflict(database: Database, conflict_id: int, write: Reverser) -> str:

@@ -27,7 +27,7 @@ from sync.messages import N_, Msg  # ui-messages
 from sync.messaging import Connection, MessagingJob, NotReady, OutgoingStage
 from sync.runs import ProgressListener
 from sync.service import MESSAGING, Job, SyncService
-from sync.setup.odata import ENTITY_SETS
+from sync.setup.odata import ENTITY_SETS, OFFLINE_PREFIX
 from sync.setup.ports import MailboxConfig, MailboxRecord, OrgInfo
 from sync.setup.profile import (
     MESSAGING_DISABLED_REASON,
@@ -604,7 +604,7 @@ class ConflictReverser:
         from sync.engine import reverse_conflict
 
         # --- offline (issue 12) ---
-        if record.kind.startswith("offline:") and self.offline is not None:
+        if record.kind.startswith(OFFLINE_PREFIX) and self.offline is not None:
             from sync.offline.resolve import reverse_offline
 
             reverse_offline(self.offline, record)

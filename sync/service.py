@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sync.conflicts import ReverseError, Reverser, reverse_conflict
+from sync.conflicts import ReverseError, Reverser, conflict_job, reverse_conflict
 from sync.messages import N_, Msg
 from sync.runs import ProgressListener, RunRecorder
 from sync.store.db import Database
@@ -62,6 +62,13 @@ class SyncService:
         """Take the other value of a recorded conflict (between runs, never during one)."""
         if self.reverser is None:
             raise ReverseError("Connect an organization and a mailbox first: nothing to write to.")
+        if conflict_job(self.database, conflict_id) == OFFLINE:
+            # the offline reverser holds the offline lock itself: a messaging run in progress
+            # (one starts right after going online) must not keep the user waiting
+            try:
+                return reverse_conflict(self.database, conflict_id, self.reverser)
+            except Busy as busy:
+                raise ReverseError(str(busy)) from None
         with self._locks[MESSAGING]:
             try:
                 with self.holding(MESSAGING, "reversing a conflict"):

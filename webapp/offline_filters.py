@@ -206,14 +206,17 @@ def _allowed() -> Response | None:
     return None
 
 
-def _builder(form: Mapping[str, str], error: Msg | None = None) -> str:
-    return render_template("wizard/_offline_builder.html", **builder_context(form, error))
+def _builder(form: Mapping[str, str], error: Msg | None = None, redraw: bool = False) -> str:
+    """The builder alone; `redraw`: for a change of table or field (the name box is kept)."""
+    return render_template(
+        "wizard/_offline_builder.html", redraw=redraw, **builder_context(form, error)
+    )
 
 
 @offline.bp.post("/filters/builder")
 def filter_builder() -> Any:
     """htmx: redraw the offline builder for the chosen table (its fields read from the CRM)."""
-    return _allowed() or _builder(dict(request.form.items()))
+    return _allowed() or _builder(dict(request.form.items()), redraw=True)
 
 
 @offline.bp.post("/filters")

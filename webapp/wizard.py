@@ -351,6 +351,7 @@ def mailbox_check() -> str:
         errors=errors,
         result=None,
         result_ok=False,
+        redraw=True,
         has_password=bool(profile.mailbox_secrets().get(keys.MAILBOX_PASSWORD)),
     )
 
@@ -683,8 +684,13 @@ def builder_context(
     }
 
 
-def _builder(profile: Profile, form: Mapping[str, str], error: Msg | None = None) -> str:
-    return render_template("wizard/_filter_builder.html", **builder_context(profile, form, error))
+def _builder(
+    profile: Profile, form: Mapping[str, str], error: Msg | None = None, redraw: bool = False
+) -> str:
+    """The builder alone; `redraw`: for a change of kind or field (the name box is kept)."""
+    return render_template(
+        "wizard/_filter_builder.html", redraw=redraw, **builder_context(profile, form, error)
+    )
 
 
 @bp.post("/choices/filters/builder")
@@ -693,7 +699,7 @@ def filter_builder() -> Any:
     profile = current_profile()
     if not reachable(profile, "choices"):
         return redirect(url_for("wizard.step", step=profile.current_step()))
-    return _builder(profile, dict(request.form.items()))
+    return _builder(profile, dict(request.form.items()), redraw=True)
 
 
 @bp.post("/choices/filters")

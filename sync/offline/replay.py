@@ -31,6 +31,7 @@ from sync.messages import N_
 from sync.offline.download import Progress, row_fields
 from sync.offline.merge import three_way
 from sync.offline.store import PENDING, title_of
+from sync.setup.odata import OFFLINE_PREFIX
 from sync.sides import Conflict, Duplicate, Invalid, NotFound
 from sync.store.db import Database
 from sync.store.models import ConflictRecord, OfflineChange, OfflineRow, OfflineTable
@@ -304,7 +305,7 @@ class Replayer:
                 session.add(
                     ConflictRecord(
                         org=self.org,
-                        kind=f"offline:{item.entity_set}",
+                        kind=OFFLINE_PREFIX + item.entity_set,
                         crm_id=item.row_id,
                         title=title[:300],
                         field=name,

@@ -18,11 +18,12 @@ from sync.offline.download import row_fields
 from sync.offline.replay import write_body
 from sync.offline.service import JOB, OfflineService
 from sync.offline.store import get_mode, title_of
+from sync.setup.odata import OFFLINE_PREFIX
 from sync.sides import NotFound, SideError
 from sync.store.lock import hold, lock_directory
 from sync.store.models import ConflictRecord, OfflineRow, OfflineTable
 
-PREFIX = "offline:"
+PREFIX = OFFLINE_PREFIX  # an offline conflict's kind: "offline:<entity set>"
 
 
 def is_offline_conflict(record: ConflictRecord) -> bool:

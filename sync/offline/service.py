@@ -17,6 +17,7 @@ from sync.crm.client import DataverseClient
 from sync.offline.download import Downloader, DownloadResult, Filters, Progress, offline_filters
 from sync.offline.replay import Fault, Replayer, ReplayResult
 from sync.offline.store import OfflineStore, get_mode, get_policy, set_mode
+from sync.setup.odata import OFFLINE_PREFIX
 from sync.store.db import Database
 from sync.store.lock import hold, lock_directory
 from sync.store.models import ConflictRecord, Organization
@@ -108,7 +109,7 @@ class OfflineService:
                         .select_from(ConflictRecord)
                         .where(
                             ConflictRecord.org == org,
-                            ConflictRecord.kind.startswith("offline:"),
+                            ConflictRecord.kind.startswith(OFFLINE_PREFIX),
                             ConflictRecord.reversed_at.is_(None),
                         )
                     )

@@ -14,12 +14,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.helpers import stop_process
@@ -177,7 +179,76 @@ def open_page(browser: Browser) -> Page:
     return page
 
 
+# --- a slow server on cue --------------------------------------------------------------------
+
+
+@dataclass
+class Held:
+    """The requests to one URL pattern, held until `release`: the answer of a slow server
+    (a real tenant's 1-2 s) made to land exactly when a test wants it."""
+
+    page: Page
+    pattern: str
+    routes: list[Route] = field(default_factory=list)
+
+    def wait(self, count: int = 1) -> None:
+        """Wait until `count` requests are held (Playwright runs the route handler while it
+        waits, so the wait is Playwright's)."""
+        for _ in range(200):
+            if len(self.routes) >= count:
+                return
+            self.page.wait_for_timeout(50)
+        raise AssertionError(f"{len(self.routes)} requests to {self.pattern}, {count} awaited")
+
+    def release(self, swapped: str) -> None:
+        """Let every held request go and wait until the element of id `swapped` is a new one
+        (the answer swapped in) and htmx has settled."""
+        self.page.evaluate("(id) => { document.getElementById(id).dataset.old = '1' }", swapped)
+        while self.routes:
+            self.routes.pop(0).continue_()
+        self.page.wait_for_function(
+            "(id) => !document.getElementById(id)?.dataset.old", arg=swapped
+        )
+        settled(self.page)
+
+
+HTMX_SETTLED = "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+"""htmx has swapped its answers in and settled them."""
+
+
+@contextmanager
+def holding(page: Page, pattern: str) -> Iterator[Held]:
+    held = Held(page, pattern)
+    page.route(pattern, lambda route: held.routes.append(route))
+    try:
+        yield held
+    finally:
+        page.unroute(pattern)
+        for route in held.routes:  # never leave the page's request hanging
+            with suppress(PlaywrightError):  # the page may have aborted it meanwhile
+                route.continue_()
+
+
 # --- steps every flow shares -----------------------------------------------------------------
+
+
+def arrive(page: Page, test_id: str) -> None:
+    """Wait for the page a click led to: its mark visible, then its load finished.
+
+    A clicked link or submitted form does not wait for the next page's load, and htmx (a
+    deferred script) binds its triggers only once the document is parsed; a radio checked in
+    between changes no field set, as a slow CI machine showed. After an htmx swap, the same
+    holds until the swap has settled.
+    """
+    expect(page.get_by_test_id(test_id)).to_be_visible()
+    page.wait_for_load_state("load")
+    settled(page)
+
+
+def settled(page: Page) -> None:
+    """Wait until htmx has settled its swaps: it binds the triggers of swapped-in elements in
+    the settle step, after they are visible; a change dispatched before that sends nothing."""
+    page.wait_for_function(HTMX_SETTLED)
 
 
 def sign_in_to_sandbox(page: Page, app: LiveApp, upn: str, password: str, shots: str) -> None:
@@ -200,7 +271,7 @@ def sign_in_to_sandbox(page: Page, app: LiveApp, upn: str, password: str, shots:
     page.locator("#password").fill(password)
     screenshot(page, f"{shots}-04-identity-provider")
     page.locator("#idp-submit").click()
-    expect(page.get_by_test_id("org-list")).to_be_visible()
+    arrive(page, "org-list")
     expect(page.locator("body")).to_contain_text(f"Signed in as {upn}")
 
 
@@ -208,7 +279,7 @@ def choose_organization(page: Page, unique_name: str, shots: str) -> None:
     page.get_by_test_id(f"sync-{unique_name}").check()
     screenshot(page, f"{shots}-05-organization")
     page.get_by_test_id("next").click()
-    expect(page.get_by_test_id("wizard-mailbox")).to_be_visible()
+    arrive(page, "wizard-mailbox")
 
 
 def set_mailbox_address(page: Page, address: str) -> None:
@@ -236,7 +307,7 @@ def exchange_mailbox_step(page: Page, address: str, shots: str) -> None:
         expect(page.get_by_test_id(f"method-{email}")).to_contain_text("Left as it is")
     screenshot(page, f"{shots}-06-mailbox")
     page.get_by_test_id("next").click()
-    expect(page.get_by_test_id("wizard-instance")).to_be_visible()
+    arrive(page, "wizard-instance")
 
 
 def instance_step(page: Page, name: str, take_over: bool | None, shots: str) -> None:
@@ -254,7 +325,7 @@ def instance_step(page: Page, name: str, take_over: bool | None, shots: str) -> 
         expect(question).to_have_text("Make this computer the synchronizing computer?")
         screenshot(page, f"{shots}-07-instance-take-over-question")
         page.get_by_test_id("take-over-yes" if take_over else "take-over-no").click()
-    expect(page.get_by_test_id("wizard-choices")).to_be_visible()
+    arrive(page, "wizard-choices")
 
 
 DEFAULT_FILTERS = ("my-active-contacts", "my-appointments", "my-open-tasks")
@@ -271,10 +342,10 @@ def choices_and_finish(page: Page, shots: str, keep: Sequence[str] = DEFAULT_FIL
             page.get_by_test_id(f"filter-{slug}").locator("input").uncheck()
     screenshot(page, f"{shots}-08-what-to-sync")
     page.get_by_test_id("next").click()
-    expect(page.get_by_test_id("wizard-done")).to_be_visible()
+    arrive(page, "wizard-done")
     screenshot(page, f"{shots}-09-done")
     page.get_by_test_id("finish").click()
-    expect(page.get_by_test_id("sync-now")).to_be_visible()
+    arrive(page, "sync-now")
 
 
 def run_ids(page: Page) -> list[int]:

@@ -19,6 +19,7 @@ import pytest
 from conftest import (
     LiveApp,
     SandboxProcess,
+    arrive,
     choices_and_finish,
     choose_organization,
     instance_step,
@@ -103,7 +104,7 @@ def exchange_with_password_step(page: Page, password: str) -> None:
     page.get_by_test_id("type-exchange").check()
     with page.expect_response(lambda r: r.url.endswith("/setup/mailbox/check")):
         page.get_by_test_id("auth-basic").check()
-    expect(page.get_by_test_id("field-password")).to_be_visible()  # swapped in by htmx
+    arrive(page, "field-password")  # swapped in by htmx
     page.get_by_test_id("field-username").fill(ALICE)
     page.get_by_test_id("field-password").fill(password)
     with page.expect_response(lambda r: r.url.endswith("/setup/mailbox")):
@@ -112,7 +113,7 @@ def exchange_with_password_step(page: Page, password: str) -> None:
     page.get_by_test_id("field-password").fill(password)  # the swap emptied it (never echoed)
     screenshot(page, f"{SHOTS}-06-mailbox")
     page.get_by_test_id("next").click()
-    expect(page.get_by_test_id("wizard-instance")).to_be_visible()
+    arrive(page, "wizard-instance")
 
 
 def test_every_page_loads_under_the_policy_and_htmx_works(

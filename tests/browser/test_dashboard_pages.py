@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, arrive
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 from werkzeug.serving import make_server
 
@@ -137,10 +137,10 @@ def test_dashboard_and_log_in_english_and_japanese(browser: Browser, base_url: s
         for kind in ("contacts", "appointments", "tasks"):
             expect(page.get_by_test_id(f"progress-{kind}")).to_be_visible()
         expect(page.get_by_test_id("quiet-row")).to_have_count(2)
-        expect(page.get_by_test_id("chart-legend")).to_be_visible()
+        arrive(page, "chart-legend")
         assert page.get_by_test_id("y-tick").count() >= 3
         assert page.get_by_test_id("x-tick").count() == 5
-        expect(page.get_by_test_id("workloads")).to_be_visible()
+        arrive(page, "workloads")
         body = page.locator("body").inner_text()
         assert "recurringappointments" not in body
         if lang == "en":
@@ -152,7 +152,7 @@ def test_dashboard_and_log_in_english_and_japanese(browser: Browser, base_url: s
         _shot(page, f"dashboard-{lang}")
 
         page.goto(f"{base_url}/log?lang={lang}")
-        expect(page.get_by_test_id("log-runs")).to_be_visible()
+        arrive(page, "log-runs")
         raw = page.get_by_test_id("raw-log")
         expect(
             page.get_by_test_id("log-lines").or_(page.get_by_test_id("log-empty"))

@@ -18,11 +18,14 @@ import pytest
 from conftest import (
     LiveApp,
     SandboxProcess,
+    arrive,
     choose_organization,
     exchange_mailbox_step,
+    holding,
     instance_step,
     open_page,
     screenshot,
+    settled,
     sign_in_to_sandbox,
     start_app,
 )
@@ -30,8 +33,6 @@ from playwright.sync_api import Browser, Page, expect
 
 ALICE = "alice@contoso.example"
 SHOTS = "11-4-filter-builder"
-SETTLED = "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
-"""htmx has swapped the answer in and settled it: the new builder is ready for input."""
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def swap(page: Page, action: Callable[[], object]) -> None:
     """Do `action` and wait for the builder's htmx answer to be swapped in."""
     with page.expect_response(lambda r: "/setup/choices/filters" in r.url):
         action()
-    page.wait_for_function(SETTLED)
+    settled(page)  # the new builder is ready for input
 
 
 def test_the_builder_swaps_alone_with_typed_fields_and_keeps_the_form(
@@ -111,7 +112,7 @@ def test_the_builder_swaps_alone_with_typed_fields_and_keeps_the_form(
     expect(own.locator(".count")).to_have_text(re.compile(r"^\d+ records$"))
     expect(page.get_by_test_id("filter-name")).to_have_value("")  # a fresh builder
     # the step's totals count the new filter too (its tasks join "My open tasks")
-    expect(page.get_by_test_id("total-tasks")).to_be_visible()
+    arrive(page, "total-tasks")
 
     # the page was never reloaded: the step's unsaved choices are as the user left them
     assert page.evaluate("window.__notReloaded === true")
@@ -119,3 +120,17 @@ def test_the_builder_swaps_alone_with_typed_fields_and_keeps_the_form(
     expect(page.get_by_test_id("filter-my-active-contacts").locator("input")).to_be_checked()
     expect(page.get_by_test_id("interval")).to_have_value("900")
     screenshot(page, f"{SHOTS}-added")
+
+
+def test_a_name_typed_while_the_builder_redraws_stays(at_choices: tuple[LiveApp, Page]) -> None:
+    """The kind changed, then the name typed while the redraw is on its way (a real CRM may
+    take a second or two): the redraw keeps what was typed."""
+    _app, page = at_choices
+    kind = page.get_by_test_id("filter-kind")
+    other = "contacts" if kind.input_value() != "contacts" else "tasks"
+    with holding(page, "**/setup/choices/filters/builder") as redraw:
+        kind.select_option(other)
+        redraw.wait()
+        page.get_by_test_id("filter-name").fill("Typed meanwhile")
+        redraw.release("filter-builder")
+    expect(page.get_by_test_id("filter-name")).to_have_value("Typed meanwhile")

@@ -4,7 +4,7 @@ user sees may do nothing), and its link leads back to the wizard (issue 11 point
 
 from __future__ import annotations
 
-from conftest import LiveApp, screenshot
+from conftest import LiveApp, arrive, screenshot
 from playwright.sync_api import Page, expect
 
 
@@ -14,11 +14,11 @@ def test_link_dashboard_and_sync_now(live_app: LiveApp, page: Page) -> None:
     screenshot(page, "00-welcome-without-link")
 
     page.goto(live_app.link)  # a new user lands on the setup wizard …
-    expect(page.get_by_test_id("dashboard-first")).to_be_visible()
+    arrive(page, "dashboard-first")
     screenshot(page, "00-wizard-first-page")
     page.get_by_test_id("dashboard-first").click()  # … and may look at the dashboard first
-    expect(page.get_by_test_id("finish-setup")).to_be_visible()
+    arrive(page, "finish-setup")
     expect(page.get_by_test_id("sync-now")).to_have_count(0)
     screenshot(page, "01-dashboard-before-setup")
     page.get_by_test_id("finish-setup-link").click()
-    expect(page.get_by_test_id("signin-link")).to_be_visible()
+    arrive(page, "signin-link")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, arrive
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -114,12 +114,12 @@ def _row(page: Page, subject: str) -> Locator:
 def test_track_and_set_regarding_in_english_and_japanese(served: Served, page: Page) -> None:
     problems = _watch(page)
     page.goto(f"{served.base_url}/login?token={LOGIN_TOKEN}")
-    expect(page.get_by_test_id("sync-now")).to_be_visible()
+    arrive(page, "sync-now")
     expect(page.get_by_test_id("count-email-crm-tracked")).to_have_text("4")
     expect(page.get_by_test_id("total-outgoing-sent")).to_have_text("2")
     screenshot(page, f"{SHOTS}-00-dashboard-email-cards")
     page.get_by_test_id("nav-mail").click()
-    expect(page.get_by_test_id("mail-page")).to_be_visible()
+    arrive(page, "mail-page")
     expect(page.get_by_test_id("tab-inbox")).to_have_attribute("aria-current", "page")
     screenshot(page, f"{SHOTS}-01-inbox")
 

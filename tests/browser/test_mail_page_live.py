@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LiveApp, SandboxProcess, open_page, screenshot, start_app
+from conftest import LiveApp, SandboxProcess, arrive, open_page, screenshot, start_app
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.sandbox_process import set_up_by_cli
@@ -93,7 +93,7 @@ def test_track_regarding_and_untrack_reach_the_crm(
     page = open_page(browser)
     page.goto(alice_app.link)
     page.get_by_test_id("nav-mail").click()
-    expect(page.get_by_test_id("mail-page")).to_be_visible()
+    arrive(page, "mail-page")
     row = _row(page, subject)
     expect(row.get_by_test_id("state-untracked")).to_be_visible()
     screenshot(page, f"{SHOTS}-01-inbox")
@@ -142,10 +142,10 @@ def test_the_mail_page_is_not_offered_before_setup(browser: Browser, tmp_path: P
     try:
         page = open_page(browser)
         page.goto(app.link)
-        expect(page.get_by_test_id("signin-link")).to_be_visible()
+        arrive(page, "signin-link")
         expect(page.get_by_test_id("nav-mail")).to_have_count(0)
         page.goto(f"{app.base_url}/mail")
-        expect(page.get_by_test_id("signin-link")).to_be_visible()  # sent to the wizard
+        arrive(page, "signin-link")  # sent to the wizard
         assert "/setup" in page.url
         expect(page.get_by_test_id("mail-page")).to_have_count(0)
         page.context.close()

@@ -13,7 +13,9 @@ import pytest
 from conftest import (
     LiveApp,
     SandboxProcess,
+    arrive,
     choose_organization,
+    holding,
     open_page,
     screenshot,
     sign_in_to_sandbox,
@@ -55,5 +57,24 @@ def test_type_and_click_at_once(bob: tuple[LiveApp, Page], button: str, address:
     else:
         expected = "address"
     expect(page.get_by_test_id("error-email")).to_contain_text(expected, timeout=10_000)
-    expect(page.get_by_test_id("wizard-mailbox")).to_be_visible()  # refused: still on the step
+    arrive(page, "wizard-mailbox")  # refused: still on the step
     screenshot(page, f"11-2-{button}-{'other' if address else 'empty'}")
+
+
+def test_a_redraw_between_press_and_release_keeps_the_click(bob: tuple[LiveApp, Page]) -> None:
+    """Leaving the field for the button redraws the fields; that redraw may land while the
+    mouse button is still down. The click must still reach the button (a redraw that replaced
+    the buttons made the release land on a new element, and the browser dropped the click)."""
+    app, page = bob
+    page.goto(app.base_url + "/setup/mailbox")
+    with holding(page, "**/setup/mailbox/check") as redraw:
+        field = page.get_by_test_id("field-email")
+        field.fill("")
+        field.type(ALICE)
+        page.get_by_test_id("test-connection").hover()
+        page.mouse.down()  # focus leaves the field: `change`, the redraw's request
+        redraw.wait()
+        redraw.release("mailbox-fields")
+        page.mouse.up()
+    expected = f"The mailbox {ALICE} is already used by another CRM user, Alice Wong."
+    expect(page.get_by_test_id("error-email")).to_contain_text(expected, timeout=10_000)

@@ -17,7 +17,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import LiveApp, SandboxProcess, open_page, screenshot, start_app
+from conftest import (
+    LiveApp,
+    SandboxProcess,
+    arrive,
+    holding,
+    open_page,
+    screenshot,
+    settled,
+    start_app,
+)
 from playwright.sync_api import Browser, Page, expect
 
 from tests.sandbox_process import set_up_by_cli
@@ -110,13 +119,13 @@ def _round(
     expect(page.get_by_test_id(f"offline-row-{contact_id}")).to_be_visible()
     look("02-list")
     page.get_by_test_id(f"offline-row-{contact_id}").get_by_role("link").click()
-    expect(page.get_by_test_id("offline-form")).to_be_visible()
+    arrive(page, "offline-form")
     label = page.locator("label[for=f-jobtitle]")
     expect(label).to_have_text("役職" if lang == "ja" else "Job Title")
     look("03-form")
     page.locator("#f-jobtitle").fill(mine)
     page.get_by_test_id("offline-save").click()
-    expect(page.get_by_test_id("offline-list")).to_be_visible()
+    arrive(page, "offline-list")
 
     with sandbox.crm(ALICE) as crm:  # the same field changed on the server meanwhile
         assert crm.patch(f"contacts({contact_id})", json={"jobtitle": theirs}).status_code == 204
@@ -163,6 +172,25 @@ def test_offline_edit_conflict_keep_mine_in_english_and_japanese(
     assert not left, f"English left on Japanese pages: {left}"
 
 
+def _table_by_logical_name(page: Page, name: str) -> None:
+    """Choose "Another table", type its name and leave the box; each redraw settled."""
+    table = page.get_by_test_id("offline-builder").get_by_test_id("offline-table")
+    if table.input_value() != "other":
+        table.select_option("other")
+        expect(page.get_by_test_id("offline-table-name")).to_be_visible()
+        settled(page)
+    box = page.get_by_test_id("offline-table-name")
+    box.fill(name)
+    box.dispatch_event("change")
+    settled(page)
+
+
+def _condition(page: Page, column: str) -> None:
+    """The first condition on `column`: its value input comes with the redraw."""
+    page.get_by_test_id("offline-field-0").select_option(column)
+    arrive(page, "offline-value-0")
+
+
 def test_an_offline_filter_of_a_table_typed_by_logical_name(
     alice_page: Page, alice_app: LiveApp
 ) -> None:
@@ -173,18 +201,12 @@ def test_an_offline_filter_of_a_table_typed_by_logical_name(
     page.goto(f"{alice_app.base_url}/setup/choices?lang=en")
     builder = page.get_by_test_id("offline-builder")
     expect(builder.get_by_test_id("offline-field-0")).to_be_visible()  # contacts, on load
-    builder.get_by_test_id("offline-table").select_option("other")
-    name = page.get_by_test_id("offline-table-name")
-    name.fill("nosuch")
-    name.dispatch_event("change")
+    _table_by_logical_name(page, "nosuch")
     expect(page.get_by_test_id("offline-filter-error")).to_contain_text("no table named nosuch")
-    name = page.get_by_test_id("offline-table-name")
-    name.fill("account")
-    name.dispatch_event("change")
+    _table_by_logical_name(page, "account")
     expect(page.get_by_test_id("offline-table-found")).to_contain_text("account")
     page.get_by_test_id("offline-filter-name").fill("Active accounts")
-    page.get_by_test_id("offline-field-0").select_option("statecode")
-    expect(page.get_by_test_id("offline-value-0")).to_be_visible()
+    _condition(page, "statecode")
     screenshot(page, f"{SHOTS}-wizard-builder")
     page.get_by_test_id("add-offline-filter-submit").click()
     added = page.locator("#offline-filter-rows label").filter(has_text="Active accounts")
@@ -192,3 +214,44 @@ def test_an_offline_filter_of_a_table_typed_by_logical_name(
     expect(added.locator("input[type=checkbox]")).to_be_checked()
     expect(added.locator("[data-testid^=estimate-]")).to_contain_text("to download")
     screenshot(page, f"{SHOTS}-wizard-added")
+
+
+def test_an_offline_filter_name_typed_while_the_builder_redraws_stays(
+    alice_page: Page, alice_app: LiveApp
+) -> None:
+    """The table changed, then the name typed while the redraw reads the table's definitions
+    from the CRM: the redraw keeps what was typed."""
+    page = alice_page
+    page.goto(f"{alice_app.base_url}/setup/choices?lang=en")
+    table = page.get_by_test_id("offline-builder").get_by_test_id("offline-table")
+    with holding(page, "**/offline/filters/builder") as redraw:
+        table.select_option("accounts")
+        redraw.wait()
+        page.get_by_test_id("offline-filter-name").fill("Typed meanwhile")
+        redraw.release("offline-builder")
+    expect(page.get_by_test_id("offline-table")).to_have_value("accounts")
+    expect(page.get_by_test_id("offline-filter-name")).to_have_value("Typed meanwhile")
+
+
+def test_add_right_after_the_logical_name_is_not_undone_by_its_redraw(
+    alice_page: Page, alice_app: LiveApp
+) -> None:
+    """Changing a table's logical name and pressing "Add offline filter" at once: leaving the
+    box asks for a redraw (slow: the CRM's definitions), the add goes too. The add wins; the
+    redraw must not land afterwards and show the builder as it was before the add."""
+    page = alice_page
+    page.goto(f"{alice_app.base_url}/setup/choices?lang=en")
+    _table_by_logical_name(page, "account")
+    expect(page.get_by_test_id("offline-table-found")).to_contain_text("account")
+    page.get_by_test_id("offline-filter-name").fill("Every account")
+    _condition(page, "statecode")
+    with holding(page, "**/offline/filters/builder") as redraw:
+        page.get_by_test_id("offline-table-name").dispatch_event("change")  # as leaving it does
+        redraw.wait()
+        page.get_by_test_id("add-offline-filter-submit").click()
+        added = page.locator("#offline-filter-rows label").filter(has_text="Every account")
+        expect(added).to_be_visible()
+    settled(page)  # a redraw let go by `holding` would land now
+    page.wait_for_timeout(500)
+    expect(page.get_by_test_id("offline-filter-name")).to_have_value("")  # the fresh builder
+    expect(page.get_by_test_id("offline-table-name")).to_have_value("")

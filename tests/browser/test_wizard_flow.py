@@ -24,6 +24,7 @@ import pytest
 from conftest import (
     LiveApp,
     SandboxProcess,
+    arrive,
     choices_and_finish,
     choose_organization,
     exchange_mailbox_step,
@@ -148,7 +149,7 @@ def sync_now_and_wait(page: Page, shot: str | None = None) -> Locator:
     newest = max(run_ids(page), default=0)
     page.get_by_test_id("sync-now").click()
     if shot and wait_for_progress_or_run(page, newer_than=newest):
-        expect(page.get_by_test_id("progress-bar")).to_be_visible()
+        arrive(page, "progress-bar")
         screenshot(page, shot)
     return wait_for_messaging_run(page, newer_than=newest)
 
@@ -165,7 +166,7 @@ def synced_runs(page: Page) -> Locator:
 def test_first_sync_starts_by_itself_and_shows_progress_and_counts(alice: Alice) -> None:
     page = alice.page
     if wait_for_progress_or_run(page, timeout=30_000):  # a fast run may end before we look
-        expect(page.get_by_test_id("progress-bar")).to_be_visible()
+        arrive(page, "progress-bar")
         screenshot(page, f"{SHOTS}-10-dashboard-first-sync-running")
     first = wait_for_messaging_run(page, exclude_skipped=True, timeout=90_000)
     expect(first.locator(".badge")).to_have_text("ok")
@@ -240,7 +241,7 @@ def test_a_conflict_is_recorded_and_reversed_into_the_crm(
     expect(page.get_by_role("heading", name="Alerts")).to_be_visible()
     screenshot(page, f"{SHOTS}-18-alerts")
     page.goto(alice.app.base_url + "/")  # back on the dashboard for whatever comes next
-    expect(page.get_by_test_id("sync-now")).to_be_visible()
+    arrive(page, "sync-now")
 
 
 def token_cache_secrets(data_dir: Path) -> list[str]:

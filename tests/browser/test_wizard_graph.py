@@ -11,6 +11,7 @@ import pytest
 from conftest import (
     LiveApp,
     SandboxProcess,
+    arrive,
     choose_organization,
     instance_step,
     open_page,
@@ -42,20 +43,20 @@ def test_the_wizard_chooses_graph_for_an_online_user(
         choose_organization(page, "contoso", SHOTS)
         expect(page.get_by_test_id("type-graph")).to_be_checked()
         expect(page.get_by_test_id("type-exchange")).not_to_be_checked()
-        expect(page.get_by_test_id("graph-fields")).to_be_visible()
+        arrive(page, "graph-fields")
         expect(page.get_by_test_id("exchange-fields")).to_have_count(0)
         with page.expect_response(lambda r: r.url.endswith("/setup/mailbox")):
             page.get_by_test_id("test-connection").click()
         expect(page.get_by_test_id("test-result")).to_have_text("Connection works.")
         screenshot(page, f"{SHOTS}-06-mailbox-graph")
         page.get_by_test_id("next").click()
-        expect(page.get_by_test_id("wizard-instance")).to_be_visible()
+        arrive(page, "wizard-instance")
         instance_step(page, "graph-pc", None, SHOTS)
-        expect(page.get_by_test_id("graph-note")).to_be_visible()
-        expect(page.get_by_test_id("filter-my-active-contacts")).to_be_visible()
-        expect(page.get_by_test_id("filter-my-open-tasks")).to_be_visible()
-        expect(page.get_by_test_id("filter-my-appointments")).to_be_visible()  # gcal: issue 9
-        expect(page.get_by_test_id("send-crm-email")).to_be_visible()
+        arrive(page, "graph-note")
+        arrive(page, "filter-my-active-contacts")
+        arrive(page, "filter-my-open-tasks")
+        arrive(page, "filter-my-appointments")  # gcal: issue 9
+        arrive(page, "send-crm-email")
         screenshot(page, f"{SHOTS}-08-choices-graph")
     finally:
         page.context.close()

@@ -16,6 +16,7 @@ from conftest import (
     DEFAULT_FILTERS,
     LiveApp,
     SandboxProcess,
+    arrive,
     choose_organization,
     instance_step,
     open_page,
@@ -41,7 +42,7 @@ def at_choices(
         page.get_by_test_id("type-exchange").check()
         page.get_by_test_id("auth-oauth").check()
         page.get_by_test_id("next").click()
-        expect(page.get_by_test_id("wizard-instance")).to_be_visible()
+        arrive(page, "wizard-instance")
         instance_step(page, "summary-pc", None, SHOTS)
         yield app, page
     finally:
@@ -61,7 +62,7 @@ def test_nothing_to_sync_is_refused_in_view_then_the_summary_lists_every_choice(
     error = page.get_by_test_id("error")
     expect(error).to_contain_text("Choose at least one thing to sync")
     expect(error).to_be_in_viewport()  # beside the Next button just pressed
-    expect(page.get_by_test_id("wizard-choices")).to_be_visible()
+    arrive(page, "wizard-choices")
     screenshot(page, f"{SHOTS}-refused")
 
     page.get_by_test_id("filter-my-open-tasks").locator("input").check()

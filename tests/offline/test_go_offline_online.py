@@ -215,6 +215,21 @@ def test_sandbox_refuses_stale_if_match_with_412(running: Sandbox) -> None:
         )
 
 
+def _offline_conflict(
+    service: OfflineService, running: Sandbox, database: Database, mine: str, theirs: str
+) -> tuple[str, ConflictRecord]:
+    """Go offline, change a contact's job title to `mine`, the server's to `theirs`, go online:
+    the one conflict that makes (the values must differ from the row's current ones)."""
+    service.go_offline()
+    store = service.store()
+    row_id = store.list("contacts", page_size=1).records[0].id
+    store.update("contacts", row_id, {"jobtitle": mine})
+    _patch(running, row_id, jobtitle=theirs)
+    service.go_online()
+    [conflict] = _conflicts(database)
+    return row_id, conflict
+
+
 def test_reversing_an_offline_conflict_writes_the_other_value(
     service: OfflineService, running: Sandbox, database: Database
 ) -> None:
@@ -223,17 +238,37 @@ def test_reversing_an_offline_conflict_writes_the_other_value(
     from sync.conflicts import reverse_conflict
     from sync.offline.resolve import reverse_offline
 
-    service.go_offline()
-    store = service.store()
-    row_id = store.list("contacts", page_size=1).records[0].id
-    store.update("contacts", row_id, {"jobtitle": "Mine"})
-    _patch(running, row_id, jobtitle="Theirs")
-    service.go_online()
-    [conflict] = _conflicts(database)
+    row_id, conflict = _offline_conflict(service, running, database, "Mine", "Theirs")
     assert conflict.winner == "crm"
     winner = reverse_conflict(database, conflict.id, lambda r: reverse_offline(service, r))
     assert winner == "mailbox"
     server = _server_row(running, row_id)
     assert server is not None and server["jobtitle"] == "Mine"
-    local = store.get("contacts", row_id)
+    local = service.store().get("contacts", row_id)
     assert local is not None and local.fields["jobtitle"] == "Mine"
+
+
+def test_an_offline_conflict_is_reversed_while_a_messaging_run_is_going(
+    service: OfflineService, running: Sandbox, database: Database
+) -> None:
+    """Going online starts a messaging run; "Use the other value" on an offline conflict must
+    not wait for it: it holds the offline lock, not the messaging one."""
+    import threading
+
+    from sync.offline.resolve import reverse_offline
+    from sync.service import MESSAGING, SyncService
+    from sync.store.lock import hold, lock_directory
+
+    mine, theirs = "Mine, while a run goes", "Theirs, while a run goes"
+    row_id, conflict = _offline_conflict(service, running, database, mine, theirs)
+    jobs = SyncService(database)
+    jobs.reverser = lambda record: reverse_offline(service, record)
+
+    with jobs._locks[MESSAGING], hold(lock_directory(database.url), MESSAGING):  # a run goes on
+        answer: list[str] = []
+        worker = threading.Thread(target=lambda: answer.append(jobs.reverse_conflict(conflict.id)))
+        worker.start()
+        worker.join(timeout=10)
+        assert answer == ["mailbox"], "the reversal waited for the messaging run"
+    server = _server_row(running, row_id)
+    assert server is not None and server["jobtitle"] == mine

@@ -231,6 +231,11 @@ def test_mailbox_validation_errors_are_shown_in_place(wizard: Wizard) -> None:
     assert 'data-testid="pop3-fields"' in fragment and 'data-testid="error-pop3_port"' in fragment
     assert 'data-testid="error-smtp_host"' not in fragment  # untouched fields stay quiet
     assert 'data-testid="back"' in fragment
+    # the redraw replaces the fields only, and empties Test's answer (out of band)
+    assert 'id="mailbox-fields"' in fragment and 'hx-select="#mailbox-fields"' in fragment
+    assert '<div id="test-result-slot" hx-swap-oob="true">' in fragment
+    assert 'data-testid="test-result"' not in fragment
+    assert 'id="test-result-slot" hx-swap-oob' not in page  # a whole page swaps nothing aside
 
 
 def test_an_address_of_another_crm_user_is_refused_with_the_clear_message(
