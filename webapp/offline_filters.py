@@ -9,7 +9,6 @@ Routes hang on the Offline blueprint; the step's page takes `choices_context` fo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import current_app, redirect, render_template, request, url_for
@@ -24,21 +23,11 @@ from sync.setup.messages import N_, Msg, SetupError
 from sync.setup.user_filters import FieldDef, UserFilter
 from sync.sides import SideError
 from webapp import i18n, offline, state
+from webapp.conditions import ConditionRow, condition_rows
 
 T = TypeVar("T")
 TABLES_KEY = "mailbox_sync.offline_tables"
 """Where the app keeps what the builder read of tables (`offline_filters.TableCache`)."""
-
-
-@dataclass(frozen=True)
-class Row:
-    """One condition line of the offline builder, as posted."""
-
-    index: int
-    field: FieldDef | None
-    op: str
-    value: str
-    operators: tuple[tuple[str, Msg], ...]
 
 
 def _connected(work: Callable[[OfflineConnection], T]) -> tuple[T | None, Msg | None]:
@@ -66,29 +55,9 @@ def _table_name(form: Mapping[str, str]) -> str:
     return picked if picked in offline_filters.LISTED else "contacts"
 
 
-def _rows(form: Mapping[str, str], fields: tuple[FieldDef, ...]) -> list[Row]:
+def _rows(form: Mapping[str, str], fields: tuple[FieldDef, ...]) -> list[ConditionRow]:
     by_column = {f.column: f for f in fields}
-    rows = []
-    for i in range(user_filters.MAX_CONDITIONS):
-        column = form.get(f"offline_field_{i}", "")
-        definition = by_column.get(column)
-        if form.get(f"offline_shown_{i}", column) != column:
-            form = {**form, f"offline_op_{i}": "", f"offline_value_{i}": ""}
-        allowed = user_filters.OPERATORS_BY_TYPE[definition.type] if definition else ()
-        op = form.get(f"offline_op_{i}", "")
-        operators = tuple(
-            (o, user_filters.operator_label(definition, o)) for o in allowed if definition
-        )
-        rows.append(
-            Row(
-                i,
-                definition,
-                op if op in allowed else (allowed[0] if allowed else ""),
-                form.get(f"offline_value_{i}", ""),
-                operators,
-            )
-        )
-    return rows
+    return condition_rows(form, by_column.get, prefix="offline_")
 
 
 def _read_table(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
@@ -29,6 +28,7 @@ from sync.setup.profile import STEP_TITLES, STEPS, Profile
 from sync.setup.user_filters import UserFilter
 from sync.sides import AuthError, SideError
 from webapp import state
+from webapp.conditions import ConditionRow, condition_rows
 from webapp.signin import consent_message, sandbox_info
 
 bp = Blueprint("wizard", __name__, url_prefix="/setup")
@@ -596,54 +596,18 @@ def _offline_context(selected: list[str] | None, stored: tuple[str, ...]) -> dic
 # --- the own-filter builder: htmx swaps just the builder, the step's form keeps its choices ---
 
 
-@dataclass(frozen=True)
-class BuilderRow:
-    """One condition line of the builder, as posted: its field (of the chosen kind only), the
-    comparisons that field's type allows, and what was typed."""
-
-    index: int
-    field: user_filters.FieldDef | None
-    op: str
-    value: str
-    days: str
-    operators: tuple[tuple[str, Msg], ...]
-
-
 def _builder_kind(form: Mapping[str, str]) -> str:
     kind = form.get("filter_kind", "")
     return kind if kind in user_filters.FIELDS else next(iter(user_filters.FIELDS))
 
 
-def builder_rows(form: Mapping[str, str]) -> list[BuilderRow]:
-    """The builder's lines: a field of another kind (the kind was changed) is dropped, an
-    operator the field's type does not take falls back to the type's first, and a line whose
-    field was just changed (`shown_field_N` is the one drawn before) starts empty."""
+def builder_rows(form: Mapping[str, str]) -> list[ConditionRow]:
+    """The builder's lines for the chosen kind (`webapp.conditions.condition_rows`)."""
     kind = _builder_kind(form)
-    rows = []
-    for i in range(user_filters.MAX_CONDITIONS):
-        column = form.get(f"field_{i}", "")
-        definition = user_filters.field_def(kind, column)
-        allowed = user_filters.OPERATORS_BY_TYPE[definition.type] if definition else ()
-        if form.get(f"shown_field_{i}", column) != column:
-            form = {**form, f"op_{i}": "", f"value_{i}": "", f"days_{i}": ""}
-        op = form.get(f"op_{i}", "")
-        operators = tuple(
-            (o, user_filters.operator_label(definition, o)) for o in allowed if definition
-        )
-        rows.append(
-            BuilderRow(
-                i,
-                definition,
-                op if op in allowed else (allowed[0] if allowed else ""),
-                form.get(f"value_{i}", ""),
-                form.get(f"days_{i}", ""),
-                operators,
-            )
-        )
-    return rows
+    return condition_rows(form, lambda column: user_filters.field_def(kind, column))
 
 
-def _raw_value(form: Mapping[str, str], row: BuilderRow) -> str:
+def _raw_value(form: Mapping[str, str], row: ConditionRow) -> str:
     """What the server validates for a line: for a date, "days from today" (when given) wins
     over the date picker, as the relative form "today+N" the engine resolves at each run."""
     typed_days = form.get(f"days_{row.index}", "").strip()
@@ -660,7 +624,7 @@ def _raw_value(form: Mapping[str, str], row: BuilderRow) -> str:
     return form.get(f"value_{row.index}", "")
 
 
-def _picker_users(profile: Profile, rows: list[BuilderRow]) -> tuple[list[CrmUser], Msg | None]:
+def _picker_users(profile: Profile, rows: list[ConditionRow]) -> tuple[list[CrmUser], Msg | None]:
     """The CRM's users for an owner line (asked only when a line tests the owner)."""
     if not any(r.field is not None and r.field.type == "user" for r in rows):
         return [], None

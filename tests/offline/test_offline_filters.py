@@ -141,7 +141,7 @@ def test_the_wizard_builds_an_offline_filter_with_count_and_estimate(
     added = post(
         "/offline/filters",
         {"offline_table": "other", "table_name": "account", "offline_name": "Active accounts",
-         "offline_field_0": "statecode", "offline_shown_0": "statecode", "offline_op_0": "eq",
+         "offline_field_0": "statecode", "offline_shown_field_0": "statecode", "offline_op_0": "eq",
          "offline_value_0": "0"},
         headers=HX,
     )  # fmt: skip
