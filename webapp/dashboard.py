@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 from flask.blueprints import BlueprintSetupState
+from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from sync import progress
@@ -89,16 +91,23 @@ def _percent(run: Any) -> int:
     return round(100 * run.progress_done / run.progress_total) if run.progress_total else 0
 
 
-def _fragment(pending: bool = False) -> str:
-    """`pending`: a run was just asked for and may not have started yet, so poll quickly."""
-    return render_template("partials/_status.html", pending=pending, **_status_context())
+def _fragment(pending: bool = False) -> tuple[str, str]:
+    """The live part and its fingerprint. `pending`: a run was just asked for and may not have
+    started yet, so poll quickly."""
+    context = _status_context()
+    body = render_template("partials/_status_body.html", pending=pending, **context)
+    seen = hashlib.sha256(f"{pending}{body}".encode()).hexdigest()[:16]
+    html = render_template(
+        "partials/_status.html", body=Markup(body), seen=seen, pending=pending, **context
+    )
+    return html, seen
 
 
 @bp.get("/")
 def index() -> str:
     return render_template(
         "dashboard.html",
-        status_fragment=_fragment(),
+        status_fragment=_fragment()[0],
         alerts=open_alerts(state.database()),
         setup_unfinished=_setup_step() is not None,
     )
@@ -106,8 +115,12 @@ def index() -> str:
 
 @bp.get("/status")
 def status() -> Response:
-    """The live part of the dashboard, polled by htmx every second while a run is on."""
-    response = Response(_fragment())
+    """The live part of the dashboard, polled by htmx every second while a run is on (every
+    ten seconds otherwise); 204 when it is as the poller last saw it: htmx swaps nothing."""
+    html, seen = _fragment()
+    if request.args.get("seen") == seen and request.headers.get("HX-Request"):
+        return Response(status=204)
+    response = Response(html)
     response.headers["Vary"] = "HX-Request"
     return response
 
@@ -127,5 +140,5 @@ def sync_now() -> Response:
         service = state.service()
         threading.Thread(target=service.run, args=(MESSAGING, "now"), daemon=True).start()
     if request.headers.get("HX-Request"):
-        return Response(_fragment(pending=True))
+        return Response(_fragment(pending=True)[0])
     return Response(status=303, headers={"Location": "/"})

@@ -151,7 +151,7 @@ def test_every_page_loads_under_the_policy_and_htmx_works(
 
     # the dashboard: htmx's polled fragment, then Sync now's hx-post swap
     visit(page, console, base + "/", "13-dashboard")
-    with page.expect_response(lambda r: r.url.endswith("/status"), timeout=30_000) as polled:
+    with page.expect_response(lambda r: "/status?seen=" in r.url, timeout=30_000) as polled:
         pass
     assert polled.value.ok and polled.value.request.headers.get("hx-request") == "true"
     before = page.get_by_test_id("run-row").count()

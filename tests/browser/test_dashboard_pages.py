@@ -169,6 +169,29 @@ def test_dashboard_and_log_in_english_and_japanese(browser: Browser, base_url: s
     page.context.close()
 
 
+def test_a_link_in_the_polled_status_is_not_replaced_while_nothing_changes(
+    browser: Browser, base_url: str
+) -> None:
+    """A run is on, so the status is polled every second; while its picture does not change,
+    each poll is answered 204 and the status (its links too) stays the same element: a click
+    on a link is never split between an old link and its new copy."""
+    page, problems = _page(browser, "en-US")
+    page.goto(f"{base_url}/login?token={LOGIN_TOKEN}")
+    page.goto(f"{base_url}/")
+    arrive(page, "progress-bar")
+    page.evaluate("() => { document.getElementById('status').dataset.kept = '1' }")
+    polls: list[int] = []
+    page.on("response", lambda r: polls.append(r.status) if "/status?seen=" in r.url else None)
+    for _ in range(100):
+        if len(polls) >= 3:
+            break
+        page.wait_for_timeout(100)
+    assert polls[:3] == [204, 204, 204], polls
+    assert page.evaluate("() => document.getElementById('status').dataset.kept") == "1"
+    assert problems == [], problems
+    page.context.close()
+
+
 def test_finish_setup_before_the_setup_is_done(browser: Browser, fresh_url: str) -> None:
     page, problems = _page(browser, "en-US")
     page.goto(f"{fresh_url}/login?token={LOGIN_TOKEN}")

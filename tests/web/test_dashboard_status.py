@@ -49,6 +49,25 @@ def test_progress_is_shown_live_while_a_run_is_on(app: Flask, client: FlaskClien
     assert 'data-testid="progress"' not in fragment and 'hx-trigger="every 10s"' in fragment
 
 
+def test_a_poll_that_finds_the_status_unchanged_swaps_nothing(
+    app: Flask, client: FlaskClient
+) -> None:
+    """The poller sends the fingerprint of what it shows; unchanged, the answer is 204 (htmx
+    swaps nothing, so a link in the status is never replaced under the user's click)."""
+    HX = {"HX-Request": "true"}
+    recorder = RunRecorder(_database(app), "messaging", "now")
+    recorder.progress(40, 160, phase="contacts")
+    first = client.get("/status", headers=HX).get_data(as_text=True)
+    seen = re.search(r'hx-get="/status\?seen=([0-9a-f]{16})"', first)
+    assert seen, first[:300]
+    again = client.get(f"/status?seen={seen[1]}", headers=HX)
+    assert again.status_code == 204 and again.get_data() == b""
+    recorder.progress(80, 160, phase="contacts")  # the run goes on: a new picture
+    moved = client.get(f"/status?seen={seen[1]}", headers=HX)
+    assert moved.status_code == 200 and 'aria-valuenow="80"' in moved.get_data(as_text=True)
+    assert client.get(f"/status?seen={seen[1]}").status_code == 200  # a plain GET: the page
+
+
 def test_banner_when_this_computer_does_not_sync(app: Flask, client: FlaskClient) -> None:
     from sync.settings import set_setting
 
