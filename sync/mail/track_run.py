@@ -379,10 +379,12 @@ class Tracker:
         self.links.remove(
             known[i].key for i in deleted if i in known and known[i].state in (SYNCED, TAGGING)
         )
-        done: dict[str, MailLink] = {}
+        done: dict[str, MailLink] = self._moved_untracked(folder, upserts, known, forced)
         candidates: list[_Candidate] = []
         to_tag: list[MailLink] = []
         for item in upserts:
+            if item.id in done:
+                continue
             link = known.get(item.id)
             category = TRACKED_CATEGORY in (item.fields.get("categories") or [])
             if link is not None and link.state == SYNCED:
@@ -413,6 +415,59 @@ class Tracker:
                 to_tag.append(link)
         done.update({link.mailbox_id or "": link for link in self._tag(to_tag)})
         return done
+
+    def _moved_untracked(
+        self,
+        folder: str,
+        upserts: Sequence[Upsert],
+        known: Mapping[str, MailLink],
+        forced: Mapping[str, RecordRef | None],
+    ) -> dict[str, MailLink]:
+        """Tracked messages the user moved *and* took the category off between two runs.
+
+        A move keeps a message's categories but may give it a new item id, so the run sees a
+        new item and, elsewhere, the tracked one gone. A new item without the category whose
+        Message-Id is tracked (category ours) under an item that no longer exists is that
+        message untracked by hand: its link follows it as untracked, and no rule tracks it
+        again. (A second copy, with the tracked item still there, is not this; nor a message
+        filed in a tracked folder.) One read of the old items, only for such messages.
+        """
+        if folder in self.settings.tracked_folders:
+            return {}  # filed in a tracked folder: that is tracking it by hand again
+        fresh = {
+            message_id_of(item.fields, item.id): item
+            for item in upserts
+            if item.id not in known
+            and item.id not in forced
+            and TRACKED_CATEGORY not in (item.fields.get("categories") or [])
+        }
+        if not fresh:
+            return {}
+        elsewhere = [
+            link
+            for links in self.links.tagged_by_message_id(fresh).values()
+            for link in links
+            if link.mailbox_id and link.mailbox_id not in {i.id for i in upserts}
+        ]
+        by_folder: dict[str, list[str]] = {}
+        for link in elsewhere:
+            by_folder.setdefault(link.folder, []).append(link.mailbox_id or "")
+        still_there = {
+            item_id
+            for old_folder, ids in by_folder.items()
+            for item_id in self.mailbox.read(f"messages:{old_folder}", ids)
+        }
+        moved: dict[str, MailLink] = {}
+        for link in elsewhere:
+            item = fresh[link.message_id]
+            if link.mailbox_id in still_there or item.id in moved:
+                continue
+            moved[item.id] = self.links.update(
+                link, mailbox_id=item.id, folder=folder, state=UNTRACKED, version=item.version
+            )
+            self._untracked_ids().add(link.message_id)
+            self.result.untracked += 1
+        return moved
 
     def _candidate(
         self,

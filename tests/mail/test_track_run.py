@@ -452,6 +452,31 @@ def test_filing_an_untracked_message_in_a_tracked_folder_tracks_it_again(world: 
     assert world.email_of("<f@x>").regarding == world.deal, "the folder's Regarding"
 
 
+def test_a_message_untracked_and_moved_between_two_runs_stays_untracked(world: World) -> None:
+    """Found by the email state machine: the category taken off and the message moved (a new
+    item id) before the next run. The run sees the tracked item gone and a new one without the
+    category: the user's untrack, which the rule must not undo."""
+    alice = world.alice
+    folder = alice.mailbox.add_folder("Projects")
+    alice.with_folder(folder, world.deal)
+    item = alice.receive(folder, message_id="<um@x>")
+    assert alice.run().tracked == 1
+    alice.mailbox.categorize(item, [])
+    moved = alice.mailbox.move(item, "inbox")  # out of the tracked folder, option "all"
+    result = alice.run()
+    assert (result.tracked, result.linked, result.untracked) == (0, 0, 1)
+    [link] = alice.links.all()
+    assert (link.mailbox_id, link.state) == (moved, UNTRACKED)
+    assert TRACKED_CATEGORY not in (alice.mailbox.find(moved) or ("", {}))[1]["categories"]
+    assert alice.run().tracked == 0 and len(world.emails()) == 1
+    # moved with its category: still tracked, the link follows
+    kept = alice.receive(message_id="<kept@x>")
+    alice.run()
+    follows = alice.mailbox.move(kept, folder)
+    alice.run()
+    assert follows in tracked_copies(alice) and len(world.emails()) == 2
+
+
 def test_untrack_by_the_user_removes_the_category_and_keeps_the_email(world: World) -> None:
     alice = world.alice
     item = alice.receive(message_id="<v@x>")
