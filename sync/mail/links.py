@@ -160,22 +160,6 @@ class MailLinks:
             query = self._query().where(Link.base["verify"].as_boolean().is_(True))
             return [_from_row(row) for row in session.scalars(query)]
 
-    def tagged_by_message_id(self, message_ids: Collection[str]) -> dict[str, list[MailLink]]:
-        """The synced links, category put on by us, of these Message-Ids (any item id)."""
-        found: dict[str, list[MailLink]] = {}
-        wanted = sorted(set(message_ids))
-        with self.database.session() as session:
-            for start in range(0, len(wanted), CHUNK):
-                query = self._query().where(
-                    Link.state == SYNCED,
-                    Link.base["message_id"].as_string().in_(wanted[start : start + CHUNK]),
-                )
-                for row in session.scalars(query):
-                    link = _from_row(row)
-                    if link.tagged is True:
-                        found.setdefault(link.message_id, []).append(link)
-        return found
-
     def untracked_message_ids(self) -> set[str]:
         return {link.message_id for link in self.in_states([UNTRACKED]) if link.message_id}
 

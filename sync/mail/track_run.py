@@ -379,12 +379,10 @@ class Tracker:
         self.links.remove(
             known[i].key for i in deleted if i in known and known[i].state in (SYNCED, TAGGING)
         )
-        done: dict[str, MailLink] = self._moved_untracked(folder, upserts, known, forced)
+        done: dict[str, MailLink] = {}
         candidates: list[_Candidate] = []
         to_tag: list[MailLink] = []
         for item in upserts:
-            if item.id in done:
-                continue
             link = known.get(item.id)
             category = TRACKED_CATEGORY in (item.fields.get("categories") or [])
             if link is not None and link.state == SYNCED:
@@ -416,41 +414,28 @@ class Tracker:
         done.update({link.mailbox_id or "": link for link in self._tag(to_tag)})
         return done
 
-    def _moved_untracked(
-        self,
-        folder: str,
-        upserts: Sequence[Upsert],
-        known: Mapping[str, MailLink],
-        forced: Mapping[str, RecordRef | None],
-    ) -> dict[str, MailLink]:
+    def _moved_untracked(self, folder: str, by_rule: list[_Candidate]) -> dict[str, MailLink]:
         """Tracked messages the user moved *and* took the category off between two runs.
 
         A move keeps a message's categories but may give it a new item id, so the run sees a
-        new item and, elsewhere, the tracked one gone. A new item without the category whose
-        Message-Id is tracked (category ours) under an item that no longer exists is that
+        new item and, elsewhere, the tracked one gone. A message only the rule would track,
+        whose CRM email is linked (category ours) to an item that no longer exists, is that
         message untracked by hand: its link follows it as untracked, and no rule tracks it
-        again. (A second copy, with the tracked item still there, is not this; nor a message
-        filed in a tracked folder.) One read of the old items, only for such messages.
+        again. (A second copy, with the tracked item still there, is not this; a message
+        filed in a tracked folder is not decided by the rule.) Only messages already in the
+        CRM are asked about: one link query each, and one read of their old items.
         """
-        if folder in self.settings.tracked_folders:
-            return {}  # filed in a tracked folder: that is tracking it by hand again
-        fresh = {
-            message_id_of(item.fields, item.id): item
-            for item in upserts
-            if item.id not in known
-            and item.id not in forced
-            and TRACKED_CATEGORY not in (item.fields.get("categories") or [])
+        linked = {
+            c.item.id: [
+                link
+                for link in self.links.by_email(c.existing.id)
+                if link.state == SYNCED and link.tagged is True and link.mailbox_id != c.item.id
+            ]
+            for c in by_rule
+            if c.existing is not None
         }
-        if not fresh:
-            return {}
-        elsewhere = [
-            link
-            for links in self.links.tagged_by_message_id(fresh).values()
-            for link in links
-            if link.mailbox_id and link.mailbox_id not in {i.id for i in upserts}
-        ]
         by_folder: dict[str, list[str]] = {}
-        for link in elsewhere:
+        for link in (link for links in linked.values() for link in links):
             by_folder.setdefault(link.folder, []).append(link.mailbox_id or "")
         still_there = {
             item_id
@@ -458,14 +443,17 @@ class Tracker:
             for item_id in self.mailbox.read(f"messages:{old_folder}", ids)
         }
         moved: dict[str, MailLink] = {}
-        for link in elsewhere:
-            item = fresh[link.message_id]
-            if link.mailbox_id in still_there or item.id in moved:
+        for candidate in by_rule:
+            gone = [
+                lk for lk in linked.get(candidate.item.id, []) if lk.mailbox_id not in still_there
+            ]
+            if not gone or gone[0].key in {lk.key for lk in moved.values()}:
                 continue
+            item = candidate.item
             moved[item.id] = self.links.update(
-                link, mailbox_id=item.id, folder=folder, state=UNTRACKED, version=item.version
+                gone[0], mailbox_id=item.id, folder=folder, state=UNTRACKED, version=item.version
             )
-            self._untracked_ids().add(link.message_id)
+            self._untracked_ids().add(candidate.message_id)
             self.result.untracked += 1
         return moved
 
@@ -520,6 +508,10 @@ class Tracker:
             c for c in candidates
             if c.pending is None and not (c.facts.user or c.facts.category or c.facts.folder)
         ]  # fmt: skip
+        moved = self._moved_untracked(folder, by_rule)
+        if moved:
+            candidates = [c for c in candidates if c.item.id not in moved]
+            by_rule = [c for c in by_rule if c.item.id not in moved]
         if rule_tables and by_rule:
             wanted = sorted({a for c in by_rule for a in counterparts(c.item.fields, c.outgoing)})
             if wanted:
@@ -551,7 +543,7 @@ class Tracker:
             if new
             else {}
         )
-        made: dict[str, MailLink] = {}
+        made: dict[str, MailLink] = dict(moved)
         group: list[_Candidate] = []
         for candidate in chosen:
             if any(c.message_id == candidate.message_id for c in group):

@@ -23,16 +23,10 @@ from sync.sides import NotFound, SideError
 from sync.store.lock import hold, lock_directory
 from sync.store.models import ConflictRecord, OfflineRow, OfflineTable
 
-PREFIX = OFFLINE_PREFIX  # an offline conflict's kind: "offline:<entity set>"
-
-
-def is_offline_conflict(record: ConflictRecord) -> bool:
-    return record.kind.startswith(PREFIX)
-
 
 def reverse_offline(service: OfflineService, record: ConflictRecord) -> None:
     database = service.database
-    entity_set = record.kind.removeprefix(PREFIX)
+    entity_set = record.kind.removeprefix(OFFLINE_PREFIX)
     if get_mode(database) == "offline":
         raise ReverseError("Go online first: this choice is written to the CRM.")
     with hold(lock_directory(database.url), JOB, service.wait, "reversing an offline conflict"):
